@@ -1,0 +1,257 @@
+"""The ``vladv`` command line (Typer + rich).
+
+User errors (unknown plugins, bad options, bad data files) print one red line and exit 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vladv import __version__
+from vladv.errors import VladvError
+from vladv.options import describe_options, parse_assignments
+
+app = typer.Typer(
+    name="vladv",
+    help="Attack and defend vision-language models: one command, one result schema.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(func: F) -> F:
+    """Turn :class:`VladvError` into a one-line message and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except VladvError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]: finished runs are saved; rerun the same "
+                              "command to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"vladv {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Show the version and exit.")] = False):
+    """vladv: attack and defend vision-language models."""
+
+
+def _load_plugin_files(paths: list[Path] | None) -> None:
+    from vladv.plugins import get_registry
+
+    for path in paths or []:
+        get_registry().register_file(path)
+
+
+OptList = Annotated[list[str] | None, typer.Option(metavar="KEY=VALUE")]
+
+
+@app.command(epilog="""
+[bold]Examples[/]
+
+  vladv run                                    [dim]# clean retrieval, embedded default[/]
+
+  vladv run --backbone clip --defense mat --attack sga
+
+  vladv run --attack pgd --attack sga --attack-opt eps=4/255 --attack-opt sga.steps=20
+
+  vladv run --dataset karpathy --dataset-opt path=flickr30k_test.json --dataset-opt image_root=imgs
+""")
+@user_errors
+def run(
+    backbone: Annotated[str, typer.Option(help="Backbone plugin (see `vladv plugins`).")] = "clip",
+    dataset: Annotated[str, typer.Option(help="Dataset plugin.")] = "synthetic-aerial",
+    defense: Annotated[str, typer.Option(help="Defense plugin, or none.")] = "none",
+    attack: Annotated[list[str] | None, typer.Option(
+        help="Attack plugin (repeatable); none = clean evaluation only.")] = None,
+    augment: Annotated[list[str] | None, typer.Option(
+        help="Augmenter plugin for the defense's training pairs (repeatable).")] = None,
+    backbone_opt: OptList = None,
+    dataset_opt: OptList = None,
+    attack_opt: Annotated[list[str] | None, typer.Option(
+        metavar="[NAME.]KEY=VALUE", help="Attack option; NAME. targets one attack.")] = None,
+    defense_opt: OptList = None,
+    augment_opt: Annotated[list[str] | None, typer.Option(metavar="[NAME.]KEY=VALUE")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    device: Annotated[str | None, typer.Option(
+        help="cpu, cuda or cuda:N (default: cuda if available).")] = None,
+    precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16.")] = "fp32",
+    batch_size: Annotated[int, typer.Option(help="Images per batch (with all captions).")] = 32,
+    num_workers: Annotated[int, typer.Option(help="DataLoader workers for image I/O.")] = 0,
+    output: Annotated[Path, typer.Option(help="Directory for the JSON result records.")] = Path(
+        "runs"),
+    force: Annotated[bool, typer.Option(help="Recompute runs whose record exists.")] = False,
+    plugin: Annotated[list[Path] | None, typer.Option(
+        help="Load a one-off plugin from a .py file (repeatable).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the records as JSON.")] = False,
+) -> None:
+    """Evaluate retrieval of a (defended) backbone, clean and under each attack."""
+    from vladv.experiment import run as run_experiment
+    from vladv.results import summary_table
+
+    _load_plugin_files(plugin)
+    records = run_experiment(
+        backbone=backbone, dataset=dataset, defense=defense, attack=attack or ["none"],
+        augment=augment or [], seed=seed, device=device, precision=precision,
+        batch_size=batch_size, output=output, num_workers=num_workers, progress=not quiet,
+        force=force, console=err_console,
+        backbone_options=parse_assignments(backbone_opt, "--backbone-opt"),
+        dataset_options=parse_assignments(dataset_opt, "--dataset-opt"),
+        attack_options=parse_assignments(attack_opt, "--attack-opt"),
+        defense_options=parse_assignments(defense_opt, "--defense-opt"),
+        augment_options=parse_assignments(augment_opt, "--augment-opt"),
+    )
+    if json_out:
+        console.print_json(json.dumps(records))
+        return
+    console.print(summary_table(records))
+    console.print(f"[dim]{len(records)} record(s) in {output}/[/]")
+
+
+@app.command(epilog="""
+[bold]Examples[/]
+
+  vladv pretrain             [dim]# build every embedded model (tiny CLIP, ...)[/]
+
+  vladv pretrain clip --force
+""")
+@user_errors
+def pretrain(
+    names: Annotated[list[str] | None, typer.Argument(
+        help="Plugins whose artifacts to build (default: all that have any).")] = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even when cached.")] = False,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Build the embedded default models (cached under VLADV_HOME)."""
+    from vladv.experiment import make_context
+    from vladv.options import resolve_options
+    from vladv.plugins import get_registry
+
+    registry = get_registry()
+    ctx = make_context(device, seed=seed, console=err_console)
+    todo = [(kind, name, e.spec) for kind in ("dataset", "backbone", "attack", "augmenter",
+                                               "defense")
+            for name, e in registry.specs(kind).items() if e.spec.prepare is not None]
+    if names:
+        known = {n for _, n, _ in todo}
+        for n in names:
+            if n not in known:
+                from vladv.errors import UnknownPluginError
+
+                raise UnknownPluginError("plugin with artifacts", n, known)
+        todo = [t for t in todo if t[1] in names]
+    for kind, name, spec in todo:
+        err_console.print(f"[bold]{kind} {name}[/]: preparing")
+        options = resolve_options(f"{kind} '{name}'", spec.options, {})
+        spec.prepare(options, ctx, force=force)  # type: ignore[misc]
+    console.print(f"[green]ready[/]: {', '.join(f'{k} {n}' for k, n, _ in todo) or 'nothing to do'}")
+
+
+@app.command(epilog="""
+[bold]Examples[/]
+
+  vladv plugins
+
+  vladv plugins --json
+
+  vladv plugins --options pgd
+""")
+@user_errors
+def plugins(
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    options: Annotated[str | None, typer.Option(
+        help="Show the options of the plugin with this name.")] = None,
+    plugin: Annotated[list[Path] | None, typer.Option(help="Also load a .py plugin file.")] = None,
+) -> None:
+    """List installed plugins: what each provides, its distribution and version; broken ones too."""
+    from vladv.plugins import get_registry
+
+    _load_plugin_files(plugin)
+    registry = get_registry()
+    rows = []
+    for kind in ("backbone", "dataset", "attack", "defense", "augmenter"):
+        for name, entry in sorted(registry.specs(kind).items()):
+            rows.append({"kind": kind, "name": name, "plugin": entry.plugin.name,
+                         "distribution": entry.plugin.distribution, "version": entry.plugin.version,
+                         "summary": entry.spec.summary,
+                         "modality": getattr(entry.spec, "modality", None),
+                         "options": describe_options(entry.spec.options)})
+    broken = [{"plugin": p.name, "module": p.module, "distribution": p.distribution,
+               "version": p.version, "error": p.error} for p in registry.broken()]
+    conflicts = [{"kind": k, "name": n, "plugins": [p.name for p in ps]}
+                 for (k, n), ps in registry.conflicts.items()]
+    if options is not None:
+        match = [r for r in rows if r["name"] == options]
+        if not match:
+            from vladv.errors import UnknownPluginError
+
+            raise UnknownPluginError("plugin", options, {r["name"] for r in rows})
+        rows = match
+    if json_out:
+        console.print_json(json.dumps({"plugins": rows, "broken": broken, "conflicts": conflicts}))
+        return
+    if options is not None:
+        for row in rows:
+            table = Table(title=f"{row['kind']} {row['name']}: {row['summary']}")
+            for col in ("option", "type", "default", "help"):
+                table.add_column(col)
+            for opt in row["options"]:
+                table.add_row(opt["name"], opt["type"], repr(opt["default"]), opt["help"])
+            console.print(table)
+        return
+    table = Table(title="vladv plugins")
+    for col, style in (("kind", "cyan"), ("name", "bold"), ("distribution", None),
+                       ("version", "dim"), ("summary", None)):
+        table.add_column(col, style=style)
+    for r in rows:
+        table.add_row(r["kind"], r["name"], r["distribution"] or "in-process", r["version"] or "",
+                      r["summary"])
+    console.print(table)
+    for b in broken:
+        console.print(f"[bold red]broken[/] {b['plugin']} ({b['distribution'] or '?'}): {b['error']}",
+                      highlight=False)
+    for c in conflicts:
+        console.print(f"[bold yellow]conflict[/] {c['kind']} '{c['name']}' is provided by "
+                      f"{' and '.join(c['plugins'])}", highlight=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except VladvError as exc:  # errors raised outside a command body
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

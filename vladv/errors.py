@@ -1,0 +1,40 @@
+"""Exceptions that vladv reports as one-line user errors (exit code 2), never as tracebacks."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class VladvError(Exception):
+    """Base class of every error caused by user input: the CLI prints the message and exits 2."""
+
+    exit_code = 2
+
+
+class OptionError(VladvError):
+    """A plugin option is unknown or has a bad value."""
+
+
+class UnknownPluginError(VladvError):
+    """A plugin name that no installed plugin provides."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]):
+        known = sorted(known)
+        self.kind, self.name, self.known = kind, name, known
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        listing = ", ".join(known) if known else "none installed"
+        super().__init__(f"unknown {kind} '{name}'{hint} (available: {listing})")
+
+
+class PluginError(VladvError):
+    """A plugin is broken or conflicts with another one."""
+
+
+class DatasetError(VladvError):
+    """A dataset file or image is missing or malformed."""
+
+
+class CheckpointError(VladvError):
+    """A checkpoint is missing, corrupt or not in a trusted format."""

@@ -1,0 +1,97 @@
+"""Retrieval metrics: TR/IR R@1/5/10, RSUM, and both ASR conventions.
+
+Ranks follow ALGORITHMS.md §7.5: TR rank of image i = best position of any of its captions in
+row i sorted by similarity (descending); IR rank of caption t = position of its image in column t.
+Ties are broken deterministically: among equal scores, the lower gallery index ranks first.
+Similarities are computed in chunks, so large galleries never need the full matrix in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+KS = (1, 5, 10)
+METRIC_KEYS = ("tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5", "ir_r10", "rsum")
+
+
+def _ranks_of_targets(queries: torch.Tensor, gallery: torch.Tensor, targets: torch.Tensor,
+                      chunk: int) -> torch.Tensor:
+    """Best rank (0 = first) over the gallery items ``targets[q]`` (-1 = padding) of each query q.
+
+    Rank of item t in row s: #(s > s_t) + #(s == s_t and j < t), i.e. a stable descending sort.
+    """
+    ranks = torch.empty(queries.shape[0], dtype=torch.long)
+    idx = torch.arange(gallery.shape[0], device=gallery.device)
+    for start in range(0, queries.shape[0], chunk):
+        q = queries[start:start + chunk]
+        t = targets[start:start + chunk].to(gallery.device)  # (c, m)
+        scores = q @ gallery.T  # (c, N)
+        s_t = scores.gather(1, t.clamp(min=0))  # (c, m)
+        better = (scores[:, None, :] > s_t[:, :, None]) | (
+            (scores[:, None, :] == s_t[:, :, None]) & (idx[None, None, :] < t[:, :, None]))
+        r = better.sum(-1).masked_fill(t < 0, torch.iinfo(torch.long).max)
+        ranks[start:start + chunk] = r.min(1).values.cpu()
+    return ranks
+
+
+def retrieval_ranks(image_emb: torch.Tensor, text_emb: torch.Tensor,
+                    img2txt: Sequence[Sequence[int]], txt2img: Sequence[int],
+                    chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-query ranks ``(tr_rank (N_img,), ir_rank (N_txt,))`` from L2-normalized embeddings."""
+    image_emb = image_emb.float()
+    text_emb = text_emb.to(image_emb.device).float()
+    max_caps = max(len(c) for c in img2txt)
+    gt = torch.full((len(img2txt), max_caps), -1, dtype=torch.long)
+    for i, caps in enumerate(img2txt):
+        gt[i, :len(caps)] = torch.as_tensor(list(caps), dtype=torch.long)
+    tr = _ranks_of_targets(image_emb, text_emb, gt, chunk)
+    ir = _ranks_of_targets(text_emb, image_emb,
+                           torch.as_tensor(list(txt2img), dtype=torch.long)[:, None], chunk)
+    return tr, ir
+
+
+def metrics_from_ranks(tr_rank: torch.Tensor, ir_rank: torch.Tensor) -> dict[str, float]:
+    """R@1/5/10 for TR and IR in percent, and RSUM (their sum)."""
+    out: dict[str, float] = {}
+    for prefix, ranks in (("tr", tr_rank), ("ir", ir_rank)):
+        for k in KS:
+            out[f"{prefix}_r{k}"] = round(100.0 * int((ranks < k).sum()) / max(len(ranks), 1), 6)
+    out["rsum"] = round(sum(out[f"{m}_r{k}"] for m in ("tr", "ir") for k in KS), 6)
+    return out
+
+
+def retrieval_metrics(image_emb: torch.Tensor, text_emb: torch.Tensor,
+                      img2txt: Sequence[Sequence[int]], txt2img: Sequence[int]) -> dict[str, float]:
+    """TR/IR R@1/5/10 and RSUM from embeddings."""
+    return metrics_from_ranks(*retrieval_ranks(image_emb, text_emb, img2txt, txt2img))
+
+
+def asr_conditional(clean_rank: torch.Tensor, adv_rank: torch.Tensor, k: int = 1) -> float | None:
+    """SGA's ASR@k: % of queries correct at rank < k before the attack that fail after it.
+
+    ``None`` when no query was correct before the attack (the ratio is undefined).
+    """
+    clean_ok = clean_rank < k
+    n = int(clean_ok.sum())
+    if n == 0:
+        return None
+    return 100.0 * float((clean_ok & (adv_rank >= k)).sum()) / n
+
+
+def asr_delta(clean: dict[str, float], adversarial: dict[str, float], key: str) -> float:
+    """Co-Attack's ASR: clean R@k − adversarial R@k (percentage points)."""
+    return clean[key] - adversarial[key]
+
+
+def asr_block(clean_ranks: tuple[torch.Tensor, torch.Tensor],
+              adv_ranks: tuple[torch.Tensor, torch.Tensor],
+              clean: dict[str, float], adversarial: dict[str, float]) -> dict[str, float | None]:
+    """Both ASR conventions at R@1 for TR and IR, named explicitly."""
+    return {
+        "tr_r1_conditional": asr_conditional(clean_ranks[0], adv_ranks[0], 1),
+        "ir_r1_conditional": asr_conditional(clean_ranks[1], adv_ranks[1], 1),
+        "tr_r1_delta": asr_delta(clean, adversarial, "tr_r1"),
+        "ir_r1_delta": asr_delta(clean, adversarial, "ir_r1"),
+    }

@@ -1,0 +1,157 @@
+"""Result records: schema, atomic writing, loading, and the rich summary table.
+
+One JSON record per (backbone, defense, augmenters, attack, dataset, seed). Reports are pure
+functions of records. Schema changes are listed in ``SCHEMA_CHANGES`` and ``docs/results-schema.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from vladv.cache import atomic_write_json, config_hash
+from vladv.errors import VladvError
+
+SCHEMA_VERSION = 1
+SCHEMA_CHANGES = {1: "first version: config, versions, data, model, metrics (clean, adversarial, "
+                    "asr, budget), timings"}
+
+
+def package_versions() -> dict[str, str | None]:
+    """Versions of Python and the packages that change numbers."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for dist in ("vladv", "torch", "open_clip_torch", "transformers", "kornia", "tokenizers"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    out["vladv_commit"] = _git_commit()
+    return out
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent.parent
+    if not (here / ".git").exists():
+        return None
+    try:
+        res = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
+                             capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return res.stdout.strip() or None
+
+
+def run_id(identity: dict[str, Any]) -> str:
+    """The id of a cell: a hash of its resolved configuration (runtime settings excluded)."""
+    return config_hash(identity, length=16)
+
+
+def build_record(*, identity: dict[str, Any], runtime: dict[str, Any],
+                 plugin_versions: dict[str, Any], data: dict[str, Any], model: dict[str, Any],
+                 metrics: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id(identity),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": {**identity, "runtime": runtime},
+        "versions": {**package_versions(), "plugins": plugin_versions},
+        "data": data,
+        "model": model,
+        "metrics": metrics,
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+    }
+
+
+def record_path(output: Path, rid: str) -> Path:
+    return Path(output) / f"{rid}.json"
+
+
+def write_record(output: Path, record: dict[str, Any]) -> Path:
+    """Write a record atomically as ``<output>/<run_id>.json``."""
+    return atomic_write_json(record_path(output, record["run_id"]), record)
+
+
+def load_record(path: Path) -> dict[str, Any]:
+    try:
+        rec = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise VladvError(f"cannot read result record {path}: {exc}") from None
+    if not isinstance(rec, dict) or "run_id" not in rec or "metrics" not in rec:
+        raise VladvError(f"{path} is not a vladv result record")
+    return rec
+
+
+def load_records(output: Path) -> list[dict[str, Any]]:
+    """Every record in a directory, sorted by creation time."""
+    output = Path(output)
+    if not output.is_dir():
+        raise VladvError(f"no result directory at {output}")
+    recs = [load_record(p) for p in sorted(output.glob("*.json"))]
+    return sorted(recs, key=lambda r: (r.get("created", ""), r["run_id"]))
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def _pair(block: dict[str, Any] | None, a: str, b: str) -> str:
+    return "–" if not block else f"{_fmt(block.get(a))}/{_fmt(block.get(b))}"
+
+
+def _common(records: list[dict[str, Any]], key: str) -> str | None:
+    values = {str(r["config"][key]["name"] if isinstance(r["config"][key], dict)
+                  else r["config"][key]) for r in records}
+    return values.pop() if len(values) == 1 else None
+
+
+def defense_label(config: dict[str, Any]) -> str:
+    """``mat+eda+caption`` style label of a record's defense and augmenters."""
+    label = config["defense"]["name"]
+    if config.get("augmenters"):
+        label += "+" + "+".join(a["name"] for a in config["augmenters"])
+    return label
+
+
+def summary_table(records: Iterable[dict[str, Any]], title: str = "vladv results") -> Table:
+    """One row per record: clean R@K, or clean vs adversarial R@1 with both ASRs and budgets."""
+    records = list(records)
+    shared = {k: _common(records, k) for k in ("backbone", "dataset", "seed")} if records else {}
+    caption = "  ".join(f"{k}: {v}" for k, v in shared.items() if v is not None)
+    table = Table(title=title, caption=caption or None, title_style="bold")
+    id_cols = [k for k in ("backbone", "dataset", "seed") if shared.get(k) is None]
+    for col in id_cols:
+        table.add_column(col, style="cyan")
+    table.add_column("defense", style="magenta")
+    attacked = any("adversarial" in r["metrics"] for r in records)
+    if attacked:
+        table.add_column("attack", style="red")
+        for col in ("clean TR/IR@1", "adv TR/IR@1", "ASR SGA", "ASR Δ", "ε·255", "words"):
+            table.add_column(col, justify="right")
+    else:
+        for col in ("TR@1", "TR@5", "TR@10", "IR@1", "IR@5", "IR@10", "RSUM"):
+            table.add_column(col, justify="right")
+    for rec in records:
+        cfg, m = rec["config"], rec["metrics"]
+        ids = [str(cfg[k]["name"] if isinstance(cfg[k], dict) else cfg[k]) for k in id_cols]
+        clean = m["clean"]
+        if attacked:
+            budget = m.get("budget") or {}
+            row = [cfg["attack"]["name"], _pair(clean, "tr_r1", "ir_r1"),
+                   _pair(m.get("adversarial"), "tr_r1", "ir_r1"),
+                   _pair(m.get("asr"), "tr_r1_conditional", "ir_r1_conditional"),
+                   _pair(m.get("asr"), "tr_r1_delta", "ir_r1_delta"),
+                   f"{budget['max_linf'] * 255:.2f}" if "max_linf" in budget else "–",
+                   str(budget.get("max_words_changed", "–"))]
+        else:
+            row = [_fmt(clean[k]) for k in ("tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5",
+                                            "ir_r10", "rsum")]
+        table.add_row(*ids, defense_label(cfg), *row)
+    return table

@@ -1,0 +1,168 @@
+"""Helpers for testing vladv and vladv plugins without weights, data or a GPU.
+
+- :class:`TinyBackbone`: a deterministic few-thousand-parameter dual encoder.
+- :func:`tiny_dataset`: random images with captions built from a small vocabulary.
+- :func:`registered_plugin`: register an inline plugin for the duration of a ``with`` block.
+- :data:`tiny_plugin`: a plugin object providing backbone ``tiny`` and dataset ``tiny``.
+
+Example (in a plugin's own test suite)::
+
+    from vladv.testing import registered_plugin, tiny_plugin
+    import vladv.experiment as ex
+
+    def test_my_attack():
+        with registered_plugin(tiny_plugin), registered_plugin(my_plugin_module):
+            [rec] = ex.run(backbone="tiny", dataset="tiny", attack="my-attack", progress=False)
+            assert rec["metrics"]["adversarial"]["tr_r1"] <= rec["metrics"]["clean"]["tr_r1"]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from vladv.backbone import Backbone
+from vladv.data import TensorImageDataset
+from vladv.hookspecs import hookimpl
+from vladv.options import option
+from vladv.plugins import PluginRegistry, get_registry
+from vladv.types import BackboneSpec, Context, DatasetSpec
+
+COLORS = ("red", "green", "blue", "white", "black", "yellow")
+THINGS = ("house", "tree", "road", "lake", "field", "ship", "plane", "car")
+PLACES = ("near", "beside", "above", "below", "around")
+
+
+class _TinyText(nn.Module):
+    def __init__(self, vocab: int, width: int, dim: int):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width, padding_idx=0)
+        self.proj = nn.Linear(width, dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        mask = (tokens > 0).float().unsqueeze(-1)
+        pooled = (self.embed(tokens) * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return self.proj(pooled)
+
+
+class TinyBackbone(Backbone):
+    """A tiny deterministic CLIP-like model: conv image tower, bag-of-words text tower."""
+
+    name = "tiny"
+
+    def __init__(self, image_size: int = 16, embed_dim: int = 16, vocab: int = 512,
+                 context_length: int = 16, seed: int = 0):
+        super().__init__(image_size, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+                         interpolation="bilinear")
+        self.vocab, self.context_length, self.seed = vocab, context_length, seed
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.visual = nn.Sequential(
+                nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.GELU(),
+                nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.GELU(),
+                nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(64, embed_dim))
+            self.text = _TinyText(vocab, 32, embed_dim)
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.visual(pixels)
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        out = torch.zeros(len(texts), self.context_length, dtype=torch.long)
+        for i, text in enumerate(texts):
+            ids = [1 + zlib.crc32(w.encode()) % (self.vocab - 1) for w in text.lower().split()]
+            ids = ids[: self.context_length]
+            out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return out
+
+    def text_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.text(tokens)
+
+    @property
+    def image_tower(self) -> nn.Module:
+        return self.visual
+
+    @property
+    def text_tower(self) -> nn.Module:
+        return self.text
+
+    @property
+    def logit_scale_param(self) -> nn.Parameter:
+        return self.log_scale
+
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.name, "seed": self.seed}
+
+
+def tiny_dataset(n_images: int = 8, captions_per_image: int = 5, image_size: int = 16,
+                 seed: int = 0, split: str = "test") -> TensorImageDataset:
+    """Random images whose captions name their dominant color and a few things (deterministic)."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(n_images, 3, image_size, image_size, generator=g)
+    captions = []
+    for i in range(n_images):
+        color = COLORS[int(images[i].mean((1, 2)).argmax()) * 2 % len(COLORS)]
+        caps = []
+        for _ in range(captions_per_image):
+            a, b = torch.randint(len(THINGS), (2,), generator=g).tolist()
+            p = int(torch.randint(len(PLACES), (1,), generator=g))
+            caps.append(f"a {color} {THINGS[a]} {PLACES[p]} a {THINGS[b]} number {i}")
+        captions.append(caps)
+    return TensorImageDataset(images, captions, name="tiny", split=split)
+
+
+@dataclass(frozen=True)
+class TinyBackboneOptions:
+    image_size: int = option(16, "input resolution", min=4)
+    embed_dim: int = option(16, "embedding size", min=2)
+    seed: int = option(0, "initialization seed")
+
+
+@dataclass(frozen=True)
+class TinyDatasetOptions:
+    n_images: int = option(8, "images per split", min=1)
+    captions_per_image: int = option(5, "captions per image", min=1)
+    image_size: int = option(16, "image size in pixels", min=4)
+    seed: int = option(0, "generation seed")
+
+
+class TinyPlugin:
+    """Provides backbone ``tiny`` and dataset ``tiny`` (register it with :func:`registered_plugin`)."""
+
+    @hookimpl
+    def vladv_backbones(self):
+        yield BackboneSpec(
+            name="tiny", summary="Tiny deterministic dual encoder for tests",
+            options=TinyBackboneOptions,
+            factory=lambda o, ctx: TinyBackbone(o.image_size, o.embed_dim, seed=o.seed))
+
+    @hookimpl
+    def vladv_datasets(self):
+        def load(o: TinyDatasetOptions, ctx: Context, split: str) -> TensorImageDataset:
+            salt = 0 if split == "test" else 10_000
+            return tiny_dataset(o.n_images, o.captions_per_image, o.image_size, o.seed + salt, split)
+
+        yield DatasetSpec(name="tiny", summary="Tiny random image-caption data for tests",
+                          options=TinyDatasetOptions, factory=load)
+
+
+tiny_plugin = TinyPlugin()
+
+
+@contextlib.contextmanager
+def registered_plugin(plugin: Any, name: str | None = None,
+                      registry: PluginRegistry | None = None) -> Iterator[PluginRegistry]:
+    """Register ``plugin`` (module, class instance or object with hookimpls) inside a block."""
+    registry = registry or get_registry()
+    name = registry.register(plugin, name=name or f"inline-{type(plugin).__name__}-{id(plugin)}")
+    try:
+        yield registry
+    finally:
+        registry.unregister(name)
