@@ -69,20 +69,7 @@ def preprocess_image(image: Image.Image, image_size: int) -> torch.Tensor:
 
 
 class ImageReadError(DatasetError):
-    """An image file that cannot be decoded.
-
-    Raised inside DataLoader workers too: torch re-raises it in the main process as
-    ``ImageReadError("Caught ... Original Traceback ...")``; the constructor keeps only the
-    original one-line message so the CLI still prints one line.
-    """
-
-    def __init__(self, message: str):
-        if "Original Traceback" in message:
-            lines = [line for line in message.splitlines() if line.strip()]
-            prefix = f"{type(self).__module__}.{type(self).__qualname__}: "
-            if lines and lines[-1].startswith(prefix):
-                message = lines[-1][len(prefix):]
-        super().__init__(message)
+    """An image file that cannot be decoded (one line even when raised in a DataLoader worker)."""
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,8 @@ def _load_plugin_files(paths: list[Path] | None) -> None:
         get_registry().register_file(path)
 
 
-OptList = Annotated[list[str] | None, typer.Option(metavar="KEY=VALUE")]
+def _opt(kind: str) -> Any:
+    return typer.Option(metavar="KEY=VALUE", help=f"Option of the {kind} plugin (repeatable).")
 
 
 @app.command(epilog="""
@@ -93,12 +94,13 @@ def run(
         help="Attack plugin (repeatable); none = clean evaluation only.")] = None,
     augment: Annotated[list[str] | None, typer.Option(
         help="Augmenter plugin for the defense's training pairs (repeatable).")] = None,
-    backbone_opt: OptList = None,
-    dataset_opt: OptList = None,
+    backbone_opt: Annotated[list[str] | None, _opt("backbone")] = None,
+    dataset_opt: Annotated[list[str] | None, _opt("dataset")] = None,
     attack_opt: Annotated[list[str] | None, typer.Option(
         metavar="[NAME.]KEY=VALUE", help="Attack option; NAME. targets one attack.")] = None,
-    defense_opt: OptList = None,
-    augment_opt: Annotated[list[str] | None, typer.Option(metavar="[NAME.]KEY=VALUE")] = None,
+    defense_opt: Annotated[list[str] | None, _opt("defense")] = None,
+    augment_opt: Annotated[list[str] | None, typer.Option(
+        metavar="[NAME.]KEY=VALUE", help="Augmenter option; NAME. targets one augmenter.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     device: Annotated[str | None, typer.Option(
         help="cpu, cuda or cuda:N (default: cuda if available).")] = None,

@@ -7,9 +7,22 @@ from collections.abc import Iterable
 
 
 class VladvError(Exception):
-    """Base class of every error caused by user input: the CLI prints the message and exits 2."""
+    """Base class of every error caused by user input: the CLI prints the message and exits 2.
+
+    Raised inside a DataLoader worker, torch re-raises it in the main process as
+    ``type(exc)("Caught ... Original Traceback ...")``; the constructor keeps only the original
+    one-line message, so users still see one line.
+    """
 
     exit_code = 2
+
+    def __init__(self, *args: object):
+        if len(args) == 1 and isinstance(args[0], str) and "Original Traceback" in args[0]:
+            lines = [line for line in args[0].splitlines() if line.strip()]
+            prefix = f"{type(self).__module__}.{type(self).__qualname__}: "
+            if lines and lines[-1].startswith(prefix):
+                args = (lines[-1][len(prefix):],)
+        super().__init__(*args)
 
 
 class OptionError(VladvError):

@@ -1,0 +1,40 @@
+"""Regenerate docs/cli.md from the Typer app: ``python docs/gen_cli.py > docs/cli.md``.
+
+tests/test_docs.py fails when docs/cli.md differs from this output.
+"""
+
+from __future__ import annotations
+
+import click
+import typer.main
+
+from vladv.cli import app
+
+
+def _default(param: click.Parameter) -> str:
+    if param.default is None or param.default == () or param.default == []:
+        return ""
+    if isinstance(param.default, bool):
+        return "" if not param.default else "on"
+    return f"`{param.default}`"
+
+
+def render() -> str:
+    root = typer.main.get_command(app)
+    out = ["# CLI reference", "",
+           "Generated from the Typer app by `python docs/gen_cli.py > docs/cli.md`; a test keeps",
+           "it in sync. Every command also has `--help` with examples.", "",
+           f"`vladv [--version] COMMAND`: {root.help}", ""]
+    for name, cmd in root.commands.items():
+        out += [f"## `vladv {name}`", "", (cmd.help or "").strip(), ""]
+        out += ["| option | default | meaning |", "| --- | --- | --- |"]
+        for p in cmd.params:
+            label = ", ".join(f"`{o}`" for o in p.opts) if p.param_type_name == "option" else \
+                f"`{p.name.upper()}...`"
+            out.append(f"| {label} | {_default(p)} | {getattr(p, 'help', '') or ''} |")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(render(), end="")

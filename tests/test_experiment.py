@@ -1,0 +1,116 @@
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+import vladv
+import vladv.evaluation as evaluation
+from vladv.errors import OptionError
+from vladv.experiment import run
+from vladv.testing import registered_plugin
+
+
+@dataclass(frozen=True)
+class NoiseOptions:
+    eps: float = vladv.option(8 / 255, "L-inf radius", min=0, max=1)
+
+
+class SignNoise(vladv.Attack):
+    """Random ±eps noise: uses the generator, so it tests seeding end to end."""
+
+    modality = "image"
+
+    @property
+    def threat_model(self):
+        return vladv.ThreatModel("image", "linf", self.options.eps)
+
+    def perturb(self, backbone, batch, generator):
+        noise = torch.randint(0, 2, batch.images.shape, generator=generator).float() * 2 - 1
+        adv = (batch.images + self.options.eps * noise.to(batch.images.device)).clamp(0, 1)
+        return vladv.AttackOutput(adv, list(batch.texts))
+
+
+class DropFirstWord(vladv.Attack):
+    modality = "text"
+
+    @property
+    def threat_model(self):
+        return vladv.ThreatModel("text", max_words=1)
+
+    def perturb(self, backbone, batch, generator):
+        return vladv.AttackOutput(batch.images, [" ".join(t.split()[1:]) for t in batch.texts])
+
+
+class AttackPlugin:
+    @vladv.hookimpl
+    def vladv_attacks(self):
+        yield vladv.AttackSpec(name="sign-noise", summary="random sign noise",
+                               options=NoiseOptions, factory=SignNoise)
+        yield vladv.AttackSpec(name="drop-word", summary="drops the first word",
+                               factory=DropFirstWord, modality="text")
+
+
+@pytest.fixture
+def attacks(tiny):
+    with registered_plugin(AttackPlugin()):
+        yield
+
+
+def test_several_attacks_share_one_clean_gallery(attacks, monkeypatch, tmp_path):
+    calls = []
+    real = evaluation.encode_clean
+    monkeypatch.setattr("vladv.experiment.encode_clean",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    recs = run(backbone="tiny", dataset="tiny", attack=["sign-noise", "drop-word"],
+               progress=False, output=tmp_path, dataset_options={"n_images": 12})
+    assert len(calls) == 1 and len(recs) == 2
+    assert len({r["run_id"] for r in recs}) == 2 and len(list(tmp_path.glob("*.json"))) == 2
+    noise, drop = recs
+    assert noise["metrics"]["budget"]["max_linf"] == pytest.approx(8 / 255, abs=1e-6)
+    assert noise["metrics"]["budget"]["max_words_changed"] == 0
+    assert drop["metrics"]["budget"]["max_linf"] == 0
+    assert drop["metrics"]["budget"]["max_words_changed"] == 1
+    assert noise["metrics"]["clean"] == drop["metrics"]["clean"]
+    assert noise["config"]["attack"]["threat_model"]["eps_255"] == pytest.approx(8)
+
+
+def test_same_seed_same_result_and_seed_changes_noise(attacks):
+    kw = dict(backbone="tiny", dataset="tiny", attack="sign-noise", progress=False,
+              dataset_options={"n_images": 16}, attack_options={"eps": "32/255"})
+    a, b = run(**kw, seed=1)[0], run(**kw, seed=1)[0]
+    c = run(**kw, seed=2)[0]
+    assert a["metrics"] == b["metrics"] and a["run_id"] == b["run_id"]
+    assert c["run_id"] != a["run_id"] and c["config"]["seed"] == 2
+
+
+def test_option_routing_across_attacks(attacks):
+    recs = run(backbone="tiny", dataset="tiny", attack=["sign-noise", "drop-word"],
+               attack_options={"sign-noise.eps": "1/255"}, progress=False)
+    assert recs[0]["config"]["attack"]["options"]["eps"] == pytest.approx(1 / 255)
+    with pytest.raises(OptionError, match="no attack in this run .* has an option 'steps'"):
+        run(backbone="tiny", dataset="tiny", attack=["sign-noise", "drop-word"],
+            attack_options={"steps": "3"}, progress=False)
+    with pytest.raises(OptionError, match="names attack 'pgd', which is not part of this run"):
+        run(backbone="tiny", dataset="tiny", attack=["sign-noise"],
+            attack_options={"pgd.eps": "3"}, progress=False)
+
+
+def test_resume_skips_finished_cells_without_building_anything(attacks, tmp_path, monkeypatch):
+    first = run(backbone="tiny", dataset="tiny", attack="drop-word", progress=False, output=tmp_path)
+    monkeypatch.setattr("vladv.experiment.encode_clean",
+                        lambda *a, **k: pytest.fail("finished cell recomputed"))
+    again = run(backbone="tiny", dataset="tiny", attack="drop-word", progress=False, output=tmp_path)
+    assert again == first
+
+
+def test_record_carries_full_configuration(attacks):
+    [rec] = run(backbone="tiny", dataset="tiny", attack="sign-noise", seed=5, progress=False,
+                backbone_options={"embed_dim": "8"})
+    cfg = rec["config"]
+    assert cfg["seed"] == 5 and cfg["backbone"]["options"] == {"image_size": 16, "embed_dim": 8,
+                                                               "seed": 0}
+    assert cfg["attack"]["options"]["eps"] == pytest.approx(8 / 255)
+    assert rec["versions"]["torch"] == torch.__version__.split("+")[0]
+    assert rec["versions"]["plugins"]["attack"]["plugin"].startswith("inline-")
+    assert rec["data"]["images"] == 8 and rec["data"]["texts"] == 40
+    assert set(rec["metrics"]) == {"clean", "adversarial", "asr", "budget"}
