@@ -1,0 +1,244 @@
+"""The common trainer that defenses use: sampling, optimization, progress, checkpoints, resume.
+
+- :class:`PairSampler` streams deterministic training batches: each epoch a seeded permutation of
+  the images; each image appears at most once per batch (so no batch holds two positives of one
+  image) with one text drawn from its pool (ground-truth captions ∪ augmenter texts).
+- :func:`train` runs AdamW with linear warmup + cosine decay, gradient clipping, autocast (bf16
+  on CUDA unless ``--precision fp32``... see :func:`train_autocast`), a rich progress bar with
+  loss and throughput, and checkpoints every ``checkpoint_every`` steps into the defense's
+  ``workdir``: weights as safetensors, optimizer/scheduler state as a ``weights_only`` torch file.
+  Rerunning after an interruption resumes from the last checkpoint; results equal an
+  uninterrupted run because every random draw is keyed by (seed, step).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from rich.progress import TextColumn
+from torch.utils.data import DataLoader, Sampler
+
+from vladv.backbone import Backbone
+from vladv.checkpoints import load_state_dict, save_state_dict
+from vladv.console import get_console, make_progress
+from vladv.errors import CheckpointError
+from vladv.options import option
+from vladv.types import Context, ImageTextDataset
+
+
+def _key(*parts: object) -> int:
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def step_generator(seed: int, step: int, *salt: object) -> torch.Generator:
+    """A CPU generator for one training step (same seed and step → same draws, across resumes)."""
+    return torch.Generator().manual_seed(_key(seed, step, *salt))
+
+
+def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor,
+                     logit_scale: torch.Tensor) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE over a batch of aligned pairs (row i ↔ column i)."""
+    logits = logit_scale * image_emb.float() @ text_emb.float().T
+    target = torch.arange(logits.shape[0], device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+@dataclass(frozen=True)
+class TrainBatch:
+    step: int
+    images: torch.Tensor  # (B, 3, H, W) in [0, 1] on the device
+    texts: list[str]  # one text per image, drawn from its pool
+    image_ids: torch.Tensor  # (B,) dataset indices
+
+
+class _StepBatches(Sampler[list[int]]):
+    """Image-index batches for steps ``start..steps-1``: a seeded permutation per epoch."""
+
+    def __init__(self, n_images: int, batch_size: int, steps: int, seed: int, start: int = 0):
+        self.n, self.bs, self.steps, self.seed, self.start = n_images, batch_size, steps, seed, start
+        self.per_epoch = max(n_images // batch_size, 1)
+
+    def indices(self, step: int) -> list[int]:
+        epoch, offset = divmod(step, self.per_epoch)
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(
+            _key(self.seed, "epoch", epoch)))
+        return perm[offset * self.bs:(offset + 1) * self.bs].tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.steps):
+            yield self.indices(step)
+
+    def __len__(self) -> int:
+        return self.steps - self.start
+
+
+def _collate(items: Sequence[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.stack([x for x, _ in items]), torch.tensor([i for _, i in items])
+
+
+class PairSampler:
+    """Deterministic training batches of images with one pool text each."""
+
+    def __init__(self, dataset: ImageTextDataset, batch_size: int, seed: int,
+                 pools: Sequence[Sequence[str]] | None = None, num_workers: int = 0):
+        if len(dataset) < 2:
+            raise ValueError("training needs at least two images")
+        self.dataset = dataset
+        self.batch_size = min(batch_size, len(dataset))
+        self.seed = seed
+        self.num_workers = num_workers
+        gt = [[dataset.captions[t] for t in ids] for ids in dataset.img2txt]
+        self.pools = [list(p) for p in pools] if pools is not None else gt
+
+    def batches(self, steps: int, start: int, device: torch.device) -> Iterator[TrainBatch]:
+        sampler = _StepBatches(len(self.dataset), self.batch_size, steps, self.seed, start)
+        loader = DataLoader(self.dataset, batch_sampler=sampler, collate_fn=_collate,
+                            num_workers=self.num_workers)
+        for step, (images, ids) in enumerate(loader, start=start):
+            g = step_generator(self.seed, step, "text")
+            texts = []
+            for i in ids.tolist():
+                pool = self.pools[i]
+                texts.append(pool[int(torch.randint(len(pool), (1,), generator=g))])
+            yield TrainBatch(step, images.to(device, non_blocking=True), texts, ids)
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """Optimization options shared by the training defenses (subclass to add your own)."""
+
+    steps: int = option(300, "optimizer steps", min=1)
+    batch_size: int = option(128, "images per step (one text each)", min=2)
+    lr: float = option(5e-4, "peak AdamW learning rate", min=0)
+    weight_decay: float = option(0.05, "AdamW weight decay", min=0)
+    warmup: int = option(20, "linear warmup steps", min=0)
+    grad_clip: float = option(1.0, "max gradient norm (0 = off)", min=0)
+    checkpoint_every: int = option(50, "steps between resumable checkpoints", min=1)
+
+    def schedule(self) -> Schedule:
+        return Schedule(steps=self.steps, lr=self.lr, weight_decay=self.weight_decay,
+                        warmup=min(self.warmup, self.steps), grad_clip=self.grad_clip,
+                        checkpoint_every=self.checkpoint_every)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    steps: int
+    lr: float
+    weight_decay: float = 0.1
+    warmup: int = 0
+    grad_clip: float = 1.0
+    checkpoint_every: int = 50
+
+    def factor(self, step: int) -> float:
+        """Linear warmup to 1, then cosine decay to 0 at ``steps``."""
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        progress = (step - self.warmup) / max(self.steps - self.warmup, 1)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def train_autocast(ctx: Context) -> contextlib.AbstractContextManager:
+    """Autocast for training: ``--precision`` when reduced, else bf16 on CUDA, else none."""
+    if ctx.autocast_dtype is not None:
+        return ctx.autocast()
+    if ctx.device.type == "cuda" and ctx.precision != "fp32":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+LossFn = Callable[[TrainBatch], torch.Tensor]
+
+
+def train(model: Backbone, parameters: Sequence[torch.nn.Parameter], sampler: PairSampler,
+          loss_fn: LossFn, schedule: Schedule, ctx: Context, workdir: Path | None,
+          label: str = "train", on_step: Callable[[int, float], None] | None = None) -> list[float]:
+    """Optimize ``parameters`` of ``model`` on ``loss_fn``; resume from ``workdir`` if possible.
+
+    Parameters not listed are frozen (``requires_grad=False``) for the duration. Returns the
+    loss of every step run in this call.
+    """
+    params = list(parameters)
+    trainable = {id(p) for p in params}
+    saved_flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in trainable)
+    optimizer = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=schedule.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.factor)
+    start = _resume(model, optimizer, scheduler, workdir)
+    console = get_console(ctx)
+    if start:
+        console.print(f"[dim]{label}: resuming from step {start}/{schedule.steps}[/]")
+    losses: list[float] = []
+    model.train()
+    try:
+        with make_progress(ctx, TextColumn("loss {task.fields[loss]:.4f}"),
+                           TextColumn("{task.fields[rate]:.0f} img/s")) as progress:
+            task = progress.add_task(label, total=schedule.steps, completed=start, loss=float("nan"),
+                                     rate=0.0)
+            tick = time.perf_counter()
+            for batch in sampler.batches(schedule.steps, start, ctx.device):
+                with train_autocast(ctx):
+                    loss = loss_fn(batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.float().backward()
+                if schedule.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(params, schedule.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                with torch.no_grad():
+                    model.logit_scale_param.clamp_(0, math.log(100))
+                value = float(loss.detach())
+                losses.append(value)
+                now = time.perf_counter()
+                progress.update(task, advance=1, loss=value,
+                                rate=len(batch.texts) / max(now - tick, 1e-9))
+                tick = now
+                done = batch.step + 1
+                if workdir is not None and (done % schedule.checkpoint_every == 0
+                                            or done == schedule.steps):
+                    _checkpoint(model, optimizer, scheduler, done, workdir)
+                if on_step is not None:
+                    on_step(done, value)
+    finally:
+        model.eval()
+        for n, p in model.named_parameters():
+            p.requires_grad_(saved_flags[n])
+    return losses
+
+
+def _checkpoint(model: Backbone, optimizer: torch.optim.Optimizer, scheduler, step: int,
+                workdir: Path) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    save_state_dict(model.state_dict(), workdir / "last.safetensors")
+    state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+    tmp = workdir / "train_state.pt.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, workdir / "train_state.pt")
+
+
+def _resume(model: Backbone, optimizer: torch.optim.Optimizer, scheduler,
+            workdir: Path | None) -> int:
+    if workdir is None or not (workdir / "train_state.pt").exists():
+        return 0
+    if not (workdir / "last.safetensors").exists():
+        return 0
+    try:
+        state = torch.load(workdir / "train_state.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(load_state_dict(workdir / "last.safetensors"))
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    except (CheckpointError, RuntimeError, KeyError, ValueError) as exc:
+        get_console().print(f"[yellow]ignoring unusable checkpoint in {workdir}: {exc}[/]")
+        return 0
+    return int(state["step"])
