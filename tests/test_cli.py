@@ -27,7 +27,7 @@ def test_clean_run_writes_a_record_and_resumes(tiny, tmp_path):
     res = invoke("run", "--backbone", "tiny", "--dataset", "tiny", "--output", str(out), "-q")
     assert res.exit_code == 0, res.output
     assert "TR@1" in res.output
-    [path] = out.glob("*.json")
+    [path] = [p for p in out.glob("*.json") if p.name != "experiment.json"]
     rec = json.loads(path.read_text())
     assert set(rec["metrics"]["clean"]) == {"tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5",
                                             "ir_r10", "rsum"}

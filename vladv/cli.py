@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vladv import __version__
+from vladv.cache import config_hash
 from vladv.errors import VladvError
 from vladv.options import describe_options, parse_assignments
 
@@ -63,6 +64,20 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
     """vladv: attack and defend vision-language models."""
 
 
+def dry_run_table(cells: list[dict[str, Any]]) -> Table:
+    """The planned cells of a grid, one row each."""
+    from vladv.results import defense_label
+
+    table = Table(title=f"{len(cells)} planned run(s)")
+    for col in ("run id", "backbone", "dataset", "defense", "attack", "attack options", "seed"):
+        table.add_column(col)
+    for c in cells:
+        opts = ", ".join(f"{k}={v}" for k, v in c["attack"]["options"].items())
+        table.add_row(c["run_id"], c["backbone"]["name"], c["dataset"]["name"], defense_label(c),
+                      c["attack"]["name"], opts, str(c["seed"]))
+    return table
+
+
 def _load_plugin_files(paths: list[Path] | None) -> None:
     from vladv.plugins import get_registry
 
@@ -81,19 +96,26 @@ def _opt(kind: str) -> Any:
 
   vladv run --backbone clip --defense mat --attack sga
 
+  vladv run --defense none --defense tecoa --defense mat+eda --attack pgd --attack sga --seed 0 --seed 1
+
+  vladv run -c experiments/synthetic_aerial.toml --dry-run
+
   vladv run --attack pgd --attack sga --attack-opt eps=4/255 --attack-opt sga.steps=20
 
   vladv run --dataset karpathy --dataset-opt path=flickr30k_test.json --dataset-opt image_root=imgs
 """)
 @user_errors
 def run(
-    backbone: Annotated[str, typer.Option(help="Backbone plugin (see `vladv plugins`).")] = "clip",
-    dataset: Annotated[str, typer.Option(help="Dataset plugin.")] = "synthetic-aerial",
-    defense: Annotated[str, typer.Option(help="Defense plugin, or none.")] = "none",
+    backbone: Annotated[list[str] | None, typer.Option(
+        help="Backbone plugin (repeatable; default clip).")] = None,
+    dataset: Annotated[list[str] | None, typer.Option(
+        help="Dataset plugin (repeatable; default synthetic-aerial).")] = None,
+    defense: Annotated[list[str] | None, typer.Option(
+        help="Defense, optionally with augmenters: mat+eda (repeatable; default none).")] = None,
     attack: Annotated[list[str] | None, typer.Option(
         help="Attack plugin (repeatable); none = clean evaluation only.")] = None,
     augment: Annotated[list[str] | None, typer.Option(
-        help="Augmenter plugin for the defense's training pairs (repeatable).")] = None,
+        help="Augmenter added to every training defense (repeatable).")] = None,
     backbone_opt: Annotated[list[str] | None, _opt("backbone")] = None,
     dataset_opt: Annotated[list[str] | None, _opt("dataset")] = None,
     attack_opt: Annotated[list[str] | None, typer.Option(
@@ -101,41 +123,66 @@ def run(
     defense_opt: Annotated[list[str] | None, _opt("defense")] = None,
     augment_opt: Annotated[list[str] | None, typer.Option(
         metavar="[NAME.]KEY=VALUE", help="Augmenter option; NAME. targets one augmenter.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    seed: Annotated[list[int] | None, typer.Option(
+        help="Seed of every random choice (repeatable; default 0).")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="TOML experiment file; flags override it.")] = None,
     device: Annotated[str | None, typer.Option(
         help="cpu, cuda or cuda:N (default: cuda if available).")] = None,
-    precision: Annotated[str, typer.Option(help="fp32, bf16 or fp16.")] = "fp32",
-    batch_size: Annotated[int, typer.Option(help="Images per batch (with all captions).")] = 32,
-    num_workers: Annotated[int, typer.Option(help="DataLoader workers for image I/O.")] = 0,
-    output: Annotated[Path, typer.Option(help="Directory for the JSON result records.")] = Path(
-        "runs"),
-    force: Annotated[bool, typer.Option(help="Recompute runs whose record exists.")] = False,
+    precision: Annotated[str | None, typer.Option(help="fp32 (default), bf16 or fp16.")] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Images per batch, with all their captions (default 32).")] = None,
+    num_workers: Annotated[int | None, typer.Option(help="DataLoader workers for image I/O.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        help="Directory for the JSON records (default: runs/<grid id>).")] = None,
+    save_examples: Annotated[int | None, typer.Option(
+        help="Save this many adversarial examples per attack (for `vladv report`).")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the resolved grid and exit.")] = False,
+    force: Annotated[bool, typer.Option(
+        help="Accept a different grid in an existing output directory.")] = False,
+    recompute: Annotated[bool, typer.Option(help="Recompute cells whose record exists.")] = False,
     plugin: Annotated[list[Path] | None, typer.Option(
         help="Load a one-off plugin from a .py file (repeatable).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the records as JSON.")] = False,
 ) -> None:
-    """Evaluate retrieval of a (defended) backbone, clean and under each attack."""
+    """Run a grid of backbones × datasets × defenses × attacks × seeds; write one record per cell."""
+    from vladv.experiment import build_grid
     from vladv.experiment import run as run_experiment
     from vladv.results import summary_table
 
     _load_plugin_files(plugin)
+    options = {"backbone": parse_assignments(backbone_opt, "--backbone-opt"),
+               "dataset": parse_assignments(dataset_opt, "--dataset-opt"),
+               "attack": parse_assignments(attack_opt, "--attack-opt"),
+               "defense": parse_assignments(defense_opt, "--defense-opt"),
+               "augmenter": parse_assignments(augment_opt, "--augment-opt")}
+    axes = dict(backbone=backbone, dataset=dataset, defense=defense, attack=attack,
+                augment=augment, seed=seed)
+    if output is None and not dry_run:
+        grid, runtime = build_grid(**axes, precision=precision, batch_size=batch_size,
+                                   config=config, options=options)
+        output = Path(runtime["output"]) if runtime.get("output") else (
+            Path("runs") / (grid.name or config_hash(grid.to_dict(), 8)))
     records = run_experiment(
-        backbone=backbone, dataset=dataset, defense=defense, attack=attack or ["none"],
-        augment=augment or [], seed=seed, device=device, precision=precision,
-        batch_size=batch_size, output=output, num_workers=num_workers, progress=not quiet,
-        force=force, console=err_console,
-        backbone_options=parse_assignments(backbone_opt, "--backbone-opt"),
-        dataset_options=parse_assignments(dataset_opt, "--dataset-opt"),
-        attack_options=parse_assignments(attack_opt, "--attack-opt"),
-        defense_options=parse_assignments(defense_opt, "--defense-opt"),
-        augment_options=parse_assignments(augment_opt, "--augment-opt"),
-    )
+        **axes, config=config, device=device, precision=precision, batch_size=batch_size,
+        output=output, num_workers=num_workers, progress=not quiet, force=force,
+        recompute=recompute, save_examples=save_examples, dry_run=dry_run, console=err_console,
+        backbone_options=options["backbone"], dataset_options=options["dataset"],
+        attack_options=options["attack"], defense_options=options["defense"],
+        augment_options=options["augmenter"])
+    if dry_run:
+        if json_out:
+            console.print_json(json.dumps(records))
+            return
+        console.print(dry_run_table(records))
+        return
     if json_out:
         console.print_json(json.dumps(records))
         return
     console.print(summary_table(records))
-    console.print(f"[dim]{len(records)} record(s) in {output}/[/]")
+    console.print(f"[dim]{len(records)} record(s) in {output}/ — `vladv report {output}` for "
+                  f"tables and plots[/]")
 
 
 @app.command(epilog="""

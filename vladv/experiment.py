@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,11 @@ from vladv.cache import config_hash
 from vladv.console import get_console
 from vladv.errors import OptionError, VladvError
 from vladv.evaluation import encode_clean, evaluate_attack
-from vladv.options import option_fields, options_to_dict, resolve_options
+from vladv.options import options_to_dict, resolve_options
 from vladv.plugins import get_registry, plugin_version
-from vladv.results import build_record, load_record, record_path, run_id, write_record
+from vladv.grid import GridSpec, ModelKey, expand, load_experiment_file, merge
+from vladv.results import (build_record, check_manifest, load_record, record_path, run_id,
+                           save_example_images, write_record)
 from vladv.types import Context, ImageTextDataset, PluginSpec
 
 NONE = "none"
@@ -56,40 +58,6 @@ def resolve(kind: str, name: str, given: Mapping[str, Any] | None = None) -> Cho
     return Choice(kind, name, spec, resolve_options(f"{kind} '{name}'", spec.options, given))
 
 
-def route_options(kind: str, names: Sequence[str], given: Mapping[str, Any] | None,
-                  ) -> dict[str, dict[str, Any]]:
-    """Split ``--attack-opt`` style options over several plugins.
-
-    ``name.key=value`` goes to that plugin; a plain ``key=value`` goes to every plugin that has
-    the option (and is an error if none has it).
-    """
-    routed: dict[str, dict[str, Any]] = {n: {} for n in names}
-    registry = get_registry()
-    for key, value in (given or {}).items():
-        target, dot, sub = key.partition(".")
-        if dot and target in routed:
-            routed[target][sub] = value
-            continue
-        if dot:
-            raise OptionError(f"option '{key}' names {kind} '{target}', which is not part of this "
-                              f"run ({', '.join(names) or 'none'})")
-        takers = []
-        for n in names:
-            if n == NONE:
-                continue
-            fields = {f.name for f, _ in option_fields(registry.get(kind, n).options)}
-            if key.replace("-", "_") in fields:
-                takers.append(n)
-        if not takers:
-            if len([n for n in names if n != NONE]) == 1:
-                routed[[n for n in names if n != NONE][0]][key] = value  # let it report the key
-                continue
-            raise OptionError(f"no {kind} in this run ({', '.join(names)}) has an option '{key}'")
-        for n in takers:
-            routed[n][key] = value
-    return routed
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -112,59 +80,132 @@ def make_context(device: str | None = None, precision: str = "fp32", seed: int =
                    num_workers=num_workers, progress=progress, console=console)
 
 
-def run(*, backbone: str = "clip", dataset: str = "synthetic-aerial", defense: str = NONE,
-        attack: str | Sequence[str] = NONE, augment: Sequence[str] = (), seed: int = 0,
-        device: str | None = None, precision: str = "fp32", batch_size: int = 32,
+@dataclass
+class Cell:
+    """One record to produce: a model group's attack variant, with its identity and run id."""
+
+    attack: Choice
+    identity: dict[str, Any]
+    run_id: str
+    attack_obj: Any = None
+
+
+def _listify(value: Any) -> tuple:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str | int) else tuple(value)
+
+
+def build_grid(*, backbone: Any = None, dataset: Any = None, defense: Any = None,
+               attack: Any = None, augment: Any = None, seed: Any = None,
+               precision: str | None = None, batch_size: int | None = None,
+               config: str | Path | None = None, options: Mapping[str, Mapping[str, Any]] | None = None,
+               name: str | None = None) -> tuple[GridSpec, dict[str, Any]]:
+    """A grid from an optional TOML file overridden by explicit arguments."""
+    base, runtime = (load_experiment_file(config) if config is not None else (GridSpec(), {}))
+    grid = merge(base, backbones=_listify(backbone), datasets=_listify(dataset),
+                 defenses=_listify(defense), attacks=_listify(attack), augment=_listify(augment),
+                 seeds=_listify(seed), precision=precision, batch_size=batch_size,
+                 options=options or {}, name=name)
+    if grid.batch_size < 1:
+        raise OptionError(f"batch size must be at least 1; got {grid.batch_size}")
+    if len(set(grid.attacks)) != len(grid.attacks):
+        raise OptionError(f"attack listed twice: {', '.join(grid.attacks)}")
+    return grid, runtime
+
+
+def run(*, backbone: str | Sequence[str] | None = None, dataset: str | Sequence[str] | None = None,
+        defense: str | Sequence[str] | None = None, attack: str | Sequence[str] | None = None,
+        augment: Sequence[str] | None = None, seed: int | Sequence[int] | None = None,
+        config: str | Path | None = None, device: str | None = None,
+        precision: str | None = None, batch_size: int | None = None,
         output: str | Path | None = None, backbone_options: Mapping[str, Any] | None = None,
         dataset_options: Mapping[str, Any] | None = None,
         attack_options: Mapping[str, Any] | None = None,
         defense_options: Mapping[str, Any] | None = None,
-        augment_options: Mapping[str, Any] | None = None, num_workers: int = 0,
-        progress: bool = True, force: bool = False, keep_examples: int = 0,
+        augment_options: Mapping[str, Any] | None = None, num_workers: int | None = None,
+        progress: bool = True, force: bool = False, recompute: bool = False,
+        save_examples: int | None = None, dry_run: bool = False,
         console: Any = None) -> list[dict[str, Any]]:
-    """Evaluate one backbone (optionally defended) against each attack; return the records.
+    """Run the grid backbone × dataset × defense × attack × seed; return one record per cell.
 
-    Options are dicts of ``key: value`` (strings like ``"2/255"`` or typed values); for several
-    attacks, ``"sga.eps"`` targets one attack and ``"eps"`` every attack that has it.
+    Every axis takes a name or a list of names (a defense may carry augmenters: ``mat+eda``);
+    ``config`` is a TOML experiment file whose values these arguments override. Options are dicts
+    of ``key: value`` (strings like ``"2/255"`` or typed values); ``"sga.eps"`` targets one plugin
+    and ``"eps"`` every plugin of that kind that has it. With ``output``, records are written
+    there, finished cells are skipped (``recompute`` redoes them), and a directory holding a
+    different grid is refused unless ``force``. ``dry_run`` returns the planned cells' configs.
     """
-    if batch_size < 1:
-        raise OptionError(f"batch size must be at least 1; got {batch_size}")
-    attacks = [attack] if isinstance(attack, str) else list(attack) or [NONE]
-    if len(set(attacks)) != len(attacks):
-        raise OptionError(f"attack listed twice: {', '.join(attacks)}")
-    ctx = make_context(device, precision, seed, num_workers, progress, console)
+    options = {"backbone": backbone_options or {}, "dataset": dataset_options or {},
+               "attack": attack_options or {}, "defense": defense_options or {},
+               "augmenter": augment_options or {}}
+    grid, runtime = build_grid(backbone=backbone, dataset=dataset, defense=defense, attack=attack,
+                               augment=augment, seed=seed, precision=precision,
+                               batch_size=batch_size, config=config, options=options)
+    device = device if device is not None else runtime.get("device")
+    num_workers = num_workers if num_workers is not None else int(runtime.get("num_workers", 0))
+    save_examples = (save_examples if save_examples is not None
+                     else int(runtime.get("save_examples", 0)))
+    if output is None and runtime.get("output"):
+        output = runtime["output"]
+    ctx = make_context(device, grid.precision, 0, num_workers, progress, console)
     console = get_console(ctx)
-    bb = resolve("backbone", backbone, backbone_options)
-    ds = resolve("dataset", dataset, dataset_options)
-    df = resolve("defense", defense, defense_options)
-    aug_opts = route_options("augmenter", list(augment), augment_options)
-    augs = [resolve("augmenter", a, aug_opts[a]) for a in augment]
-    atk_opts = route_options("attack", attacks, attack_options)
-    atks = [resolve("attack", a, atk_opts[a]) for a in attacks]
-
-    base_identity = {
-        "backbone": bb.to_dict(), "dataset": ds.to_dict(), "defense": df.to_dict(),
-        "augmenters": [a.to_dict() for a in augs], "seed": seed, "precision": precision,
-        "batch_size": batch_size,
-    }
-    cells = []
-    for a in atks:
-        attack_obj = a.build(ctx) if a.spec is not None else None  # factories are cheap
-        threat = attack_obj.threat_model.to_dict() if attack_obj is not None else None
-        identity = {**base_identity, "attack": {**a.to_dict(), "threat_model": threat}}
-        cells.append((a, attack_obj, identity, run_id(identity)))
-    output = Path(output) if output is not None else None
+    plan = []
+    for key, attacks in expand(grid):
+        plan.append((key, _plan_group(key, attacks, grid, ctx)))
+    if dry_run:
+        return [cell.identity | {"run_id": cell.run_id} for _, cells in plan for cell in cells]
+    out = Path(output) if output is not None else None
+    if out is not None:
+        check_manifest(out, grid, force)
     records: dict[str, dict[str, Any]] = {}
-    if output is not None and not force:
-        for *_, rid in cells:
-            if record_path(output, rid).exists():
-                records[rid] = load_record(record_path(output, rid))
-                console.print(f"[dim]skipping finished run {rid} (record exists)[/]")
-    pending = [c for c in cells if c[3] not in records]
-    if not pending:
-        return [records[rid] for *_, rid in cells]
+    order = [cell.run_id for _, cells in plan for cell in cells]
+    for key, cells in plan:
+        pending = []
+        for cell in cells:
+            path = record_path(out, cell.run_id) if out is not None else None
+            if path is not None and path.exists() and not recompute:
+                records[cell.run_id] = load_record(path)
+                console.print(f"[dim]skipping finished run {cell.run_id} (record exists)[/]")
+            else:
+                pending.append(cell)
+        if pending:
+            ctx.seed = key.seed
+            for cell, record in zip(pending, _run_group(key, pending, grid, ctx, out,
+                                                        save_examples), strict=True):
+                records[cell.run_id] = record
+    return [records[rid] for rid in order]
 
-    seed_everything(seed)
+
+def _plan_group(key: ModelKey, attacks: list[tuple[str, dict[str, Any]]], grid: GridSpec,
+                ctx: Context) -> list[Cell]:
+    bb = resolve("backbone", key.backbone, dict(key.backbone_options))
+    ds = resolve("dataset", key.dataset, dict(key.dataset_options))
+    df = resolve("defense", key.defense, dict(key.defense_options))
+    augs = [resolve("augmenter", a, dict(o)) for a, o in key.augmenters]
+    if augs and df.spec is None:
+        raise OptionError("augmenters only apply to a training defense; add --defense")
+    base = {"backbone": bb.to_dict(), "dataset": ds.to_dict(), "defense": df.to_dict(),
+            "augmenters": [a.to_dict() for a in augs], "seed": key.seed,
+            "precision": grid.precision, "batch_size": grid.batch_size}
+    cells = []
+    for name, given in attacks:
+        choice = resolve("attack", name, given)
+        attack_obj = choice.build(ctx) if choice.spec is not None else None  # factories are cheap
+        threat = attack_obj.threat_model.to_dict() if attack_obj is not None else None
+        identity = {**base, "attack": {**choice.to_dict(), "threat_model": threat}}
+        cells.append(Cell(choice, identity, run_id(identity), attack_obj))
+    return cells
+
+
+def _run_group(key: ModelKey, cells: list[Cell], grid: GridSpec, ctx: Context,
+               out: Path | None, save_examples: int) -> Iterator[dict[str, Any]]:
+    """Build (or load) the model of one group once, then evaluate each pending cell."""
+    bb = resolve("backbone", key.backbone, dict(key.backbone_options))
+    ds = resolve("dataset", key.dataset, dict(key.dataset_options))
+    df = resolve("defense", key.defense, dict(key.defense_options))
+    augs = [resolve("augmenter", a, dict(o)) for a, o in key.augmenters]
+    seed_everything(key.seed)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     test_ds: ImageTextDataset = ds.build(ctx, "test")
@@ -172,37 +213,40 @@ def run(*, backbone: str = "clip", dataset: str = "synthetic-aerial", defense: s
     t0 = time.perf_counter()
     model: Backbone = bb.build(ctx).to(ctx.device).eval()
     timings["backbone"] = time.perf_counter() - t0
-    model, timings["defense"] = _apply_defense(model, df, augs, ds, bb, ctx, seed)
+    model, timings["defense"] = _apply_defense(model, df, augs, ds, bb, ctx, key.seed)
     model.eval()
-    clean = encode_clean(model, test_ds, ctx, batch_size)
+    clean = encode_clean(model, test_ds, ctx, grid.batch_size)
     timings["clean"] = clean.seconds
-    runtime = {"device": str(ctx.device), "num_workers": num_workers}
+    runtime = {"device": str(ctx.device), "num_workers": ctx.num_workers}
     versions = {"backbone": plugin_version("backbone", bb.name),
                 "dataset": plugin_version("dataset", ds.name)}
     if df.spec is not None:
         versions["defense"] = plugin_version("defense", df.name)
     for a in augs:
         versions[f"augmenter:{a.name}"] = plugin_version("augmenter", a.name)
-
-    for choice, attack_obj, identity, rid in pending:
+    for cell in cells:
         metrics: dict[str, Any] = {"clean": clean.metrics}
         cell_timings = dict(timings)
         cell_versions = dict(versions)
-        if attack_obj is not None:
-            cell_versions["attack"] = plugin_version("attack", choice.name)
-            seed_everything(seed)
-            result = evaluate_attack(model, test_ds, attack_obj, choice.name, clean, ctx,
-                                     batch_size, keep_examples)
+        extra: dict[str, Any] = {}
+        if cell.attack_obj is not None:
+            cell_versions["attack"] = plugin_version("attack", cell.attack.name)
+            seed_everything(key.seed)
+            result = evaluate_attack(model, test_ds, cell.attack_obj, cell.attack.name, clean,
+                                     ctx, grid.batch_size, save_examples)
             metrics.update(adversarial=result.gallery.metrics, asr=result.asr,
                            budget=result.budget)
             cell_timings["attack"] = result.seconds
-        record = build_record(identity=identity, runtime=runtime, plugin_versions=cell_versions,
-                              data=test_ds.describe(), model=model.identity(), metrics=metrics,
-                              timings=cell_timings)
-        if output is not None:
-            write_record(output, record)
-        records[rid] = record
-    return [records[rid] for *_, rid in cells]
+            if out is not None and result.examples:
+                extra["examples"] = save_example_images(out, cell.run_id, result.examples,
+                                                        cell.identity["attack"]["threat_model"])
+        record = build_record(identity=cell.identity, runtime=runtime,
+                              plugin_versions=cell_versions, data=test_ds.describe(),
+                              model=model.identity(), metrics=metrics, timings=cell_timings,
+                              experiment=grid.name or None, **extra)
+        if out is not None:
+            write_record(out, record)
+        yield record
 
 
 def _apply_defense(model: Backbone, df: Choice, augs: list[Choice], ds: Choice, bb: Choice,

@@ -15,14 +15,20 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.table import Table
 
 from vladv.cache import atomic_write_json, config_hash
 from vladv.errors import VladvError
 
-SCHEMA_VERSION = 1
-SCHEMA_CHANGES = {1: "first version: config, versions, data, model, metrics (clean, adversarial, "
-                    "asr, budget), timings"}
+SCHEMA_VERSION = 2
+SCHEMA_CHANGES = {
+    1: "first version: config, versions, data, model, metrics (clean, adversarial, asr, budget), "
+       "timings",
+    2: "adds `experiment` (the grid's name or null) and `examples` (path of the saved "
+       "adversarial examples' index, relative to the output directory, when saved)",
+}
+MANIFEST = "experiment.json"
 
 
 def package_versions() -> dict[str, str | None]:
@@ -56,11 +62,13 @@ def run_id(identity: dict[str, Any]) -> str:
 
 def build_record(*, identity: dict[str, Any], runtime: dict[str, Any],
                  plugin_versions: dict[str, Any], data: dict[str, Any], model: dict[str, Any],
-                 metrics: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
-    return {
+                 metrics: dict[str, Any], timings: dict[str, float],
+                 experiment: str | None = None, examples: str | None = None) -> dict[str, Any]:
+    record = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id(identity),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "experiment": experiment,
         "config": {**identity, "runtime": runtime},
         "versions": {**package_versions(), "plugins": plugin_versions},
         "data": data,
@@ -68,6 +76,52 @@ def build_record(*, identity: dict[str, Any], runtime: dict[str, Any],
         "metrics": metrics,
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
+    if examples is not None:
+        record["examples"] = examples
+    return record
+
+
+def check_manifest(output: Path, grid: Any, force: bool) -> None:
+    """Refuse to mix grids in one directory (unless ``force``); record the grid otherwise."""
+    path = Path(output) / MANIFEST
+    current = {"schema_version": SCHEMA_VERSION, "grid": grid.to_dict()}
+    if path.exists() and not force:
+        try:
+            previous = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            previous = None
+        if previous is not None and previous.get("grid") != current["grid"]:
+            raise VladvError(f"{output} holds results of a different experiment grid; use another "
+                             f"--output, or --force to add this grid's runs to it")
+    atomic_write_json(path, current)
+
+
+def save_example_images(output: Path, rid: str, examples: list[dict[str, Any]],
+                        threat: dict[str, Any] | None) -> str:
+    """Write clean/adversarial/magnified-perturbation PNGs and an index; return its path."""
+    from PIL import Image
+
+    folder = Path(output) / "examples" / rid
+    folder.mkdir(parents=True, exist_ok=True)
+    eps = (threat or {}).get("eps") or 0.0
+    rows = []
+    for n, ex in enumerate(examples):
+        clean, adv = ex["clean_image"].float(), ex["adv_image"].float()
+        delta = adv - clean
+        scale = max(float(delta.abs().max()), eps * 255, 1e-8)
+        magnified = (127.5 + 127.5 * delta / scale).clamp(0, 255)
+        files = {}
+        for kind, img in (("clean", clean), ("adversarial", adv), ("perturbation", magnified)):
+            name = f"{n:03d}_{kind}.png"
+            array = img.round().to(torch.uint8).permute(1, 2, 0).numpy()
+            Image.fromarray(array).save(folder / name)
+            files[kind] = name
+        rows.append({"image_id": ex["image_id"], "images": files,
+                     "clean_texts": ex["clean_texts"], "adv_texts": ex["adv_texts"],
+                     "linf_255": float(delta.abs().max())})
+    atomic_write_json(folder / "index.json", {"run_id": rid, "threat_model": threat,
+                                              "examples": rows})
+    return f"examples/{rid}/index.json"
 
 
 def record_path(output: Path, rid: str) -> Path:
@@ -94,7 +148,7 @@ def load_records(output: Path) -> list[dict[str, Any]]:
     output = Path(output)
     if not output.is_dir():
         raise VladvError(f"no result directory at {output}")
-    recs = [load_record(p) for p in sorted(output.glob("*.json"))]
+    recs = [load_record(p) for p in sorted(output.glob("*.json")) if p.name != MANIFEST]
     return sorted(recs, key=lambda r: (r.get("created", ""), r["run_id"]))
 
 

@@ -1,0 +1,257 @@
+"""Experiment grids: CLI flags, TOML experiment files and Python arguments → a list of cells.
+
+A grid is backbones × datasets × defenses × attacks × seeds. A defense entry may carry its
+augmenters as ``mat+eda+caption``. Plugin options are given per kind, either for every plugin of
+that kind that has the key (``eps``) or for one plugin (``sga.eps``); in a TOML file a **list**
+value sweeps (one cell per value), except for tuple-typed options, where a list of lists sweeps::
+
+    [experiment]
+    backbones = ["clip"]
+    defenses = ["none", "tecoa", "mat", "mat+eda"]
+    attacks = ["pgd", "sga"]
+    seeds = [0, 1, 2]
+
+    [options.attack]
+    "pgd.eps" = ["1/255", "2/255", "4/255"]
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from vladv.errors import OptionError, VladvError
+from vladv.options import option_fields
+from vladv.plugins import get_registry
+
+KINDS = ("backbone", "dataset", "defense", "attack", "augmenter")
+NONE = "none"
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """Everything that decides which cells run (runtime settings excluded)."""
+
+    backbones: tuple[str, ...] = ("clip",)
+    datasets: tuple[str, ...] = ("synthetic-aerial",)
+    defenses: tuple[str, ...] = (NONE,)
+    attacks: tuple[str, ...] = (NONE,)
+    augment: tuple[str, ...] = ()  # added to every training defense
+    seeds: tuple[int, ...] = (0,)
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # kind → key → value
+    precision: str = "fp32"
+    batch_size: int = 32
+    name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "backbones": list(self.backbones),
+                "datasets": list(self.datasets), "defenses": list(self.defenses),
+                "attacks": list(self.attacks), "augment": list(self.augment),
+                "seeds": list(self.seeds), "precision": self.precision,
+                "batch_size": self.batch_size,
+                "options": {k: dict(v) for k, v in self.options.items() if v}}
+
+
+def _tuple(value: Any, what: str, item_type: type = str) -> tuple:
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, item_type) and
+                                                       not isinstance(v, bool) for v in value):
+        raise OptionError(f"{what} must be a list of {item_type.__name__}s; got {value!r}")
+    return tuple(value)
+
+
+def load_experiment_file(path: str | Path) -> tuple[GridSpec, dict[str, Any]]:
+    """Read a TOML experiment file → (grid, runtime settings such as output and device)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise VladvError(f"experiment file not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise VladvError(f"{path}: invalid TOML: {exc}") from None
+    exp = dict(data.get("experiment", {}))
+    unknown = set(data) - {"experiment", "options"}
+    if unknown:
+        raise VladvError(f"{path}: unknown table(s) {', '.join(sorted(unknown))}; "
+                         f"use [experiment] and [options.<kind>]")
+    grid_keys = {"backbones": str, "datasets": str, "defenses": str, "attacks": str,
+                 "augment": str, "seeds": int}
+    kwargs: dict[str, Any] = {}
+    runtime: dict[str, Any] = {}
+    for key, value in exp.items():
+        if key in grid_keys:
+            kwargs[key] = _tuple(value, f"{path}: experiment.{key}", grid_keys[key])
+        elif key in ("precision", "name"):
+            kwargs[key] = str(value)
+        elif key == "batch_size":
+            kwargs[key] = int(value)
+        elif key in ("output", "device", "num_workers", "save_examples"):
+            runtime[key] = value
+        else:
+            raise VladvError(f"{path}: unknown key experiment.{key}")
+    options = data.get("options", {})
+    if not isinstance(options, dict) or set(options) - set(KINDS):
+        raise VladvError(f"{path}: [options] holds one table per kind: {', '.join(KINDS)}")
+    kwargs["options"] = {kind: _flatten(options.get(kind, {})) for kind in KINDS}
+    relative = runtime.get("output")
+    if relative is not None and not Path(relative).is_absolute():
+        runtime["output"] = str(Path(relative))
+    return GridSpec(**kwargs), runtime
+
+
+def _flatten(table: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"pgd": {"eps": x}}`` and ``{"pgd.eps": x}`` are the same option."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                out[f"{key}.{sub}"] = v
+        else:
+            out[key] = value
+    return out
+
+
+def merge(base: GridSpec, **overrides: Any) -> GridSpec:
+    """Override grid axes given on the command line (None/empty = keep the file's value)."""
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key == "options":
+            merged = {k: dict(v) for k, v in base.options.items()}
+            for kind, opts in (value or {}).items():
+                merged.setdefault(kind, {}).update(opts)
+            changes["options"] = merged
+        elif value not in (None, (), []):
+            changes[key] = tuple(value) if isinstance(value, list) else value
+    return replace(base, **changes)
+
+
+def parse_defense(entry: str) -> tuple[str, tuple[str, ...]]:
+    """``"mat+eda+caption"`` → ``("mat", ("eda", "caption"))``."""
+    name, *augs = [p.strip() for p in entry.split("+")]
+    if not name or any(not a for a in augs):
+        raise OptionError(f"bad defense entry {entry!r}; write DEFENSE or DEFENSE+AUGMENTER[+...]")
+    return name, tuple(augs)
+
+
+def _is_sweep(kind: str, name: str, key: str, value: Any) -> bool:
+    if not isinstance(value, list):
+        return False
+    spec = get_registry().get(kind, name)
+    for f, tp in option_fields(spec.options):
+        if f.name == key.replace("-", "_"):
+            is_tuple = getattr(tp, "__origin__", None) in (tuple, list)
+            return not is_tuple or (bool(value) and isinstance(value[0], list))
+    return True  # unknown key: resolve_options reports it
+
+
+def _accepts(kind: str, name: str, key: str) -> bool:
+    fields = option_fields(get_registry().get(kind, name).options)
+    return key.replace("-", "_") in {f.name for f, _ in fields}
+
+
+def check_routing(kind: str, given: Mapping[str, Any], names_in_run: Sequence[str]) -> None:
+    """Every option must reach a plugin: ``name.key`` a plugin in the run, ``key`` one that has it."""
+    real = [n for n in dict.fromkeys(names_in_run) if n != NONE]
+    for key in given:
+        target, dot, _ = key.partition(".")
+        if dot and target not in real:
+            raise OptionError(f"option '{key}' names {kind} '{target}', which is not part of "
+                              f"this run ({', '.join(names_in_run) or 'none'})")
+        if not dot and len(real) != 1 and not any(_accepts(kind, n, key) for n in real):
+            raise OptionError(f"no {kind} in this run ({', '.join(names_in_run) or 'none'}) has "
+                              f"an option '{key}'")
+
+
+def options_for(kind: str, name: str, given: Mapping[str, Any], names_in_run: Sequence[str],
+                ) -> list[dict[str, Any]]:
+    """The option dicts (one per sweep point) for plugin ``name`` of ``kind``.
+
+    ``name.key`` goes to that plugin; a plain ``key`` goes to every plugin that has it (to the
+    only plugin of the run, if there is one, so that it reports an unknown key itself).
+    """
+    if name == NONE:
+        return [{}]
+    alone = len([n for n in dict.fromkeys(names_in_run) if n != NONE]) == 1
+    mine: dict[str, Any] = {}
+    for key, value in given.items():
+        target, dot, sub = key.partition(".")
+        if dot:
+            if target == name:
+                mine[sub] = value
+        elif alone or _accepts(kind, name, key):
+            mine[key] = value
+    sweeps = {k: v for k, v in mine.items() if _is_sweep(kind, name, k, v)}
+    fixed = {k: v for k, v in mine.items() if k not in sweeps}
+    if not sweeps:
+        return [fixed]
+    keys = list(sweeps)
+    return [{**fixed, **dict(zip(keys, combo, strict=True))}
+            for combo in itertools.product(*(sweeps[k] for k in keys))]
+
+
+@dataclass(frozen=True)
+class ModelKey:
+    """What a trained (or plain) model depends on: one per group of cells."""
+
+    backbone: str
+    backbone_options: tuple[tuple[str, Any], ...]
+    dataset: str
+    dataset_options: tuple[tuple[str, Any], ...]
+    defense: str
+    defense_options: tuple[tuple[str, Any], ...]
+    augmenters: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+    seed: int
+
+
+def _freeze(d: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in d.items()))
+
+
+def expand(grid: GridSpec) -> list[tuple[ModelKey, list[tuple[str, dict[str, Any]]]]]:
+    """The grid as model groups, each with its attack variants ``(name, options)``."""
+    opts = {kind: dict(grid.options.get(kind, {})) for kind in KINDS}
+    defenses = [parse_defense(d) for d in grid.defenses]
+    all_augs = sorted({a for _, augs in defenses for a in augs} | set(grid.augment))
+    for kind, names in (("backbone", grid.backbones), ("dataset", grid.datasets),
+                        ("defense", [d for d, _ in defenses]), ("attack", grid.attacks),
+                        ("augmenter", all_augs)):
+        for n in names:
+            if n != NONE or kind not in ("attack", "defense"):
+                get_registry().get(kind, n)  # unknown names fail before anything else
+        check_routing(kind, opts[kind], list(names))
+    groups = []
+    attacks = [(a, o) for a in grid.attacks
+               for o in options_for("attack", a, opts["attack"], grid.attacks)]
+    for backbone, dataset, (defense, augs), seed in itertools.product(
+            grid.backbones, grid.datasets, defenses, grid.seeds):
+        augs = tuple(dict.fromkeys(augs + (grid.augment if defense != NONE else ())))
+        aug_variants = [[(a, o) for o in options_for("augmenter", a, opts["augmenter"], all_augs)]
+                        for a in augs]
+        for bo, do, fo in itertools.product(
+                options_for("backbone", backbone, opts["backbone"], grid.backbones),
+                options_for("dataset", dataset, opts["dataset"], grid.datasets),
+                options_for("defense", defense, opts["defense"],
+                            [parse_defense(d)[0] for d in grid.defenses])):
+            for aug_combo in itertools.product(*aug_variants) if aug_variants else [()]:
+                key = ModelKey(backbone, _freeze(bo), dataset, _freeze(do), defense, _freeze(fo),
+                               tuple((a, _freeze(o)) for a, o in aug_combo), seed)
+                groups.append((key, attacks))
+    return groups
+
+
+def describe(groups: Iterable[tuple[ModelKey, list[tuple[str, dict[str, Any]]]]]) -> list[str]:
+    """Human-readable lines of a grid, for ``--dry-run``."""
+    lines = []
+    for key, attacks in groups:
+        label = key.defense + "".join(f"+{a}" for a, _ in key.augmenters)
+        opts = ", ".join(f"{k}={v}" for k, v in key.defense_options)
+        for name, o in attacks:
+            aopts = ", ".join(f"{k}={v}" for k, v in o.items())
+            lines.append(f"{key.backbone} | {key.dataset} | {label}{f' ({opts})' if opts else ''}"
+                         f" | {name}{f' ({aopts})' if aopts else ''} | seed {key.seed}")
+    return lines
