@@ -20,8 +20,28 @@ from vladv.types import (
 
 __version__ = "0.1.0"
 
+
+def run(**kwargs):
+    """Run an experiment grid and return its records; same arguments as ``vladv run``.
+
+    See :func:`vladv.experiment.run` (e.g. ``vladv.run(defense=["none", "mat"], attack="sga")``).
+    """
+    from vladv.experiment import run as _run
+
+    return _run(**kwargs)
+
+
+def report(directory, output=None):
+    """Write the table, CSVs, plots and gallery of the records in ``directory``.
+
+    See :func:`vladv.reports.report`; returns the aggregated rows and the written files.
+    """
+    from vladv.reports import report as _report
+
+    return _report(directory, output)
+
 __all__ = [
     "Attack", "AttackOutput", "AttackSpec", "Augmenter", "AugmenterSpec", "BackboneSpec", "Context",
     "DatasetSpec", "Defense", "DefenseSpec", "ImageTextDataset", "NoOptions", "PairBatch",
-    "ThreatModel", "hookimpl", "option", "__version__",
+    "ThreatModel", "hookimpl", "option", "report", "run", "__version__",
 ]

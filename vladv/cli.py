@@ -188,6 +188,28 @@ def run(
 @app.command(epilog="""
 [bold]Examples[/]
 
+  vladv report runs/synthetic-aerial
+
+  vladv report runs/synthetic-aerial --output paper/figures
+""")
+@user_errors
+def report(
+    directory: Annotated[Path, typer.Argument(help="Directory of result records.")],
+    output: Annotated[Path | None, typer.Option(
+        help="Where to write the report (default: DIRECTORY/report).")] = None,
+) -> None:
+    """Summarize records: mean ± std over seeds, CSV, plots and an HTML example gallery."""
+    from vladv.reports import aggregate_table, report as make_report
+
+    result = make_report(directory, output)
+    console.print(aggregate_table(result["rows"], title=f"vladv report: {directory}"))
+    for name, path in result["files"].items():
+        console.print(f"[dim]{name:>16}[/] {path}")
+
+
+@app.command(epilog="""
+[bold]Examples[/]
+
   vladv pretrain             [dim]# build every embedded model (tiny CLIP, ...)[/]
 
   vladv pretrain clip --force
