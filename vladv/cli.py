@@ -78,6 +78,18 @@ def dry_run_table(cells: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _argv_without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
 def _load_plugin_files(paths: list[Path] | None) -> None:
     from vladv.plugins import get_registry
 
@@ -145,12 +157,19 @@ def run(
         help="Load a one-off plugin from a .py file (repeatable).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the records as JSON.")] = False,
+    nproc: Annotated[int, typer.Option(
+        help="Processes to launch with torchrun (gloo on CPU, NCCL on GPUs).")] = 1,
 ) -> None:
     """Run a grid of backbones × datasets × defenses × attacks × seeds; write one record per cell."""
+    from vladv import distributed
     from vladv.experiment import build_grid
     from vladv.experiment import run as run_experiment
     from vladv.results import summary_table
 
+    if nproc < 1:
+        raise VladvError(f"--nproc must be at least 1; got {nproc}")
+    if nproc > 1 and distributed.env_world_size() == 1:
+        raise typer.Exit(distributed.launch(nproc, _argv_without_nproc(sys.argv[1:])))
     _load_plugin_files(plugin)
     options = {"backbone": parse_assignments(backbone_opt, "--backbone-opt"),
                "dataset": parse_assignments(dataset_opt, "--dataset-opt"),
@@ -176,6 +195,8 @@ def run(
             console.print_json(json.dumps(records))
             return
         console.print(dry_run_table(records))
+        return
+    if not distributed.is_main():
         return
     if json_out:
         console.print_json(json.dumps(records))

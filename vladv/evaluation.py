@@ -12,6 +12,7 @@ from vladv.backbone import Backbone
 from vladv.budget import image_budget, text_budget
 from vladv.console import track
 from vladv.data import pair_loader
+from vladv.distributed import batch_shards, gather_objects, gather_rows
 from vladv.metrics import asr_block, metrics_from_ranks, retrieval_ranks
 from vladv.types import Attack, Context, ImageTextDataset
 
@@ -45,21 +46,27 @@ def _gallery(dataset: ImageTextDataset, image_emb: torch.Tensor, text_emb: torch
 @torch.no_grad()
 def encode_clean(backbone: Backbone, dataset: ImageTextDataset, ctx: Context,
                  batch_size: int) -> Gallery:
-    """Embed the whole split once (the clean gallery every attack is compared against)."""
+    """Embed the whole split once (the clean gallery every attack is compared against).
+
+    Under torch.distributed each rank embeds its share of the batches; rows are gathered.
+    """
     start = time.perf_counter()
-    loader = pair_loader(dataset, batch_size, ctx.num_workers)
-    image_emb = torch.empty(len(dataset), 0)
-    text_emb = torch.empty(len(dataset.captions), 0)
+    loader = pair_loader(dataset, batch_size, ctx.num_workers,
+                         indices=batch_shards(len(dataset), batch_size))
+    img_rows, img_ids, txt_rows, txt_ids = [], [], [], []
     for batch in track(loader, "clean embeddings", ctx, total=len(loader)):
         with ctx.autocast():
-            img = backbone.encode_image(batch.images.to(ctx.device)).float().cpu()
-            txt = backbone.encode_text(batch.texts).float().cpu()
-        if image_emb.shape[1] == 0:
-            image_emb = torch.empty(len(dataset), img.shape[1])
-            text_emb = torch.empty(len(dataset.captions), txt.shape[1])
-        image_emb[batch.image_ids] = img
-        text_emb[batch.text_ids] = txt
+            img_rows.append(backbone.encode_image(batch.images.to(ctx.device)).float().cpu())
+            txt_rows.append(backbone.encode_text(batch.texts).float().cpu())
+        img_ids.append(batch.image_ids)
+        txt_ids.append(batch.text_ids)
+    image_emb = gather_rows(_cat(img_rows), _cat(img_ids), len(dataset))
+    text_emb = gather_rows(_cat(txt_rows), _cat(txt_ids), len(dataset.captions))
     return _gallery(dataset, image_emb, text_emb, time.perf_counter() - start)
+
+
+def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat(parts) if parts else torch.empty(0)
 
 
 def evaluate_attack(backbone: Backbone, dataset: ImageTextDataset, attack: Attack,
@@ -68,15 +75,18 @@ def evaluate_attack(backbone: Backbone, dataset: ImageTextDataset, attack: Attac
     """Attack every batch, embed the adversarial images and texts, and score them.
 
     Rows the attack left unchanged (the texts of an image attack, the images of a text attack)
-    reuse the cached clean embeddings.
+    reuse the cached clean embeddings. Under torch.distributed each rank attacks its share of
+    the batches (the same batches, hence the same adversarial examples, as one process).
     """
     start = time.perf_counter()
-    image_emb = clean.image_emb.clone()
-    text_emb = clean.text_emb.clone()
-    linf, l2, words, lo, hi = [], [], [], [], []
+    n_img, n_txt = len(dataset), len(dataset.captions)
+    img_rows, img_ids, txt_rows, txt_ids = [], [], [], []
+    budgets: dict[str, list[torch.Tensor]] = {"linf": [], "l2": [], "min_pixel": [],
+                                              "max_pixel": [], "words": []}
     examples: list[dict[str, Any]] = []
     was_training = backbone.training
-    loader = pair_loader(dataset, batch_size, ctx.num_workers)
+    loader = pair_loader(dataset, batch_size, ctx.num_workers,
+                         indices=batch_shards(n_img, batch_size))
     for batch in track(loader, f"attack {attack_name}", ctx, total=len(loader)):
         batch = batch.to(ctx.device)
         generator = ctx.generator("attack", attack_name, int(batch.image_ids[0]))
@@ -87,26 +97,37 @@ def evaluate_attack(backbone: Backbone, dataset: ImageTextDataset, attack: Attac
             raise RuntimeError(f"attack '{attack_name}' returned a batch of the wrong shape")
         ib = image_budget(batch.images, out.images)
         tb = text_budget(batch.texts, out.texts)
-        linf.append(ib["linf"])
-        l2.append(ib["l2"])
-        lo.append(ib["min_pixel"])
-        hi.append(ib["max_pixel"])
-        words.append(tb)
+        for key in ("linf", "l2", "min_pixel", "max_pixel"):
+            budgets[key].append(ib[key])
+        budgets["words"].append(tb)
         with torch.no_grad(), ctx.autocast():
             if bool((ib["linf"] > 0).any()):
-                image_emb[batch.image_ids] = backbone.encode_image(out.images.detach()).float().cpu()
+                img = backbone.encode_image(out.images.detach()).float().cpu()
+            else:
+                img = clean.image_emb[batch.image_ids]
             if bool((tb > 0).any()):
-                text_emb[batch.text_ids] = backbone.encode_text(out.texts).float().cpu()
+                txt = backbone.encode_text(out.texts).float().cpu()
+            else:
+                txt = clean.text_emb[batch.text_ids]
+        img_rows.append(img)
+        img_ids.append(batch.image_ids)
+        txt_rows.append(txt)
+        txt_ids.append(batch.text_ids)
         if len(examples) < keep_examples:
             examples.extend(_examples(batch, out, keep_examples - len(examples)))
+    image_emb = gather_rows(_cat(img_rows), _cat(img_ids), n_img)
+    text_emb = gather_rows(_cat(txt_rows), _cat(txt_ids), n_txt)
     gallery = _gallery(dataset, image_emb, text_emb, time.perf_counter() - start)
+    merged = {k: torch.cat([torch.cat(v) if v else torch.empty(0) for v in gather_objects(vals)])
+              for k, vals in budgets.items()}
     budget = {
-        "max_linf": float(torch.cat(linf).max()) if linf else 0.0,
-        "max_l2": float(torch.cat(l2).max()) if l2 else 0.0,
-        "max_words_changed": int(torch.cat(words).max()) if words else 0,
-        "mean_words_changed": float(torch.cat(words).float().mean()) if words else 0.0,
-        "min_pixel": float(torch.cat(lo).min()) if lo else 0.0,
-        "max_pixel": float(torch.cat(hi).max()) if hi else 1.0,
+        "max_linf": float(merged["linf"].max()) if merged["linf"].numel() else 0.0,
+        "max_l2": float(merged["l2"].max()) if merged["l2"].numel() else 0.0,
+        "max_words_changed": int(merged["words"].max()) if merged["words"].numel() else 0,
+        "mean_words_changed": (float(merged["words"].float().mean())
+                               if merged["words"].numel() else 0.0),
+        "min_pixel": float(merged["min_pixel"].min()) if merged["min_pixel"].numel() else 0.0,
+        "max_pixel": float(merged["max_pixel"].max()) if merged["max_pixel"].numel() else 1.0,
     }
     asr = asr_block(clean.ranks, gallery.ranks, clean.metrics, gallery.metrics)
     return AttackResult(gallery, budget, asr, time.perf_counter() - start, examples)

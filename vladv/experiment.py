@@ -6,6 +6,7 @@ milliseconds. Cells whose record already exists in the output directory are skip
 
 from __future__ import annotations
 
+import io
 import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -15,7 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
 
+from vladv import distributed
 from vladv.backbone import Backbone
 from vladv.cache import config_hash
 from vladv.console import get_console
@@ -76,6 +79,10 @@ def make_context(device: str | None = None, precision: str = "fp32", seed: int =
         raise OptionError(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise OptionError("device 'cuda' requested but CUDA is not available here; use --device cpu")
+    dev = distributed.init_from_env(dev)
+    if not distributed.is_main():  # rank 0 draws progress and prints
+        progress = False
+        console = Console(file=io.StringIO(), stderr=False)
     return Context(device=dev, precision=precision, seed=seed,  # type: ignore[arg-type]
                    num_workers=num_workers, progress=progress, console=console)
 
@@ -157,7 +164,9 @@ def run(*, backbone: str | Sequence[str] | None = None, dataset: str | Sequence[
         return [cell.identity | {"run_id": cell.run_id} for _, cells in plan for cell in cells]
     out = Path(output) if output is not None else None
     if out is not None:
-        check_manifest(out, grid, force)
+        if distributed.is_main():
+            check_manifest(out, grid, force)
+        distributed.barrier()
     records: dict[str, dict[str, Any]] = {}
     order = [cell.run_id for _, cells in plan for cell in cells]
     for key, cells in plan:
@@ -237,14 +246,14 @@ def _run_group(key: ModelKey, cells: list[Cell], grid: GridSpec, ctx: Context,
             metrics.update(adversarial=result.gallery.metrics, asr=result.asr,
                            budget=result.budget)
             cell_timings["attack"] = result.seconds
-            if out is not None and result.examples:
+            if out is not None and result.examples and distributed.is_main():
                 extra["examples"] = save_example_images(out, cell.run_id, result.examples,
                                                         cell.identity["attack"]["threat_model"])
         record = build_record(identity=cell.identity, runtime=runtime,
                               plugin_versions=cell_versions, data=test_ds.describe(),
                               model=model.identity(), metrics=metrics, timings=cell_timings,
                               experiment=grid.name or None, **extra)
-        if out is not None:
+        if out is not None and distributed.is_main():
             write_record(out, record)
         yield record
 
@@ -276,5 +285,7 @@ def _apply_defense(model: Backbone, df: Choice, augs: list[Choice], ds: Choice, 
     model = defense.fit(model, train_ds, aug_objs)
     if not isinstance(model, Backbone):
         raise VladvError(f"defense '{df.name}' did not return a backbone")
-    model.save(final, metadata={"defense": df.name, "key": key})
+    if distributed.is_main():
+        model.save(final, metadata={"defense": df.name, "key": key})
+    distributed.barrier()
     return model, time.perf_counter() - start

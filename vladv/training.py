@@ -2,9 +2,11 @@
 
 - :class:`PairSampler` streams deterministic training batches: each epoch a seeded permutation of
   the images; each image appears at most once per batch (so no batch holds two positives of one
-  image) with one text drawn from its pool (ground-truth captions ∪ augmenter texts).
+  image) with one text drawn from its pool (ground-truth captions ∪ augmenter texts). Under
+  torch.distributed each rank takes an interleaved share of every global batch and the model is
+  wrapped in DistributedDataParallel (gradients averaged over ranks).
 - :func:`train` runs AdamW with linear warmup + cosine decay, gradient clipping, autocast (bf16
-  on CUDA unless ``--precision fp32``... see :func:`train_autocast`), a rich progress bar with
+  on CUDA, see :func:`train_autocast`), a rich progress bar with
   loss and throughput, and checkpoints every ``checkpoint_every`` steps into the defense's
   ``workdir``: weights as safetensors, optimizer/scheduler state as a ``weights_only`` torch file.
   Rerunning after an interruption resumes from the last checkpoint; results equal an
@@ -25,11 +27,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from rich.progress import TextColumn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
 from vladv.backbone import Backbone
 from vladv.checkpoints import load_state_dict, save_state_dict
 from vladv.console import get_console, make_progress
+from vladv.distributed import barrier, is_distributed, is_main, rank, world_size
 from vladv.errors import CheckpointError
 from vladv.options import option
 from vladv.types import Context, ImageTextDataset
@@ -69,10 +73,11 @@ class _StepBatches(Sampler[list[int]]):
         self.per_epoch = max(n_images // batch_size, 1)
 
     def indices(self, step: int) -> list[int]:
+        """This rank's share of the step's global batch (all of it in a single process)."""
         epoch, offset = divmod(step, self.per_epoch)
         perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(
             _key(self.seed, "epoch", epoch)))
-        return perm[offset * self.bs:(offset + 1) * self.bs].tolist()
+        return perm[offset * self.bs:(offset + 1) * self.bs][rank()::world_size()].tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
         for step in range(self.start, self.steps):
@@ -105,11 +110,9 @@ class PairSampler:
         loader = DataLoader(self.dataset, batch_sampler=sampler, collate_fn=_collate,
                             num_workers=self.num_workers)
         for step, (images, ids) in enumerate(loader, start=start):
-            g = step_generator(self.seed, step, "text")
-            texts = []
-            for i in ids.tolist():
-                pool = self.pools[i]
-                texts.append(pool[int(torch.randint(len(pool), (1,), generator=g))])
+            # the text of image i at a step depends on (seed, step, i) only: same on any rank
+            texts = [self.pools[i][_key(self.seed, step, "text", i) % len(self.pools[i])]
+                     for i in ids.tolist()]
             yield TrainBatch(step, images.to(device, non_blocking=True), texts, ids)
 
 
@@ -149,12 +152,12 @@ class Schedule:
 
 
 def train_autocast(ctx: Context) -> contextlib.AbstractContextManager:
-    """Autocast for training: ``--precision`` when reduced, else bf16 on CUDA, else none."""
-    if ctx.autocast_dtype is not None:
-        return ctx.autocast()
-    if ctx.device.type == "cuda" and ctx.precision != "fp32":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """Autocast for training: on CUDA always (bf16, or fp16 with ``--precision fp16``); on other
+    devices only with a reduced ``--precision``."""
+    if ctx.device.type == "cuda":
+        dtype = torch.float16 if ctx.precision == "fp16" else torch.bfloat16
+        return torch.autocast("cuda", dtype=dtype)
+    return ctx.autocast()
 
 
 LossFn = Callable[[TrainBatch], torch.Tensor]
@@ -176,6 +179,12 @@ def train(model: Backbone, parameters: Sequence[torch.nn.Parameter], sampler: Pa
     optimizer = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=schedule.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.factor)
     start = _resume(model, optimizer, scheduler, workdir)
+    compute_loss: Callable[[TrainBatch], torch.Tensor] = loss_fn
+    if is_distributed():  # DistributedDataParallel over a module whose forward is the loss
+        ddp = DistributedDataParallel(
+            _LossModule(model, loss_fn),
+            device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        compute_loss = ddp
     console = get_console(ctx)
     if start:
         console.print(f"[dim]{label}: resuming from step {start}/{schedule.steps}[/]")
@@ -189,7 +198,7 @@ def train(model: Backbone, parameters: Sequence[torch.nn.Parameter], sampler: Pa
             tick = time.perf_counter()
             for batch in sampler.batches(schedule.steps, start, ctx.device):
                 with train_autocast(ctx):
-                    loss = loss_fn(batch)
+                    loss = compute_loss(batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.float().backward()
                 if schedule.grad_clip > 0:
@@ -207,7 +216,9 @@ def train(model: Backbone, parameters: Sequence[torch.nn.Parameter], sampler: Pa
                 done = batch.step + 1
                 if workdir is not None and (done % schedule.checkpoint_every == 0
                                             or done == schedule.steps):
-                    _checkpoint(model, optimizer, scheduler, done, workdir)
+                    if is_main():
+                        _checkpoint(model, optimizer, scheduler, done, workdir)
+                    barrier()
                 if on_step is not None:
                     on_step(done, value)
     finally:
@@ -215,6 +226,18 @@ def train(model: Backbone, parameters: Sequence[torch.nn.Parameter], sampler: Pa
         for n, p in model.named_parameters():
             p.requires_grad_(saved_flags[n])
     return losses
+
+
+class _LossModule(torch.nn.Module):
+    """Lets DistributedDataParallel wrap a loss function: ``forward(batch)`` is the loss."""
+
+    def __init__(self, model: Backbone, loss_fn: LossFn):
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, batch: TrainBatch) -> torch.Tensor:
+        return self.loss_fn(batch)
 
 
 def _checkpoint(model: Backbone, optimizer: torch.optim.Optimizer, scheduler, step: int,
