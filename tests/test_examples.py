@@ -1,0 +1,102 @@
+"""The shipped examples: the installable third-party plugin package, scripts, experiment files."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from vladv.experiment import run
+from vladv.testing import registered_plugin
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def installed_example(tmp_path_factory):
+    target = tmp_path_factory.mktemp("site")
+    res = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(ROOT / "examples" / "vladv-example-plugin")],
+        capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return target
+
+
+def test_example_plugin_package_installs_and_runs(installed_example, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(installed_example), "VLADV_HOME": str(tmp_path)}
+    listing = subprocess.run([sys.executable, "-m", "vladv", "plugins", "--json"], env=env,
+                             capture_output=True, text=True, timeout=300)
+    fgsm = [p for p in json.loads(listing.stdout)["plugins"] if p["name"] == "fgsm"]
+    assert fgsm and fgsm[0]["distribution"] == "vladv-example-plugin"
+    res = subprocess.run(
+        [sys.executable, "-m", "vladv", "run", "--plugin", str(ROOT / "tests" / "tiny_world.py"),
+         "--backbone", "tiny", "--dataset", "tiny", "--attack", "fgsm", "--attack-opt",
+         "eps=4/255", "--output", str(tmp_path / "out"), "-q", "--json"],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    [rec] = json.loads(res.stdout[res.stdout.index("["):])
+    assert rec["metrics"]["budget"]["max_linf"] == pytest.approx(4 / 255, abs=1e-6)
+    assert rec["versions"]["plugins"]["attack"]["distribution"] == "vladv-example-plugin"
+
+
+def test_inline_attack_example(tiny):
+    spec = importlib.util.spec_from_file_location("inline_attack", ROOT / "examples" /
+                                                  "inline_attack.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # __main__ guard: defines the plugin only
+    with registered_plugin(module.InlinePlugin()):
+        [rec] = run(backbone="tiny", dataset="tiny", attack="uniform-noise", progress=False,
+                    attack_options={"eps": "8/255"})
+    assert rec["metrics"]["budget"]["max_linf"] <= 8 / 255 + 1e-6
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "examples").glob("*.py")))
+def test_example_scripts_compile(script):
+    compile(script.read_text(), str(script), "exec")
+
+
+def test_synthetic_experiment_file_resolves():
+    cells = run(config=ROOT / "experiments" / "synthetic_aerial.toml", dry_run=True,
+                progress=False)
+    assert len(cells) == 6 * 4 * 3
+    assert {c["attack"]["name"] for c in cells} == {"pgd", "bert-attack", "co-attack", "sga"}
+    assert {(c["defense"]["name"], len(c["augmenters"])) for c in cells} == {
+        ("none", 0), ("tecoa", 0), ("fare", 0), ("mat", 0), ("mat", 1)}
+
+
+def _rsicd_fixture(folder: Path) -> Path:
+    """A tiny RSICD-format dataset: Karpathy JSON + 224×224 JPEGs, duplicated captions."""
+    (folder / "RSICD_images").mkdir(parents=True)
+    images = []
+    for i, (scene, color) in enumerate([("airport", (200, 200, 200)), ("forest", (20, 120, 30)),
+                                        ("beach", (230, 210, 150)), ("river", (40, 80, 200)),
+                                        ("farmland", (120, 160, 60)), ("desert", (220, 180, 100))]):
+        name = f"{scene}_{i}.jpg"
+        Image.new("RGB", (224, 224), color).save(folder / "RSICD_images" / name)
+        raw = [f"many buildings near a {scene} .", f"a {scene} is shown .",
+               f"a {scene} is shown .", f"this is a {scene} .", f"a {scene} is shown ."]
+        images.append({"filename": name, "imgid": i, "split": "test" if i >= 3 else "train",
+                       "sentences": [{"raw": r, "tokens": r.split()} for r in raw]})
+    path = folder / "dataset_rsicd.json"
+    path.write_text(json.dumps({"images": images, "dataset": "rsicd"}))
+    return path
+
+
+def test_rsicd_experiment_runs_on_a_tiny_fixture(tiny, tmp_path):
+    data = _rsicd_fixture(tmp_path / "RSICD")
+    opts = {"path": str(data), "image_root": str(tmp_path / "RSICD" / "RSICD_images"),
+            "image_size": "32"}
+    cells = run(config=ROOT / "experiments" / "rsicd.toml", dataset_options=opts, dry_run=True,
+                progress=False)
+    assert len(cells) == 72 and cells[0]["dataset"]["options"]["path"] == str(data)
+    [rec] = run(config=ROOT / "experiments" / "rsicd.toml", backbone="tiny", defense="none",
+                attack="pgd", seed=0, dataset_options=opts, attack_options={"steps": "2"},
+                output=tmp_path / "out", progress=False)
+    assert rec["data"]["images"] == 3 and rec["data"]["texts"] == 15
+    assert rec["config"]["dataset"]["name"] == "karpathy"
+    assert rec["metrics"]["budget"]["max_linf"] <= 2 / 255 + 1e-6
