@@ -357,11 +357,11 @@ class BertAttack(Attack):
     def perturb(self, backbone: Any, batch: PairBatch, generator: torch.Generator) -> AttackOutput:
         with torch.no_grad(), self.ctx.autocast():
             if self.options.objective == "image":
-                images = batch.images.to(backbone.device)
-                guidance = backbone.encode_image(images).float()[batch.txt2img.to(images.device)]
+                emb = batch.clean_image_embeddings(backbone).to(backbone.device)
+                guidance = emb[batch.txt2img.to(emb.device)]
                 score: TextScore = image_guided_score(backbone, guidance, self.ctx)
             else:
-                score = kl_score(backbone, backbone.encode_text(batch.texts).float(), self.ctx)
+                score = kl_score(backbone, batch.clean_text_embeddings(backbone), self.ctx)
         texts = self.search.run(batch.texts, score)
         return AttackOutput(images=batch.images, texts=texts)
 

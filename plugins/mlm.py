@@ -234,7 +234,8 @@ def prepare_mlm(ctx: Context, force: bool = False, config: TinyMLMConfig | None 
         from vladv_plugins.synthetic import SyntheticOptions, caption_corpus
 
         corpus = caption_corpus(SyntheticOptions())
-    stats = train_tiny_mlm(corpus, tmp, config, ctx)
+    with torch.enable_grad():  # callers may be inside no_grad (e.g. an attack's first use)
+        stats = train_tiny_mlm(corpus, tmp, config, ctx)
     if path.exists() and (force or not _complete(path)):
         shutil.rmtree(path, ignore_errors=True)
     try:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tests use tiny tensors: one thread avoids oversubscription on small shared CPUs.
+torch.set_num_threads(1)
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 

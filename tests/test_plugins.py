@@ -14,7 +14,11 @@ from vladv.testing import registered_plugin
 
 from plugin_factory import BROKEN_MODULE, FOO_MODULE, write_distribution
 
-FIRST_PARTY = {("backbone", "clip"), ("dataset", "synthetic-aerial"), ("dataset", "karpathy")}
+FIRST_PARTY = {("backbone", "clip"), ("backbone", "hf"), ("dataset", "synthetic-aerial"),
+               ("dataset", "karpathy"), ("attack", "pgd"), ("attack", "bert-attack"),
+               ("attack", "sga"), ("attack", "co-attack"), ("defense", "mat"),
+               ("defense", "tecoa"), ("defense", "fare"), ("augmenter", "eda"),
+               ("augmenter", "image-aug"), ("augmenter", "caption")}
 
 
 def _spec(name, kind="attack"):
@@ -44,11 +48,11 @@ def test_first_party_plugins_load_through_entry_points():
 
 
 def test_inline_registration_and_unknown_name_suggestion():
-    with registered_plugin(_Plugin("sga-like", "sga")):
-        assert get_registry().get("attack", "sga").name == "sga"
-        with pytest.raises(UnknownPluginError, match="unknown attack 'sgaa'; did you mean 'sga'"):
-            get_registry().get("attack", "sgaa")
-    assert "sga" not in get_registry().specs("attack")
+    with registered_plugin(_Plugin("tga-like", "tga")):
+        assert get_registry().get("attack", "tga").name == "tga"
+        with pytest.raises(UnknownPluginError, match="unknown attack 'tgaa'; did you mean 'tga'"):
+            get_registry().get("attack", "tgaa")
+    assert "tga" not in get_registry().specs("attack")
 
 
 def test_conflicting_names_name_both_plugins():

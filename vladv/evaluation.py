@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,7 +89,8 @@ def evaluate_attack(backbone: Backbone, dataset: ImageTextDataset, attack: Attac
     loader = pair_loader(dataset, batch_size, ctx.num_workers,
                          indices=batch_shards(n_img, batch_size))
     for batch in track(loader, f"attack {attack_name}", ctx, total=len(loader)):
-        batch = batch.to(ctx.device)
+        batch = dataclasses.replace(batch, image_emb=clean.image_emb[batch.image_ids],
+                                    text_emb=clean.text_emb[batch.text_ids]).to(ctx.device)
         generator = ctx.generator("attack", attack_name, int(batch.image_ids[0]))
         out = attack.perturb(backbone, batch, generator)
         if backbone.training != was_training:

@@ -157,6 +157,8 @@ class PairBatch:
 
     ``images``: (B, 3, H, W) float in [0, 1]; ``texts``: T strings; ``txt2img``: (T,) local image
     index of each text; ``image_ids`` (B,) and ``text_ids`` (T,): global ids in the dataset.
+    ``image_emb`` / ``text_emb``: the clean embeddings when the runner has them cached (attacks
+    read them through :meth:`clean_image_embeddings` / :meth:`clean_text_embeddings`).
     """
 
     images: torch.Tensor
@@ -164,9 +166,27 @@ class PairBatch:
     txt2img: torch.Tensor
     image_ids: torch.Tensor
     text_ids: torch.Tensor
+    image_emb: torch.Tensor | None = None
+    text_emb: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> PairBatch:
-        return dataclasses.replace(self, images=self.images.to(device), txt2img=self.txt2img.to(device))
+        move = (lambda t: None if t is None else t.to(device))
+        return dataclasses.replace(self, images=self.images.to(device), txt2img=self.txt2img.to(device),
+                                   image_emb=move(self.image_emb), text_emb=move(self.text_emb))
+
+    def clean_image_embeddings(self, backbone: Backbone) -> torch.Tensor:
+        """Normalized clean image embeddings (B, D): the runner's cached ones, else computed."""
+        if self.image_emb is not None:
+            return self.image_emb.float()
+        with torch.no_grad():
+            return backbone.encode_image(self.images).float()
+
+    def clean_text_embeddings(self, backbone: Backbone) -> torch.Tensor:
+        """Normalized clean text embeddings (T, D): the runner's cached ones, else computed."""
+        if self.text_emb is not None:
+            return self.text_emb.float()
+        with torch.no_grad():
+            return backbone.encode_text(self.texts).float()
 
     def __len__(self) -> int:
         return self.images.shape[0]
