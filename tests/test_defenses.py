@@ -1,0 +1,54 @@
+import copy
+import importlib
+
+import pytest
+import torch
+
+from vladv.experiment import run
+from vladv.options import resolve_options
+from vladv.testing import TinyBackbone, tiny_dataset
+from vladv.types import Context
+from vladv_plugins.fare import FARE, FAREOptions
+from vladv_plugins.tecoa import TeCoA, TeCoAOptions
+
+TRAIN = {"steps": "12", "batch_size": "8", "lr": "1e-2", "warmup": "0"}
+
+
+def _fit(defense_cls, options_cls, given, monkeypatch, augmenters=()):
+    """Fit a defense on the tiny model; return (weights before, fitted model, step losses)."""
+    model = TinyBackbone(seed=0)
+    before = copy.deepcopy(model.state_dict())
+    opts = resolve_options("defense", options_cls, {**TRAIN, **given})
+    losses = []
+    module = importlib.import_module(defense_cls.__module__)
+    real = module.train
+    monkeypatch.setattr(module, "train", lambda *a, **k: losses.extend(real(*a, **k)) or losses)
+    fitted = defense_cls(opts, Context(progress=False)).fit(
+        model, tiny_dataset(8, seed=4, split="train"), list(augmenters))
+    return before, fitted, losses
+
+
+def _changed(before, after):
+    return {k for k in before if not torch.equal(before[k], after.state_dict()[k])}
+
+
+@pytest.mark.parametrize("cls,opts,extra", [(TeCoA, TeCoAOptions, {}),
+                                            (FARE, FAREOptions, {"pgd_steps": "3"})])
+def test_unimodal_defenses_train_only_the_image_tower(cls, opts, extra, monkeypatch):
+    before, model, losses = _fit(cls, opts, extra, monkeypatch)
+    changed = _changed(before, model)
+    assert changed and all(k.startswith("visual.") for k in changed)
+    assert sum(losses[-4:]) < sum(losses[:4])
+
+
+def test_defense_is_cached_by_configuration(tiny, tmp_path, capsys):
+    kw = dict(backbone="tiny", dataset="tiny", defense="tecoa", progress=False,
+              defense_options={"steps": "2", "batch_size": "4"})
+    first = run(**kw)[0]
+    out = capsys.readouterr()
+    assert "training defense" in out.out + out.err
+    second = run(**kw)[0]
+    out = capsys.readouterr()
+    assert "using cached tecoa checkpoint" in out.out + out.err
+    assert first["metrics"]["clean"] == second["metrics"]["clean"]
+    assert first["config"]["defense"]["options"]["steps"] == 2
