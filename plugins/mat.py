@@ -23,8 +23,8 @@ import torch
 
 import vladv
 from vladv.backbone import Backbone
-from vladv.errors import PluginError
 from vladv.options import option
+from vladv.pools import build_text_pool
 from vladv.training import (PairSampler, TrainBatch, TrainingOptions, contrastive_loss,
                             step_generator, train)
 from vladv.types import Augmenter, Defense, DefenseSpec, ImageTextDataset
@@ -51,19 +51,10 @@ class MATOptions(TrainingOptions):
 
 
 def text_pools(train_ds: ImageTextDataset, augmenters: list[Augmenter]) -> list[list[str]]:
-    """Each image's pool: its ground-truth captions ∪ every text augmenter's captions (deduped)."""
-    pools = [[train_ds.captions[t] for t in ids] for ids in train_ds.img2txt]
-    for aug in augmenters:
-        if aug.modality != "text":
-            continue
-        extra = aug.texts_for(train_ds)
-        if len(extra) != len(pools):
-            raise PluginError(f"augmenter {type(aug).__name__} returned "
-                                           f"{len(extra)} caption lists for {len(pools)} images")
-        for pool, new in zip(pools, extra, strict=True):
-            seen = set(pool)
-            pool.extend(t for t in new if not (t in seen or seen.add(t)))
-    return pools
+    """Each image's pool: its ground-truth captions, then the text augmenters' new captions."""
+    extra = build_text_pool(augmenters, train_ds)
+    return [[train_ds.captions[t] for t in ids] + new
+            for ids, new in zip(train_ds.img2txt, extra, strict=True)]
 
 
 class MAT(Defense):

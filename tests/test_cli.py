@@ -4,7 +4,6 @@ import pytest
 from typer.testing import CliRunner
 
 from vladv.cli import app
-from vladv.testing import registered_plugin
 
 from plugin_factory import FOO_MODULE
 

@@ -5,7 +5,6 @@ import copy
 import pytest
 import torch
 
-import vladv
 from vladv.budget import words_changed
 from vladv.options import resolve_options
 from vladv.testing import COLORS, PLACES, THINGS, TinyBackbone, tiny_dataset

@@ -1,0 +1,348 @@
+"""Augmenter plugin ``eda`` (Easy Data Augmentation, ALGORITHMS.md §6) and the caption pools.
+
+EDA follows jasonwei20/eda_nlp ``code/eda.py`` operation for operation (SR, RI, RS, RD; one
+operation per augmented sentence; ``⌊num_aug/4⌋+1`` sentences per enabled operation, shuffled,
+truncated to ``num_aug``, the cleaned original appended last), with three deliberate differences:
+randomness comes from a private :class:`random.Random` (never the global one), synonym lists keep
+WordNet order instead of ``set`` order (so ``synonyms[0]`` and results do not depend on
+``PYTHONHASHSEED``), and empty "synonyms" (lemmas without letters) are dropped.
+
+Synonyms come from WordNet through NLTK's reader (see :func:`load_wordnet` for where it is found).
+The pool machinery (caching, deduplication) is :class:`vladv.pools.PoolAugmenter`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import vladv
+from vladv.cache import config_hash
+from vladv.console import track
+from vladv.errors import VladvError
+from vladv.options import option
+from vladv.pools import PoolAugmenter, image_seed
+from vladv.types import Context, ImageTextDataset
+
+__all__ = [
+    "EDA", "EdaOptions", "SYSTEM_WORDNET_DIRS", "STOP_WORDS",
+    "clean_text", "eda", "get_synonyms", "load_wordnet",
+    "random_deletion", "random_insertion", "random_swap", "synonym_replacement", "wordnet_synonyms",
+]
+
+Synonyms = Callable[[str], list[str]]
+
+# The 128-entry stop-word list of eda_nlp (it includes '').
+STOP_WORDS = frozenset("""i me my myself we our ours ourselves you your yours yourself yourselves he
+him his himself she her hers herself it its itself they them their theirs themselves what which who
+whom this that these those am is are was were be been being have has had having do does did doing a
+an the and but if or because as until while of at by for with about against between into through
+during before after above below to from up down in out on off over under again further then once
+here there when where why how all any both each few more most other some such no nor not only own
+same so than too very s t can will just don should now""".split()) | {""}
+
+# ----------------------------------------------------------------------------------------------
+# WordNet
+# ----------------------------------------------------------------------------------------------
+WORDNET_HINT = ("install WordNet with `apt-get install wordnet-base` (Debian/Ubuntu) or "
+                "`python -m nltk.downloader wordnet`, or set VLADV_WORDNET to a WordNet 3.0 "
+                "dict folder (data.noun, index.noun, noun.exc, ...)")
+SYSTEM_WORDNET_DIRS: list[str] = ["/usr/share/wordnet", "/usr/local/share/wordnet",
+                                  "/usr/local/WordNet-3.0/dict", "/usr/share/WordNet-3.0/dict"]
+NLTK_WORDNET_RESOURCES: list[str] = ["corpora/wordnet", "corpora/wordnet.zip/wordnet/"]
+_REQUIRED = tuple(f"{kind}.{pos}" for kind in ("data", "index") for pos in ("adj", "adv", "noun", "verb")
+                  ) + tuple(f"{pos}.exc" for pos in ("adj", "adv", "noun", "verb"))
+_OPTIONAL = ("cntlist.rev", "lexnames")
+# The 45 lexicographer files of WordNet 3.0 (lexnames(5WN)); the number is the line index.
+LEXNAMES = ("adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute "
+            "noun.body noun.cognition noun.communication noun.event noun.feeling noun.food "
+            "noun.group noun.location noun.motive noun.object noun.person noun.phenomenon "
+            "noun.plant noun.possession noun.process noun.quantity noun.relation noun.shape "
+            "noun.state noun.substance noun.time verb.body verb.change verb.cognition "
+            "verb.communication verb.competition verb.consumption verb.contact verb.creation "
+            "verb.emotion verb.motion verb.perception verb.possession verb.social verb.stative "
+            "verb.weather adj.ppl").split()
+_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz ")
+_CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
+_READERS: dict[str, Any] = {}
+
+
+def lexnames_text() -> str:
+    """The ``lexnames`` file NLTK needs and Debian's ``wordnet-base`` lacks."""
+    return "".join(f"{i:02d}\t{n}\t{_CATEGORY[n.split('.')[0]]}\n" for i, n in enumerate(LEXNAMES))
+
+
+def _is_wordnet_dir(path: Path) -> bool:
+    return path.is_dir() and all((path / f).is_file() for f in _REQUIRED)
+
+
+def _managed_copy(source: Path, ctx: Context | None) -> Path:
+    """A vladv-managed copy of ``source`` plus ``lexnames``, under ``VLADV_HOME/wordnet``.
+
+    NLTK's path sandbox rejects symbolic links that leave the reader's root, so files are copied
+    (about 28 MB, once); the folder appears atomically (built aside, then renamed).
+    """
+    ctx = ctx or Context()
+    folder = ctx.cache_dir("wordnet") / f"wn-{config_hash(str(source.resolve()), 12)}"
+    if _is_wordnet_dir(folder) and (folder / "lexnames").is_file():
+        return folder
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in _REQUIRED + _OPTIONAL:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, tmp / name)
+    if not (tmp / "lexnames").is_file():
+        (tmp / "lexnames").write_text(lexnames_text())
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process made it first, or a stale partial copy is in the way
+        if not (_is_wordnet_dir(folder) and (folder / "lexnames").is_file()):
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(tmp, folder)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _locate_wordnet() -> tuple[Any, bool]:
+    """(root, needs a managed copy): ``VLADV_WORDNET``, NLTK's data, then system folders."""
+    import nltk
+
+    env = os.environ.get("VLADV_WORDNET")
+    if env:
+        path = Path(env).expanduser()
+        if not _is_wordnet_dir(path):
+            raise VladvError(f"VLADV_WORDNET={env} is not a WordNet folder; {WORDNET_HINT}")
+        return path, not (path / "lexnames").is_file()
+    for resource in NLTK_WORDNET_RESOURCES:
+        try:
+            return nltk.data.find(resource), False
+        except LookupError:
+            continue
+    for folder in [os.environ.get("WNSEARCHDIR", ""), *SYSTEM_WORDNET_DIRS]:
+        if folder and _is_wordnet_dir(Path(folder)):
+            return Path(folder), not (Path(folder) / "lexnames").is_file()
+    raise VladvError(f"WordNet (for EDA's synonyms) was not found: {WORDNET_HINT}")
+
+
+def load_wordnet(ctx: Context | None = None) -> Any:
+    """NLTK's WordNet reader, loaded once per process and source.
+
+    Search order: ``$VLADV_WORDNET`` (a WordNet dict folder), an NLTK-downloaded ``wordnet``
+    corpus (``nltk.data.path``), ``$WNSEARCHDIR``, then :data:`SYSTEM_WORDNET_DIRS` (Debian's
+    ``wordnet-base`` installs ``/usr/share/wordnet``). A folder without ``lexnames`` is copied to
+    ``VLADV_HOME/wordnet`` with a generated one. Raises :class:`VladvError` when none is found.
+    """
+    import nltk
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    class _Reader(WordNetCorpusReader):
+        def map_wn(self, version: str = "wordnet") -> None:  # no OMW mapping (needs index.sense)
+            return None
+
+    source, copy = _locate_wordnet()
+    key = str(source)
+    if key not in _READERS:
+        root = _managed_copy(source, ctx) if copy else source
+        if isinstance(root, Path):
+            root = root.resolve()
+            if str(root) not in nltk.data.path:
+                nltk.data.path.append(str(root))  # NLTK >= 3.9 reads only below nltk.data.path
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "multilingual functions are not available"
+            try:
+                _READERS[key] = _Reader(str(root) if isinstance(root, Path) else root, None)
+            except (OSError, ValueError, LookupError, AssertionError) as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                raise VladvError(f"cannot read WordNet at {root}: {first}; {WORDNET_HINT}") from None
+    return _READERS[key]
+
+
+def get_synonyms(word: str, wordnet: Any) -> list[str]:
+    """WordNet synonyms of ``word`` in WordNet order (synsets, then lemmas), cleaned like EDA."""
+    out: dict[str, None] = {}
+    for synset in wordnet.synsets(word):
+        for lemma in synset.lemmas():
+            name = lemma.name().replace("_", " ").replace("-", " ").lower()
+            name = "".join(c for c in name if c in _LETTERS).strip()
+            if name:
+                out[name] = None
+    out.pop(word, None)
+    return list(out)
+
+
+def wordnet_synonyms(ctx: Context | None = None) -> Synonyms:
+    """``word -> synonyms`` backed by WordNet, memoized."""
+    wordnet = load_wordnet(ctx)
+    memo: dict[str, list[str]] = {}
+
+    def synonyms(word: str) -> list[str]:
+        if word not in memo:
+            memo[word] = get_synonyms(word, wordnet)
+        return memo[word]
+
+    return synonyms
+
+
+# ----------------------------------------------------------------------------------------------
+# EDA operations (ALGORITHMS.md §6)
+# ----------------------------------------------------------------------------------------------
+def clean_text(line: str) -> str:
+    """EDA's ``get_only_chars``: lower-case letters and single spaces only."""
+    line = line.replace("’", "").replace("'", "").replace("-", " ").replace("\t", " ")
+    line = line.replace("\n", " ").lower()
+    line = "".join(c if c in _LETTERS else " " for c in line)
+    return re.sub(" +", " ", line).strip()
+
+
+def synonym_replacement(words: list[str], n: int, rng: random.Random, synonyms: Synonyms) -> list[str]:
+    """Replace *all occurrences* of up to ``n`` distinct non-stop-words by a random synonym."""
+    new_words = list(words)
+    candidates = list(dict.fromkeys(w for w in words if w not in STOP_WORDS))
+    rng.shuffle(candidates)
+    replaced = 0
+    for word in candidates:
+        options = synonyms(word)
+        if options:
+            choice = rng.choice(options)
+            new_words = [choice if w == word else w for w in new_words]
+            replaced += 1
+        if replaced >= n:
+            break
+    return " ".join(new_words).split(" ")  # multi-word synonyms become several words
+
+
+def _add_word(new_words: list[str], rng: random.Random, synonyms: Synonyms) -> None:
+    options: list[str] = []
+    tries = 0
+    while not options:
+        options = synonyms(new_words[rng.randint(0, len(new_words) - 1)])
+        tries += 1
+        if tries >= 10:
+            return
+    new_words.insert(rng.randint(0, len(new_words) - 1), options[0])
+
+
+def random_insertion(words: list[str], n: int, rng: random.Random, synonyms: Synonyms) -> list[str]:
+    """``n`` times: insert the first synonym of a random word (≤ 10 tries) at a random position."""
+    new_words = list(words)
+    for _ in range(n):
+        _add_word(new_words, rng, synonyms)
+    return new_words
+
+
+def random_swap(words: list[str], n: int, rng: random.Random) -> list[str]:
+    """``n`` times: swap two random positions (≤ 3 retries to draw a second, different one)."""
+    new_words = list(words)
+    for _ in range(n):
+        i = j = rng.randint(0, len(new_words) - 1)
+        tries = 0
+        while j == i:
+            j = rng.randint(0, len(new_words) - 1)
+            tries += 1
+            if tries > 3:
+                break
+        if j != i:
+            new_words[i], new_words[j] = new_words[j], new_words[i]
+    return new_words
+
+
+def random_deletion(words: list[str], p: float, rng: random.Random) -> list[str]:
+    """Drop each word with probability ``p``; a single word stays; if all go, keep a random one."""
+    if len(words) == 1:
+        return list(words)
+    kept = [w for w in words if rng.uniform(0, 1) > p]
+    return kept if kept else [words[rng.randint(0, len(words) - 1)]]
+
+
+def eda(sentence: str, alpha_sr: float = 0.1, alpha_ri: float = 0.1, alpha_rs: float = 0.1,
+        p_rd: float = 0.1, num_aug: float = 9, *, rng: random.Random | None = None,
+        synonyms: Synonyms | None = None) -> list[str]:
+    """``num_aug`` augmented sentences of ``sentence`` followed by the cleaned original (last).
+
+    Each augmented sentence uses one operation; an operation with a zero alpha is disabled.
+    ``num_aug < 1`` keeps each candidate with probability ``num_aug / #candidates``.
+    """
+    rng = rng if rng is not None else random.Random(0)
+    synonyms = synonyms if synonyms is not None else wordnet_synonyms()
+    sentence = clean_text(sentence)
+    words = [w for w in sentence.split(" ") if w]
+    if not words:
+        return [sentence]
+    n = len(words)
+    per_op = int(num_aug / 4) + 1
+    out: list[str] = []
+    if alpha_sr > 0:
+        out += [" ".join(synonym_replacement(words, max(1, int(alpha_sr * n)), rng, synonyms))
+                for _ in range(per_op)]
+    if alpha_ri > 0:
+        out += [" ".join(random_insertion(words, max(1, int(alpha_ri * n)), rng, synonyms))
+                for _ in range(per_op)]
+    if alpha_rs > 0:
+        out += [" ".join(random_swap(words, max(1, int(alpha_rs * n)), rng)) for _ in range(per_op)]
+    if p_rd > 0:
+        out += [" ".join(random_deletion(words, p_rd, rng)) for _ in range(per_op)]
+    out = [clean_text(s) for s in out]
+    rng.shuffle(out)
+    if num_aug >= 1:
+        out = out[: int(num_aug)]
+    elif out:
+        keep = num_aug / len(out)
+        out = [s for s in out if rng.uniform(0, 1) < keep]
+    return [*out, sentence]
+
+
+# ----------------------------------------------------------------------------------------------
+# The plugin
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EdaOptions:
+    alpha_sr: float = option(0.1, "synonym replacement: n = max(1, ⌊α·words⌋); 0 disables",
+                             min=0, max=1)
+    alpha_ri: float = option(0.1, "random insertion: n = max(1, ⌊α·words⌋); 0 disables", min=0, max=1)
+    alpha_rs: float = option(0.1, "random swap: n = max(1, ⌊α·words⌋); 0 disables", min=0, max=1)
+    p_rd: float = option(0.1, "random deletion: drop probability per word; 0 disables", min=0, max=1)
+    num_aug: int = option(4, "augmented sentences per ground-truth caption", min=1, max=64)
+    seed: int = option(-1, "seed of the pools (-1: the run seed)", min=-1)
+
+    def __post_init__(self) -> None:
+        if not (self.alpha_sr or self.alpha_ri or self.alpha_rs or self.p_rd):
+            raise ValueError("at least one of alpha_sr, alpha_ri, alpha_rs, p_rd must be > 0")
+
+
+class EDA(PoolAugmenter):
+    """EDA on every ground-truth caption: ``num_aug`` new captions each, tied to its image."""
+
+    name = "eda"
+
+    def generate(self, dataset: ImageTextDataset) -> list[list[str]]:
+        o = self.options
+        synonyms = wordnet_synonyms(self.ctx)
+        out: list[list[str]] = []
+        for i in track(range(len(dataset)), "eda pools", self.ctx):
+            rng = random.Random(image_seed(self.seed, i, self.name))
+            cands: list[str] = []
+            for t in dataset.img2txt[i]:
+                cands += eda(dataset.captions[t], o.alpha_sr, o.alpha_ri, o.alpha_rs, o.p_rd,
+                             o.num_aug, rng=rng, synonyms=synonyms)[:-1]
+            out.append(cands)
+        return out
+
+
+def prepare_eda(options: EdaOptions, ctx: Context, force: bool = False) -> None:
+    """Check that WordNet loads (and build vladv's managed copy of a system WordNet)."""
+    load_wordnet(ctx)
+
+
+@vladv.hookimpl
+def vladv_augmenters():
+    yield vladv.AugmenterSpec(
+        name="eda", summary="EDA text augmentation (synonym replace/insert, swap, delete; WordNet)",
+        options=EdaOptions, factory=EDA, modality="text", prepare=prepare_eda)

@@ -1,0 +1,160 @@
+"""The clip backbone plugin: the embedded tiny model, checkpoints, errors, pretraining."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import vladv
+from vladv.checkpoints import load_state_dict, read_metadata, save_state_dict
+from vladv.errors import CheckpointError, OptionError, VladvError
+from vladv_plugins import clip_pretrain
+from vladv_plugins.clip import ClipBackbone, ClipOptions, build_clip, create_open_clip, prepare_clip
+from vladv_plugins.synthetic import SyntheticOptions, load_synthetic
+
+TINY = dict(pretrain_steps=4, pretrain_batch_size=16, pretrain_images=32, pretrain_warmup=1)
+
+
+@pytest.fixture(scope="module")
+def shared_home(tmp_path_factory):
+    """One VLADV_HOME for the module: the tiny model is pretrained once."""
+    return tmp_path_factory.mktemp("vladv-home")
+
+
+@pytest.fixture
+def ctx(shared_home, monkeypatch):
+    monkeypatch.setenv("VLADV_HOME", str(shared_home))
+    return vladv.Context(progress=False)
+
+
+@pytest.fixture
+def fresh_ctx(tmp_path, monkeypatch):
+    monkeypatch.setenv("VLADV_HOME", str(tmp_path / "home"))
+    return vladv.Context(progress=False)
+
+
+@pytest.fixture
+def tiny(ctx):
+    return build_clip(ClipOptions(**TINY), ctx)
+
+
+def test_embeddings_normalized(tiny):
+    assert isinstance(tiny, ClipBackbone) and not tiny.training
+    assert tiny.image_size == 64
+    img = tiny.encode_image(torch.rand(3, 3, 64, 64))
+    txt = tiny.encode_text(["a red house in the top left", "an airport", "two white planes"])
+    d = clip_pretrain.TINY_CONFIG["embed_dim"]
+    assert img.shape == (3, d) and txt.shape == (3, d)
+    assert torch.allclose(img.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert torch.allclose(txt.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert tiny.tokenize(["x"]).shape == (1, clip_pretrain.TINY_CONFIG["text_cfg"]["context_length"])
+    # other pixel sizes go through the differentiable resize
+    assert tiny.encode_image(torch.rand(1, 3, 96, 80)).shape == (1, d)
+
+
+def test_towers_and_identity(tiny):
+    vis = {id(p) for p in tiny.image_tower.parameters()}
+    txt = {id(p) for p in tiny.text_tower.parameters()}
+    allp = {id(p) for p in tiny.parameters()}
+    assert vis and txt and not vis & txt
+    assert allp == vis | txt | {id(tiny.logit_scale_param)}
+    assert tiny.logit_scale.item() > 1
+    ident = tiny.identity()
+    assert ident["name"] == "clip" and ident["model"] == "vladv-tiny-aerial" and ident["weights"]
+
+
+def test_differentiable_wrt_pixels(tiny):
+    x = torch.rand(2, 3, 64, 64, requires_grad=True)
+    t = tiny.encode_text(["a photo of a farmland", "a port with ships"])
+    (tiny.encode_image(x) * t).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert not tiny.training
+
+
+def test_save_load_roundtrip(tiny, ctx, tmp_path):
+    x = torch.rand(2, 3, 64, 64)
+    texts = ["three red planes", "a lake in the center"]
+    ref_i, ref_t = tiny.encode_image(x), tiny.encode_text(texts)
+    path = tiny.save(tmp_path / "backbone.safetensors")
+    fresh = build_clip(ClipOptions(**TINY), ctx)
+    with torch.no_grad():
+        for p in fresh.parameters():
+            p.add_(0.1)
+    fresh.load_weights(path)
+    assert torch.equal(fresh.encode_image(x), ref_i) and torch.equal(fresh.encode_text(texts), ref_t)
+    # the same file as a local checkpoint option (vladv "model." keys are accepted)
+    other = build_clip(ClipOptions(checkpoint=str(path)), ctx)
+    assert torch.equal(other.encode_image(x), ref_i)
+    assert other.identity()["checkpoint_sha256"]
+    # and an open_clip-keyed weights-only .pt file
+    pt = tmp_path / "open_clip.pt"
+    torch.save(tiny.open_clip_state_dict(), pt)
+    assert torch.equal(build_clip(ClipOptions(checkpoint=str(pt)), ctx).encode_text(texts), ref_t)
+
+
+def test_bad_checkpoints(ctx, tmp_path):
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(CheckpointError):
+        build_clip(ClipOptions(checkpoint=str(corrupt)), ctx)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"x": Evil()}, evil)
+    with pytest.raises(CheckpointError):
+        build_clip(ClipOptions(checkpoint=str(evil)), ctx)
+    wrong = tmp_path / "wrong.safetensors"
+    save_state_dict({"visual.nothing": torch.zeros(2)}, wrong)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        build_clip(ClipOptions(checkpoint=str(wrong)), ctx)
+    with pytest.raises(CheckpointError, match="not found"):
+        build_clip(ClipOptions(checkpoint=str(tmp_path / "missing.safetensors")), ctx)
+
+
+def test_pretrained_tag_offline(ctx, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(VladvError, match="pretrained"):
+        build_clip(ClipOptions(model="RN50", pretrained="openai"), ctx)
+    with pytest.raises(OptionError, match="unknown open_clip model"):
+        build_clip(ClipOptions(model="no-such-model"), ctx)
+    with pytest.raises(OptionError):
+        build_clip(ClipOptions(pretrained="laion2b"), ctx)
+
+
+def test_pretrain_cached_and_deterministic(fresh_ctx, capsys):
+    ctx = fresh_ctx
+    opts = ClipOptions(**TINY)
+    path = clip_pretrain.pretrain_clip(opts, ctx)
+    assert "building the embedded model (first run)" in capsys.readouterr().err
+    meta = read_metadata(path)
+    assert "config" in meta and "test_metrics" in meta
+    mtime = path.stat().st_mtime_ns
+    prepare_clip(opts, ctx)  # cached: nothing rebuilt
+    assert path.stat().st_mtime_ns == mtime and "first run" not in capsys.readouterr().err
+    first = load_state_dict(path)
+    prepare_clip(opts, ctx, force=True)
+    again = load_state_dict(path)  # same seed, same weights
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+
+
+def test_training_lowers_loss(ctx):
+    data = load_synthetic(SyntheticOptions(train_size=8, test_size=4), ctx, "train")
+    torch.manual_seed(0)
+    model = create_open_clip(clip_pretrain.DEFAULT_MODEL)
+    backbone = ClipBackbone(model, clip_pretrain.get_tokenizer(clip_pretrain.DEFAULT_MODEL))
+    tokens = backbone.tokenize(data.captions).view(8, 5, -1)
+    losses = clip_pretrain.train_clip(model, backbone.preprocess, data.images, tokens, steps=12,
+                                      batch_size=8, lr=2e-3, warmup=2, seed=0)
+    assert len(losses) == 12 and sum(losses[-3:]) / 3 < losses[0] - 0.5
+
+
+def test_plugin_registration():
+    from vladv_plugins import clip
+
+    specs = list(clip.vladv_backbones())
+    assert [s.name for s in specs] == ["clip"]
+    assert specs[0].options is ClipOptions and specs[0].prepare is prepare_clip
