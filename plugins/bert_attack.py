@@ -25,7 +25,6 @@ Deliberate differences from the reference code (Zoky-2020/SGA, Co-Attack ``bert_
 from __future__ import annotations
 
 import contextlib
-import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
