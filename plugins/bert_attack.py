@@ -36,7 +36,7 @@ import torch.nn.functional as F
 import vladv
 from vladv.options import option
 from vladv.types import Attack, AttackOutput, Context, PairBatch, ThreatModel
-from vladv_plugins.mlm import EMBEDDED_MLM, MaskedLM, MLMTopK, get_mlm, prepare_mlm
+from vladv_plugins.mlm import EMBEDDED_MLM, MaskedLM, MLMTopK, ensure_mlm, get_mlm
 
 __all__ = ["FILTER_WORDS", "BertAttack", "BertAttackOptions", "ImageGuidedScore", "KLScore",
            "TextScore", "WordSubstitutionSearch", "get_mlm", "image_guided_score", "kl_score"]
@@ -366,10 +366,7 @@ class BertAttack(Attack):
 
 
 def _prepare(options: BertAttackOptions, ctx: Context, force: bool = False) -> None:
-    if options.mlm == EMBEDDED_MLM:
-        prepare_mlm(ctx, force=force)
-    else:
-        get_mlm(options.mlm, ctx)
+    ensure_mlm(options.mlm, ctx, force)
 
 
 @vladv.hookimpl

@@ -249,6 +249,14 @@ def prepare_mlm(ctx: Context, force: bool = False, config: TinyMLMConfig | None 
     return path
 
 
+def ensure_mlm(name: str, ctx: Context, force: bool = False) -> None:
+    """Build the embedded MLM (or load a named one) ahead of the first attack (``vladv pretrain``)."""
+    if name == EMBEDDED_MLM:
+        prepare_mlm(ctx, force=force)
+    else:
+        get_mlm(name, ctx)
+
+
 def build_tokenizer(corpus: list[str], vocab_size: int) -> Any:
     """A lower-casing WordPiece tokenizer trained on ``corpus``, as a transformers fast tokenizer."""
     from tokenizers import BertWordPieceTokenizer

@@ -187,14 +187,10 @@ class SGA(Attack):
 
 def _prepare(options, ctx: Context, force: bool = False) -> None:
     """``vladv pretrain``: build (or load) the masked LM ahead of the first attack."""
-    from vladv_plugins.mlm import EMBEDDED_MLM, get_mlm, prepare_mlm
+    from vladv_plugins.mlm import ensure_mlm
 
-    if options.max_words == 0:
-        return
-    if options.mlm == EMBEDDED_MLM:
-        prepare_mlm(ctx, force=force)
-    else:
-        get_mlm(options.mlm, ctx)
+    if options.max_words > 0:
+        ensure_mlm(options.mlm, ctx, force)
 
 
 @vladv.hookimpl
