@@ -122,7 +122,7 @@ class TrainingOptions:
 
     steps: int = option(300, "optimizer steps", min=1)
     batch_size: int = option(128, "images per step (one text each)", min=2)
-    lr: float = option(5e-4, "peak AdamW learning rate", min=0)
+    lr: float = option(3e-4, "peak AdamW learning rate", min=0)
     weight_decay: float = option(0.05, "AdamW weight decay", min=0)
     warmup: int = option(20, "linear warmup steps", min=0)
     grad_clip: float = option(1.0, "max gradient norm (0 = off)", min=0)
