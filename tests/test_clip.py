@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import pytest
 import torch
+from vladv_plugins import clip_pretrain
+from vladv_plugins.clip import (
+    ClipBackbone,
+    ClipOptions,
+    build_clip,
+    create_open_clip,
+    prepare_clip,
+)
+from vladv_plugins.synthetic import SyntheticOptions, load_synthetic
 
 import vladv
 from vladv.checkpoints import load_state_dict, read_metadata, save_state_dict
 from vladv.errors import CheckpointError, OptionError, VladvError
-from vladv_plugins import clip_pretrain
-from vladv_plugins.clip import ClipBackbone, ClipOptions, build_clip, create_open_clip, prepare_clip
-from vladv_plugins.synthetic import SyntheticOptions, load_synthetic
 
-TINY = dict(pretrain_steps=4, pretrain_batch_size=16, pretrain_images=32, pretrain_warmup=1)
+TINY = {"pretrain_steps": 4, "pretrain_batch_size": 16, "pretrain_images": 32, "pretrain_warmup": 1}
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,17 @@ import collections
 
 import pytest
 import torch
+from vladv_plugins import synthetic
+from vladv_plugins.synthetic import (
+    SCENE_TYPES,
+    SyntheticOptions,
+    caption_corpus,
+    load_synthetic,
+)
+from vladv_plugins.synthetic_world import SCENES, sample_scene
 
 import vladv
 from vladv.errors import DatasetError
-from vladv_plugins import synthetic
-from vladv_plugins.synthetic import SCENE_TYPES, SyntheticOptions, caption_corpus, load_synthetic
-from vladv_plugins.synthetic_world import SCENES, sample_scene
 
 TINY = SyntheticOptions(train_size=48, test_size=16, image_size=64)
 
@@ -65,8 +70,10 @@ def test_captions_state_the_attributes(ctx):
     for s, ids in zip(ds.scenes, ds.img2txt):
         for t in ids:
             cap = ds.captions[t].lower()
-            assert s.color in cap
+            assert all(c in cap for c in s.colors)
             assert len(cap.split()) >= 8
+    big = synthetic.scene_records(SyntheticOptions(train_size=400, test_size=1), "train")[0]
+    assert any(s.color2 for s in big) and all(s.scene == "dense-residential" for s in big if s.color2)
 
 
 def test_train_test_disjoint(ctx):

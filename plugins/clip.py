@@ -1,0 +1,252 @@
+"""Backbone plugin ``clip``: any open_clip model, and the embedded default ``vladv-tiny-aerial``.
+
+``model`` names an open_clip architecture; weights come from an open_clip ``pretrained`` tag
+(downloads fail offline with a clear error), from a local ``checkpoint`` (safetensors or a
+weights-only torch file, never pickle), or, for the embedded default, from vladv's own
+pretraining on synthetic-aerial, cached under ``VLADV_HOME/models``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import torch
+from torch import nn
+from vladv_plugins.clip_pretrain import (
+    DEFAULT_MODEL,
+    TINY_CONFIG,
+    evaluate_clip,
+    get_tokenizer,
+    pretrain_clip,
+    quiet_open_clip,
+    register_tiny_config,
+    trained_path,
+)
+
+import vladv
+from vladv.backbone import Backbone
+from vladv.cache import file_sha256
+from vladv.checkpoints import load_state_dict
+from vladv.errors import CheckpointError, OptionError, VladvError
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "TINY_CONFIG",
+    "ClipBackbone",
+    "ClipOptions",
+    "build_clip",
+    "create_open_clip",
+    "evaluate_clip",
+    "load_open_clip_weights",
+    "prepare_clip",
+    "pretrain_clip",
+]
+
+
+@dataclass(frozen=True)
+class ClipOptions:
+    model: str = vladv.option(DEFAULT_MODEL, "open_clip model name (default: vladv's embedded tiny model)")
+    pretrained: str = vladv.option("", "open_clip pretrained tag (needs the weights in the local cache)")
+    checkpoint: str = vladv.option("", "local state dict (.safetensors, or weights-only .pt/.bin)")
+    download: bool = vladv.option(False, "let open_clip download the pretrained tag (else: local cache only)")
+    pretrain_steps: int = vladv.option(1350, "embedded model: optimizer steps", min=1)
+    pretrain_batch_size: int = vladv.option(128, "embedded model: images per step", min=2)
+    pretrain_lr: float = vladv.option(2e-3, "embedded model: peak AdamW learning rate", min=0)
+    pretrain_warmup: int = vladv.option(100, "embedded model: linear warmup steps", min=0)
+    pretrain_weight_decay: float = vladv.option(0.05, "embedded model: AdamW weight decay", min=0)
+    pretrain_seed: int = vladv.option(0, "embedded model: seed of init, shuffling and captions", min=0)
+    pretrain_images: int = vladv.option(0, "embedded model: train images (0 = synthetic-aerial default)",
+                                        min=0)
+
+
+class TextTower(nn.Module):
+    """The text parameters of an open_clip ``CLIP`` (kept at its top level) under one module."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.transformer = model.transformer
+        self.token_embedding = model.token_embedding
+        self.positional_embedding = model.positional_embedding
+        self.ln_final = model.ln_final
+        if model.text_projection is not None:  # an nn.Linear or an nn.Parameter
+            self.text_projection = model.text_projection
+
+
+class ClipBackbone(Backbone):
+    """An open_clip model behind the vladv :class:`~vladv.backbone.Backbone` contract."""
+
+    name = "clip"
+
+    def __init__(self, model: nn.Module, tokenizer: Any, info: dict[str, Any] | None = None):
+        cfg = open_clip.get_model_preprocess_cfg(model)
+        size = cfg.get("size", 224)
+        size = size if isinstance(size, int) else min(size)
+        super().__init__(size, cfg.get("mean", open_clip.OPENAI_DATASET_MEAN),
+                         cfg.get("std", open_clip.OPENAI_DATASET_STD),
+                         cfg.get("interpolation", "bicubic"))
+        self.model = model
+        self.tokenizer = tokenizer
+        self.info = dict(info or {})
+        self.eval()
+
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(pixels)
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.tokenizer(list(texts))
+
+    def text_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_text(tokens)
+
+    @property
+    def image_tower(self) -> nn.Module:
+        return self.model.visual
+
+    @property
+    def text_tower(self) -> nn.Module:
+        text = getattr(self.model, "text", None)
+        return text if isinstance(text, nn.Module) else TextTower(self.model)
+
+    @property
+    def logit_scale_param(self) -> nn.Parameter:
+        return self.model.logit_scale
+
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.name, **self.info}
+
+    def open_clip_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights with open_clip's own key names (loadable by plain open_clip)."""
+        return self.model.state_dict()
+
+
+def _first_line(exc: BaseException, last: bool = False, limit: int = 240) -> str:
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()] or [type(exc).__name__]
+    text = lines[-1] if last else lines[0]
+    return text if len(text) <= limit else text[:limit].rstrip() + "..."
+
+
+@contextlib.contextmanager
+def _hf_offline(offline: bool = True):
+    """Hugging Face Hub offline mode meanwhile (vladv does not download unless asked to)."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - open_clip depends on huggingface_hub
+        yield
+        return
+    previous = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = previous or offline
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = previous
+
+
+def create_open_clip(name: str, pretrained: str = "", download: bool = False) -> nn.Module:
+    """``open_clip.create_model`` with errors turned into one-line vladv errors.
+
+    Pretrained weights must be in the local Hugging Face cache unless ``download`` is true.
+    """
+    if name == DEFAULT_MODEL:
+        register_tiny_config()
+    if name not in open_clip.list_models() and ":" not in name:
+        known = [DEFAULT_MODEL] + [m for m in open_clip.list_models() if m != DEFAULT_MODEL]
+        raise OptionError(f"backbone 'clip': unknown open_clip model {name!r} "
+                          f"(e.g. {', '.join(known[:8])}, ...; see open_clip.list_models())")
+    try:
+        with quiet_open_clip(logging.ERROR), _hf_offline(not download):
+            return open_clip.create_model(name, pretrained=pretrained or None)
+    except Exception as exc:  # noqa: BLE001 - download and config errors of many types
+        first = _first_line(exc)
+        if pretrained:
+            raise CheckpointError(
+                f"backbone 'clip': cannot load pretrained weights {pretrained!r} for open_clip model "
+                f"{name!r} ({first}). vladv does not download at run time: pass download=true where "
+                f"there is network (it fills the Hugging Face cache), or checkpoint=PATH") from None
+        raise VladvError(f"backbone 'clip': cannot build open_clip model {name!r}: {first}") from None
+
+
+def _strip_prefix(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    keys = set(model.state_dict())
+    for prefix in ("model.", "module.", "module.model."):
+        if not (set(state) & keys) and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def load_open_clip_weights(model: nn.Module, path: str | Path) -> None:
+    """Load a local state dict (open_clip keys, or a vladv ``Backbone.save`` file) into ``model``."""
+    state = _strip_prefix(load_state_dict(path), model)
+    if "logit_scale" in state and state["logit_scale"].shape != model.logit_scale.shape:
+        state["logit_scale"] = state["logit_scale"].reshape(model.logit_scale.shape)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        first = _first_line(exc, last=True)
+        raise CheckpointError(f"checkpoint {path} does not fit this model: {first}") from None
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this model: {len(missing)} missing keys "
+            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
+
+
+def build_clip(options: ClipOptions, ctx: vladv.Context | None = None) -> ClipBackbone:
+    """The ``clip`` backbone on ``ctx.device``, in eval mode."""
+    ctx = ctx or vladv.Context()
+    info: dict[str, Any] = {"model": options.model}
+    if options.model == DEFAULT_MODEL and options.pretrained:
+        raise OptionError(f"backbone 'clip': the embedded model {DEFAULT_MODEL!r} has no pretrained "
+                          "tags; leave pretrained empty or pass checkpoint=PATH")
+    model = create_open_clip(options.model, options.pretrained, options.download)
+    if options.pretrained:
+        info["pretrained"] = options.pretrained
+    if options.checkpoint:
+        load_open_clip_weights(model, options.checkpoint)
+        info["checkpoint_sha256"] = file_sha256(options.checkpoint)
+    elif options.model == DEFAULT_MODEL:
+        path = pretrain_clip(options, ctx)
+        load_open_clip_weights(model, path)
+        info["weights"] = path.stem
+    elif not options.pretrained:
+        info["weights"] = "random"
+    try:
+        with _hf_offline(not options.download):
+            tokenizer = get_tokenizer(options.model)
+    except Exception as exc:  # noqa: BLE001 - e.g. an HF tokenizer that is not cached offline
+        raise VladvError(f"backbone 'clip': cannot load the tokenizer of {options.model!r}: "
+                         f"{_first_line(exc)}") from None
+    return ClipBackbone(model, tokenizer, info).to(ctx.device).eval()
+
+
+def prepare_clip(options: ClipOptions, ctx: vladv.Context, force: bool = False) -> None:
+    """Build cached artifacts ahead of time (``vladv pretrain``).
+
+    The embedded model is pretrained unless cached (``force`` rebuilds it); an open_clip
+    pretrained tag with ``download=true`` is fetched into the Hugging Face cache.
+    """
+    if options.model == DEFAULT_MODEL and not options.checkpoint:
+        pretrain_clip(options, ctx, force=force)
+    elif options.pretrained and options.download:
+        create_open_clip(options.model, options.pretrained, download=True)
+
+
+def is_cached(options: ClipOptions, ctx: vladv.Context) -> bool:
+    """Whether the embedded model's weights for ``options`` are already in the cache."""
+    return trained_path(options, ctx).is_file()
+
+
+@vladv.hookimpl
+def vladv_backbones():
+    yield vladv.BackboneSpec(
+        name="clip",
+        summary="open_clip dual encoder; default: vladv's tiny CLIP pretrained on synthetic-aerial",
+        options=ClipOptions,
+        factory=build_clip,
+        prepare=prepare_clip,
+    )
+
