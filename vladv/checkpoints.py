@@ -27,6 +27,7 @@ def save_state_dict(state: dict[str, torch.Tensor], path: str | Path,
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600 files; cached artifacts are shareable
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
