@@ -116,9 +116,28 @@ def _flatten(table: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+_AXIS_KIND = {"backbones": "backbone", "datasets": "dataset", "defenses": "defense",
+              "attacks": "attack"}
+
+
 def merge(base: GridSpec, **overrides: Any) -> GridSpec:
-    """Override grid axes given on the command line (None/empty = keep the file's value)."""
+    """Override grid axes given on the command line (None/empty = keep the file's value).
+
+    When an axis is overridden, the file's ``name.key`` options for plugins no longer in that
+    axis are dropped (they belonged to the file's grid, not to this run).
+    """
     changes: dict[str, Any] = {}
+    base_options = {k: dict(v) for k, v in base.options.items()}
+    for axis, kind in _AXIS_KIND.items():
+        value = overrides.get(axis)
+        if value in (None, (), []):
+            continue
+        names = {parse_defense(v)[0] for v in value} if kind == "defense" else set(value)
+        if kind == "defense":
+            names |= {a for v in value for a in parse_defense(v)[1]}
+        base_options[kind] = {k: v for k, v in base_options.get(kind, {}).items()
+                              if "." not in k or k.partition(".")[0] in names}
+    base = replace(base, options=base_options)
     for key, value in overrides.items():
         if key == "options":
             merged = {k: dict(v) for k, v in base.options.items()}
