@@ -149,8 +149,9 @@ def load_synthetic(options: SyntheticOptions, ctx: vladv.Context | None, split: 
     return SyntheticAerialDataset(images, captions, scenes, split, options)
 
 
-def prepare_synthetic(options: SyntheticOptions, ctx: vladv.Context) -> None:
-    """Generate and cache both splits ahead of time (``vladv pretrain``)."""
+def prepare_synthetic(options: SyntheticOptions, ctx: vladv.Context, force: bool = False) -> None:
+    """Generate and cache both splits ahead of time (``vladv pretrain``; cached data is
+    deterministic, so ``force`` has nothing to rebuild)."""
     for split in SPLITS:
         load_synthetic(options, ctx, split)
 

@@ -144,3 +144,14 @@ def test_disable_and_load_filters(site):
     res = _cli(["plugins", "--json"], site, VLADV_LOAD_PLUGINS="foo")
     names = {p["name"] for p in json.loads(res.stdout)["plugins"]}
     assert "foo-fgsm" in names
+
+
+def test_every_prepare_hook_takes_force():
+    import inspect
+
+    registry = get_registry()
+    for kind in ("backbone", "dataset", "attack", "defense", "augmenter"):
+        for name, entry in registry.specs(kind).items():
+            if entry.spec.prepare is not None:
+                params = inspect.signature(entry.spec.prepare).parameters
+                assert "force" in params, f"{kind} {name}: prepare() must accept force="
