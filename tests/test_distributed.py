@@ -4,8 +4,11 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from vladv.distributed import batch_shards
+
+TINY_WORLD = str(Path(__file__).with_name("tiny_world.py"))
 
 PLUGIN = '''
 from dataclasses import dataclass
@@ -13,7 +16,6 @@ from dataclasses import dataclass
 import torch
 
 import vladv
-from vladv.testing import tiny_plugin
 
 
 @dataclass(frozen=True)
@@ -39,15 +41,6 @@ def vladv_attacks():
     yield vladv.AttackSpec(name="noise", summary="noise", options=NoiseOptions, factory=Noise,
                            modality="multimodal")
 
-
-@vladv.hookimpl
-def vladv_backbones():
-    yield from tiny_plugin.vladv_backbones()
-
-
-@vladv.hookimpl
-def vladv_datasets():
-    yield from tiny_plugin.vladv_datasets()
 '''
 
 
@@ -62,6 +55,7 @@ def test_batch_shards_cover_every_item_once_in_single_process_batches():
 
 def _run(tmp_path, out, nproc, *extra):
     cmd = [sys.executable, "-m", "vladv", "run", "--plugin", str(tmp_path / "noise.py"),
+           "--plugin", TINY_WORLD,
            "--backbone", "tiny", "--dataset", "tiny", "--dataset-opt", "n_images=11",
            "--batch-size", "3", "--attack", "noise", "--output", str(out), "-q", "--json",
            "--nproc", str(nproc), *extra]

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 import time
 
 import pytest
@@ -13,6 +14,9 @@ import pytest
 from vladv.errors import VladvError
 from vladv.experiment import run
 from vladv.plugins import get_registry
+from vladv.testing import registered_plugin, tiny_plugin
+
+TINY_WORLD = str(Path(__file__).with_name("tiny_world.py"))
 
 PLUGIN = '''
 import time
@@ -21,7 +25,6 @@ from dataclasses import dataclass
 import torch
 
 import vladv
-from vladv.testing import tiny_plugin
 
 
 @dataclass(frozen=True)
@@ -47,15 +50,6 @@ class Slow(vladv.Attack):
 def vladv_attacks():
     yield vladv.AttackSpec(name="slow", summary="slow noise", options=SlowOptions, factory=Slow)
 
-
-@vladv.hookimpl
-def vladv_backbones():
-    yield from tiny_plugin.vladv_backbones()
-
-
-@vladv.hookimpl
-def vladv_datasets():
-    yield from tiny_plugin.vladv_datasets()
 '''
 
 TOML = '''
@@ -77,7 +71,7 @@ def _records(folder):
 
 def _cmd(tmp_path, out):
     return [sys.executable, "-m", "vladv", "run", "-c", str(tmp_path / "exp.toml"), "--plugin",
-            str(tmp_path / "slow_plugin.py"), "--output", str(out), "-q"]
+            str(tmp_path / "slow_plugin.py"), "--plugin", TINY_WORLD, "--output", str(out), "-q"]
 
 
 def test_sigkill_mid_grid_then_resume_matches_uninterrupted_run(tmp_path):
@@ -121,7 +115,8 @@ def _slow_plugin(tmp_path):
     registry = get_registry()
     name = registry.register_file(tmp_path / "slow_plugin.py")
     try:
-        yield
+        with registered_plugin(tiny_plugin):
+            yield
     finally:
         registry.unregister(name)
 
