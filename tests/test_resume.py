@@ -129,5 +129,9 @@ def test_a_different_grid_in_the_same_directory_is_refused(tmp_path):
         run(config=tmp_path / "exp.toml", output=out, progress=False)
         with pytest.raises(VladvError, match="different experiment grid"):
             run(config=tmp_path / "exp.toml", output=out, seed=5, progress=False)
+        planned = run(config=tmp_path / "exp.toml", output=out, seed=[0, 7], dry_run=True,
+                      progress=False)
+        assert [c["done"] for c in planned] == [True] * 3 + [False] * 3  # dry run: nothing written
+        assert {c["run_id"] for c in planned if c["done"]} == set(_records(out))
         run(config=tmp_path / "exp.toml", output=out, seed=5, progress=False, force=True)
     assert len(_records(out)) == 6

@@ -68,13 +68,17 @@ def dry_run_table(cells: list[dict[str, Any]]) -> Table:
     """The planned cells of a grid, one row each."""
     from vladv.results import defense_label
 
-    table = Table(title=f"{len(cells)} planned run(s)")
-    for col in ("run id", "backbone", "dataset", "defense", "attack", "attack options", "seed"):
+    done = sum(bool(c.get("done")) for c in cells)
+    title = f"{len(cells)} planned run(s)" + (f", {done} already done (skipped)" if done else "")
+    table = Table(title=title)
+    for col in ("run id", "backbone", "dataset", "defense", "attack", "attack options", "seed",
+                "status"):
         table.add_column(col)
     for c in cells:
         opts = ", ".join(f"{k}={v}" for k, v in c["attack"]["options"].items())
         table.add_row(c["run_id"], c["backbone"]["name"], c["dataset"]["name"], defense_label(c),
-                      c["attack"]["name"], opts, str(c["seed"]))
+                      c["attack"]["name"], opts, str(c["seed"]),
+                      "[green]done[/]" if c.get("done") else "to run")
     return table
 
 
@@ -178,7 +182,7 @@ def run(
                "augmenter": parse_assignments(augment_opt, "--augment-opt")}
     axes = dict(backbone=backbone, dataset=dataset, defense=defense, attack=attack,
                 augment=augment, seed=seed)
-    if output is None and not dry_run:
+    if output is None:
         grid, runtime = build_grid(**axes, precision=precision, batch_size=batch_size,
                                    config=config, options=options)
         output = Path(runtime["output"]) if runtime.get("output") else (

@@ -141,7 +141,8 @@ def run(*, backbone: str | Sequence[str] | None = None, dataset: str | Sequence[
     of ``key: value`` (strings like ``"2/255"`` or typed values); ``"sga.eps"`` targets one plugin
     and ``"eps"`` every plugin of that kind that has it. With ``output``, records are written
     there, finished cells are skipped (``recompute`` redoes them), and a directory holding a
-    different grid is refused unless ``force``. ``dry_run`` returns the planned cells' configs.
+    different grid is refused unless ``force``. ``dry_run`` returns the planned cells' configs, each with ``done``: whether
+    ``output`` already holds its record.
     """
     options = {"backbone": backbone_options or {}, "dataset": dataset_options or {},
                "attack": attack_options or {}, "defense": defense_options or {},
@@ -160,9 +161,11 @@ def run(*, backbone: str | Sequence[str] | None = None, dataset: str | Sequence[
     plan = []
     for key, attacks in expand(grid):
         plan.append((key, _plan_group(key, attacks, grid, ctx)))
-    if dry_run:
-        return [cell.identity | {"run_id": cell.run_id} for _, cells in plan for cell in cells]
     out = Path(output) if output is not None else None
+    if dry_run:
+        return [cell.identity | {"run_id": cell.run_id, "done": out is not None and not recompute
+                                 and record_path(out, cell.run_id).exists()}
+                for _, cells in plan for cell in cells]
     if out is not None:
         if distributed.is_main():
             check_manifest(out, grid, force)
