@@ -10,17 +10,17 @@ BLIP's missing temperature are exposed as a learnable log scale. See docs/backbo
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from vladv_plugins.mlm import quiet_transformers
 
 import vladv
 from vladv.backbone import Backbone, PixelPreprocess
@@ -329,22 +329,6 @@ def _first_line(exc: BaseException) -> str:
     return (lines[0] if lines else type(exc).__name__)[:300]
 
 
-@contextlib.contextmanager
-def _quiet_transformers(progress: bool) -> Iterator[None]:
-    from transformers.utils import logging as hf_logging
-
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    if not progress:
-        hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 def _dtype_kwarg() -> str:
     import transformers
 
@@ -406,7 +390,7 @@ def build_hf(options: HFOptions, ctx: vladv.Context | None = None) -> HFBackbone
     hint = ("offline (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE): pass a local folder, or fill the "
             "Hugging Face cache where there is network" if where["local_files_only"]
             else "check the name, revision and network access, or pass a local folder")
-    with _quiet_transformers(ctx.progress):
+    with quiet_transformers(ctx.progress):
         try:
             config = transformers.AutoConfig.from_pretrained(name, **where)
         except Exception as exc:  # noqa: BLE001 - hub, OS and parsing errors of many types

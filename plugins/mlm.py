@@ -143,13 +143,14 @@ def _offline() -> bool:
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """No transformers warnings or tqdm bars (vladv draws its own progress)."""
+def quiet_transformers(progress: bool = False) -> Iterator[None]:
+    """No transformers warnings; no tqdm bars unless ``progress`` (vladv draws its own)."""
     from transformers.utils import logging as hf_logging
 
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    if not progress:
+        hf_logging.disable_progress_bar()
     try:
         yield
     finally:
@@ -163,7 +164,7 @@ def _load_hf(path: str, name: str) -> tuple[Any, torch.nn.Module]:
 
     attempts = [True] if _offline() or os.path.isdir(path) else [False, True]
     error: Exception | None = None
-    with _quiet_transformers():
+    with quiet_transformers():
         for local in attempts:
             try:
                 tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
@@ -421,7 +422,7 @@ def _train(corpus: list[str], out_dir: Path, config: TinyMLMConfig, ctx: Context
     model.eval()
     accuracy = masked_accuracy(model, tokenizer, held, seed=config.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _quiet_transformers():
+    with quiet_transformers():
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
     stats = {"name": EMBEDDED_MLM, "config": dataclasses.asdict(config),
@@ -443,7 +444,7 @@ def save_random_mlm(corpus: list[str], path: str | Path, *, vocab_size: int = 30
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = _new_bert(tokenizer, hidden_size, layers, heads, 2 * hidden_size).eval()
-    with _quiet_transformers():
+    with quiet_transformers():
         model.save_pretrained(path)
         tokenizer.save_pretrained(path)
     return path
