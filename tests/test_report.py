@@ -86,6 +86,30 @@ def test_report_writes_table_csv_plots_and_gallery(grid_dir):
     img = page.split("src='")[1].split("'")[0]
     assert (rep / img).exists()
     assert "noise ε=16/255" in res.output and "seeds" in res.output
+    md = (rep / "summary.md").read_text().splitlines()
+    header = next(line for line in md if line.startswith("| defense | clean"))
+    assert header == "| defense | clean | noise ε=4/255 | noise ε=16/255 |"  # ε ascending
+    [none_row] = [line for line in md if line.startswith("| none | ") and "±" in line][:1]
+    strong_tr = by_attack["noise ε=16/255"]
+    cell = (f"{float(strong_tr['adversarial_tr_r1_mean']):.1f}±"
+            f"{float(strong_tr['adversarial_tr_r1_std']):.1f} / ")
+    assert none_row.split(" | ")[3].startswith(cell)
+
+
+def test_rows_follow_the_grid_order_of_the_manifest():
+    def rec(defense, attack):
+        return {"run_id": defense + attack, "config": {
+            "backbone": {"name": "b"}, "dataset": {"name": "d"}, "defense": {"name": defense},
+            "augmenters": [], "seed": 0, "attack": {"name": attack, "options": {},
+                                                    "threat_model": None}},
+            "metrics": {"clean": {"tr_r1": 1.0}, "adversarial": {"tr_r1": 0.5}}}
+
+    recs = [rec(d, a) for d in ("fare", "mat", "none") for a in ("sga", "pgd")]
+    plain = [(r["defense"], r["attack"]) for r in aggregate(recs)]
+    assert plain[:2] == [("none", "pgd"), ("none", "sga")]  # without a grid: none first
+    grid = {"defenses": ["none", "mat", "fare"], "attacks": ["sga", "pgd"]}
+    ordered = [(r["defense"], r["attack"]) for r in aggregate(recs, grid)]
+    assert ordered == [(d, a) for d in ("none", "mat", "fare") for a in ("sga", "pgd")]
 
 
 def test_aggregate_is_a_pure_function_of_records(grid_dir):

@@ -223,7 +223,7 @@ def report(
     output: Annotated[Path | None, typer.Option(
         help="Where to write the report (default: DIRECTORY/report).")] = None,
 ) -> None:
-    """Summarize records: mean ± std over seeds, CSV, plots and an HTML example gallery."""
+    """Summarize records: mean ± std over seeds, CSV and Markdown tables, plots, HTML gallery."""
     from vladv.reports import aggregate_table, report as make_report
 
     result = make_report(directory, output)

@@ -5,6 +5,8 @@
 - ``summary.csv``: one row per (backbone, dataset, defense+augmenters, attack, attack options)
   with mean and std over seeds of clean/adversarial R@1/5/10, RSUM and both ASRs;
 - ``records.csv``: one row per record;
+- ``summary.md``: Markdown tables (defenses × attacks) of R@1 and SGA's ASR, mean ± std over
+  seeds, ready for a paper or a README;
 - ``robust_vs_eps.png``: robust TR@1 and IR@1 against ε (·255) per defense and attack;
 - ``defenses_attacks.png``: grouped bars of R@1 per defense under each attack (clean included);
 - ``gallery.html``: saved adversarial examples (clean, adversarial, magnified perturbation, the
@@ -25,7 +27,7 @@ from typing import Any
 
 from rich.table import Table
 
-from vladv.results import defense_label, load_records
+from vladv.results import defense_label, load_records, read_manifest
 
 METRICS = ("tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5", "ir_r10", "rsum")
 ASR = ("tr_r1_conditional", "ir_r1_conditional", "tr_r1_delta", "ir_r1_delta")
@@ -53,8 +55,13 @@ def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | Non
     return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
 
 
-def aggregate(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and std over seeds per (backbone, dataset, defense, attack, attack options)."""
+def aggregate(records: Iterable[dict[str, Any]],
+              grid: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Mean and std over seeds per (backbone, dataset, defense, attack, attack options).
+
+    Rows follow the order of ``grid``'s defenses and attacks (an experiment manifest's grid) where
+    given; otherwise ``none`` first, then by name.
+    """
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for rec in sorted(records, key=lambda r: (_group_key(r), r["config"]["seed"], r["run_id"])):
         groups[_group_key(rec)].append(rec)
@@ -75,15 +82,24 @@ def aggregate(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             mean, std = _mean_std([(r["metrics"].get("asr") or {}).get(a) for r in recs])
             row[f"asr_{a}_mean"], row[f"asr_{a}_std"] = mean, std
         rows.append(row)
-    rows.sort(key=lambda r: (r["backbone"], r["dataset"], r["defense"], r["attack"] != "none",
-                             r["attack"], r["eps"] or 0.0))
+    rank = {axis: {name: i for i, name in enumerate((grid or {}).get(axis) or [])}
+            for axis in ("defenses", "attacks")}
+
+    def position(axis: str, name: str) -> tuple[int, str]:
+        return rank[axis].get(name, 0 if name == "none" else len(rank[axis]) + 1), name
+
+    rows.sort(key=lambda r: (r["backbone"], r["dataset"], position("defenses", r["defense"]),
+                             r["attack"] != "none", position("attacks", r["attack"]),
+                             r["eps"] or 0.0))
     return rows
 
 
-def _pm(mean: float | None, std: float | None) -> str:
-    if mean is None:
+def _pm(row: dict[str, Any] | None, key: str) -> str:
+    """``mean±std`` of ``key`` over the row's seeds (just the mean for one seed)."""
+    if row is None or row[f"{key}_mean"] is None:
         return "–"
-    return f"{mean:.1f}" if not std else f"{mean:.1f}±{std:.1f}"
+    mean, std = row[f"{key}_mean"], row[f"{key}_std"]
+    return f"{mean:.1f}" if len(row["seeds"]) < 2 or std is None else f"{mean:.1f}±{std:.1f}"
 
 
 def aggregate_table(rows: Sequence[dict[str, Any]], title: str = "vladv report") -> Table:
@@ -100,12 +116,12 @@ def aggregate_table(rows: Sequence[dict[str, Any]], title: str = "vladv report")
         table.add_column(col, justify="right" if "@" in col or "ASR" in col else "left")
     for r in rows:
         table.add_row(*(r[k] for k in ids), r["defense"], r["attack_label"], str(len(r["seeds"])),
-                      _pm(r["clean_tr_r1_mean"], r["clean_tr_r1_std"]),
-                      _pm(r["clean_ir_r1_mean"], r["clean_ir_r1_std"]),
-                      _pm(r["adversarial_tr_r1_mean"], r["adversarial_tr_r1_std"]),
-                      _pm(r["adversarial_ir_r1_mean"], r["adversarial_ir_r1_std"]),
-                      _pm(r["asr_tr_r1_conditional_mean"], r["asr_tr_r1_conditional_std"]),
-                      _pm(r["asr_ir_r1_conditional_mean"], r["asr_ir_r1_conditional_std"]))
+                      _pm(r, "clean_tr_r1"),
+                      _pm(r, "clean_ir_r1"),
+                      _pm(r, "adversarial_tr_r1"),
+                      _pm(r, "adversarial_ir_r1"),
+                      _pm(r, "asr_tr_r1_conditional"),
+                      _pm(r, "asr_ir_r1_conditional"))
     return table
 
 
@@ -121,6 +137,42 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
             writer.writerow({k: (" ".join(map(str, v)) if isinstance(v, list) else v)
                              for k, v in r.items()})
     return path
+
+
+def _pair(row: dict[str, Any] | None, tr: str, ir: str) -> str:
+    return f"{_pm(row, tr)} / {_pm(row, ir)}"
+
+
+def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
+    """Defenses × attacks Markdown tables (R@1 and SGA's ASR@1, TR / IR, mean±std over seeds)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["backbone"], r["dataset"])].append(r)
+    out = []
+    for (backbone, dataset), group in groups.items():
+        defenses = list(dict.fromkeys(r["defense"] for r in group))
+        attacks = list(dict.fromkeys(r["attack_label"] for r in group if r["attack"] != "none"))
+        cell = {(r["defense"], r["attack_label"]): r for r in group}
+        first = {d: next(r for r in group if r["defense"] == d) for d in defenses}
+        seeds = sorted({s for r in group for s in r["seeds"]})
+        out.append(f"### {backbone} on {dataset} (seeds {', '.join(map(str, seeds))})\n")
+        out.append("R@1, TR / IR (%; higher is more robust):\n")
+        out.append("| defense | clean | " + " | ".join(attacks) + " |")
+        out.append("| --- " * (len(attacks) + 2) + "|")
+        for d in defenses:
+            out.append(f"| {d} | {_pair(first[d], 'clean_tr_r1', 'clean_ir_r1')} | " + " | ".join(
+                _pair(cell.get((d, a)), "adversarial_tr_r1", "adversarial_ir_r1")
+                for a in attacks) + " |")
+        out.append("\nSGA's conditional attack success rate ASR@1, TR / IR (%; lower is more "
+                   "robust):\n")
+        out.append("| defense | " + " | ".join(attacks) + " |")
+        out.append("| --- " * (len(attacks) + 1) + "|")
+        for d in defenses:
+            out.append(f"| {d} | " + " | ".join(
+                _pair(cell.get((d, a)), "asr_tr_r1_conditional", "asr_ir_r1_conditional")
+                for a in attacks) + " |")
+        out.append("")
+    return "\n".join(out)
 
 
 def record_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -273,15 +325,21 @@ def write_gallery(directory: Path, records: Sequence[dict[str, Any]], path: Path
     return path
 
 
+def _write_text(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
 def report(directory: str | Path, output: str | Path | None = None) -> dict[str, Any]:
     """Write the report of the records in ``directory``; return the rows and the file paths."""
     directory = Path(directory)
     records = load_records(directory)
     out = Path(output) if output is not None else directory / "report"
     out.mkdir(parents=True, exist_ok=True)
-    rows = aggregate(records)
+    rows = aggregate(records, read_manifest(directory))
     files = {"summary_csv": write_csv(out / "summary.csv", rows),
              "records_csv": write_csv(out / "records.csv", record_rows(records)),
+             "summary_md": _write_text(out / "summary.md", markdown_tables(rows)),
              "robust_vs_eps": plot_robust_vs_eps(rows, out / "robust_vs_eps.png"),
              "defenses_attacks": plot_defense_bars(rows, out / "defenses_attacks.png"),
              "gallery": write_gallery(directory, records, out / "gallery.html")}

@@ -81,16 +81,22 @@ def build_record(*, identity: dict[str, Any], runtime: dict[str, Any],
     return record
 
 
+def read_manifest(output: Path) -> dict[str, Any] | None:
+    """The grid recorded in ``output``'s manifest, or None (absent or unreadable)."""
+    try:
+        grid = json.loads((Path(output) / MANIFEST).read_text()).get("grid")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return grid if isinstance(grid, dict) else None
+
+
 def check_manifest(output: Path, grid: Any, force: bool) -> None:
     """Refuse to mix grids in one directory (unless ``force``); record the grid otherwise."""
     path = Path(output) / MANIFEST
     current = {"schema_version": SCHEMA_VERSION, "grid": grid.to_dict()}
     if path.exists() and not force:
-        try:
-            previous = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            previous = None
-        if previous is not None and previous.get("grid") != current["grid"]:
+        previous = read_manifest(output)
+        if previous is not None and previous != current["grid"]:
             raise VladvError(f"{output} holds results of a different experiment grid; use another "
                              f"--output, or --force to add this grid's runs to it")
     atomic_write_json(path, current)
