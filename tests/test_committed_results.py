@@ -1,28 +1,93 @@
-"""`vladv report` on the committed records of the synthetic-aerial experiment (docs/results/)."""
+"""`vladv report` on the committed records of the synthetic-aerial experiments (docs/results/)."""
 
 import csv
 import json
+import re
 import shutil
+import statistics
+from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
+from vladv.budget import words_changed
 from vladv.reports import report
 
-RECORDS = Path(__file__).resolve().parent.parent / "docs" / "results" / "records"
+RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
 
 
-def test_report_on_committed_records(tmp_path):
-    folder = tmp_path / "records"
-    shutil.copytree(RECORDS, folder)
-    records = [json.loads(p.read_text()) for p in folder.glob("*.json") if p.stem != "experiment"]
-    out = report(folder)
-    rows = list(csv.DictReader(open(out["files"]["summary_csv"])))
-    assert len(rows) == len(records)  # one seed: one row per cell
+def _load(folder):
+    return [json.loads(p.read_text()) for p in folder.glob("*.json") if p.stem != "experiment"]
+
+
+def _label(rec):
+    cfg = rec["config"]
+    return cfg["defense"]["name"] + "".join("+" + a["name"] for a in cfg["augmenters"])
+
+
+@pytest.fixture(scope="module")
+def grid_report(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("grid") / "records"
+    shutil.copytree(RESULTS / "records", folder)
+    return folder, _load(folder), report(folder)
+
+
+def test_the_table_is_the_mean_and_std_of_the_seeds(grid_report):
+    _, records, out = grid_report
+    assert {r["config"]["seed"] for r in records} == {0, 1, 2}
+    cells = defaultdict(list)
     for rec in records:
-        cfg = rec["config"]
-        label = cfg["defense"]["name"] + "".join("+" + a["name"] for a in cfg["augmenters"])
-        [row] = [r for r in rows if r["defense"] == label and r["attack"] == cfg["attack"]["name"]]
-        assert float(row["adversarial_tr_r1_mean"]) == rec["metrics"]["adversarial"]["tr_r1"]
-        assert float(row["clean_ir_r1_mean"]) == rec["metrics"]["clean"]["ir_r1"]
+        cells[(_label(rec), rec["config"]["attack"]["name"])].append(rec)
+    assert len(cells) == 24 and all(len(v) == 3 for v in cells.values())
+    rows = list(csv.DictReader(open(out["files"]["summary_csv"])))
+    assert len(rows) == len(cells)
+    for (defense, attack), recs in cells.items():
+        [row] = [r for r in rows if r["defense"] == defense and r["attack"] == attack]
+        assert row["seeds"] == "0 1 2"
+        adv = [r["metrics"]["adversarial"]["tr_r1"] for r in recs]
+        assert float(row["adversarial_tr_r1_mean"]) == pytest.approx(statistics.fmean(adv))
+        assert float(row["adversarial_tr_r1_std"]) == pytest.approx(statistics.stdev(adv))
+        clean = [r["metrics"]["clean"]["ir_r1"] for r in recs]
+        assert float(row["clean_ir_r1_mean"]) == pytest.approx(statistics.fmean(clean))
+    assert {"none", "tecoa", "fare", "mat", "mat+eda", "mat+caption"} == {r["defense"] for r in rows}
     png = Path(out["files"]["defenses_attacks"]).read_bytes()
     assert png[:4] == b"\x89PNG" and len(png) > 20_000
-    assert {"none", "tecoa", "fare", "mat"} <= {r["defense"] for r in rows}
+
+
+def test_the_gallery_shows_the_committed_examples(grid_report):
+    folder, records, out = grid_report
+    with_examples = [r for r in records if r.get("examples") and (folder / r["examples"]).exists()]
+    assert len(with_examples) >= 8
+    page = Path(out["files"]["gallery"])
+    text = page.read_text()
+    assert text.count("<h2>") == len(with_examples)
+    sources = re.findall(r"<img src='([^']+)'", text)
+    assert len(sources) == 3 * sum(
+        len(json.loads((folder / r["examples"]).read_text())["examples"]) for r in with_examples)
+    assert all((page.parent / s).resolve().is_file() for s in sources)
+    # text attacks changed at most one word per caption, and the page marks it
+    for rec in with_examples:
+        index = json.loads((folder / rec["examples"]).read_text())
+        for ex in index["examples"]:
+            for clean, adv in zip(ex["clean_texts"], ex["adv_texts"], strict=True):
+                assert words_changed(clean, adv) <= (rec["config"]["attack"]["threat_model"]["max_words"] or 0)
+    assert "<mark>" in text
+
+
+def test_the_eps_sweep_report_draws_one_line_per_defense(tmp_path):
+    folder = tmp_path / "eps"
+    shutil.copytree(RESULTS / "eps-records", folder)
+    records = _load(folder)
+    out = report(folder)
+    rows = out["rows"]
+    assert len(rows) == len(records) == 30
+    by_defense = defaultdict(list)
+    for r in rows:
+        by_defense[r["defense"]].append((r["eps"], r["adversarial_tr_r1_mean"]))
+    assert len(by_defense) == 6
+    for points in by_defense.values():
+        assert [round(e * 255, 1) for e, _ in sorted(points)] == [0.5, 1.0, 2.0, 4.0, 8.0]
+        recalls = [v for _, v in sorted(points)]
+        assert recalls[0] > recalls[-1]  # a larger ball never helps the model here
+    png = Path(out["files"]["robust_vs_eps"]).read_bytes()
+    assert png[:4] == b"\x89PNG" and len(png) > 20_000

@@ -69,6 +69,21 @@ def test_synthetic_experiment_file_resolves():
         ("none", 0), ("tecoa", 0), ("fare", 0), ("mat", 0), ("mat", 1)}
 
 
+def test_eps_sweep_reuses_the_grid_models():
+    grid = run(config=ROOT / "experiments" / "synthetic_aerial.toml", dry_run=True, progress=False)
+    sweep = run(config=ROOT / "experiments" / "synthetic_aerial_eps.toml", dry_run=True,
+                progress=False)
+    assert len(sweep) == 6 * 5
+    assert sorted({round(c["attack"]["options"]["eps"] * 255, 1) for c in sweep}) == [
+        0.5, 1.0, 2.0, 4.0, 8.0]
+
+    def model(c):
+        return json.dumps({k: c[k] for k in ("backbone", "dataset", "defense", "augmenters",
+                                             "seed")}, sort_keys=True)
+
+    assert {model(c) for c in sweep} <= {model(c) for c in grid}  # same cached defenses
+
+
 def _rsicd_fixture(folder: Path) -> Path:
     """A tiny RSICD-format dataset: Karpathy JSON + 224×224 JPEGs, duplicated captions."""
     (folder / "RSICD_images").mkdir(parents=True)

@@ -155,7 +155,8 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
         cell = {(r["defense"], r["attack_label"]): r for r in group}
         first = {d: next(r for r in group if r["defense"] == d) for d in defenses}
         seeds = sorted({s for r in group for s in r["seeds"]})
-        out.append(f"### {backbone} on {dataset} (seeds {', '.join(map(str, seeds))})\n")
+        seed_text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+        out.append(f"### {backbone} on {dataset} ({seed_text})\n")
         out.append("R@1, TR / IR (%; higher is more robust):\n")
         out.append("| defense | clean | " + " | ".join(attacks) + " |")
         out.append("| --- " * (len(attacks) + 2) + "|")
@@ -215,7 +216,7 @@ def plot_robust_vs_eps(rows: Sequence[dict[str, Any]], path: Path) -> Path | Non
     if not lines:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for (defense, attack), pts in sorted(lines.items()):
+    for (defense, attack), pts in lines.items():  # rows are in the grid's order
         pts = sorted(pts)
         base = clean.get(defense)
         for ax, idx in zip(axes, (1, 2), strict=True):
