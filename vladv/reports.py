@@ -21,7 +21,7 @@ import html
 import json
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +143,12 @@ def _pair(row: dict[str, Any] | None, tr: str, ir: str) -> str:
     return f"{_pm(row, tr)} / {_pm(row, ir)}"
 
 
+def _md_table(defenses: Sequence[str], columns: Sequence[str],
+              value: Callable[[str, str], str]) -> list[str]:
+    lines = ["| defense | " + " | ".join(columns) + " |", "| --- " * (len(columns) + 1) + "|"]
+    return lines + [f"| {d} | " + " | ".join(value(d, c) for c in columns) + " |" for d in defenses]
+
+
 def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
     """Defenses × attacks Markdown tables (R@1 and SGA's ASR@1, TR / IR, mean±std over seeds)."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -158,20 +164,13 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
         seed_text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
         out.append(f"### {backbone} on {dataset} ({seed_text})\n")
         out.append("R@1, TR / IR (%; higher is more robust):\n")
-        out.append("| defense | clean | " + " | ".join(attacks) + " |")
-        out.append("| --- " * (len(attacks) + 2) + "|")
-        for d in defenses:
-            out.append(f"| {d} | {_pair(first[d], 'clean_tr_r1', 'clean_ir_r1')} | " + " | ".join(
-                _pair(cell.get((d, a)), "adversarial_tr_r1", "adversarial_ir_r1")
-                for a in attacks) + " |")
+        out += _md_table(defenses, ["clean", *attacks], lambda d, a: (
+            _pair(first[d], "clean_tr_r1", "clean_ir_r1") if a == "clean" else
+            _pair(cell.get((d, a)), "adversarial_tr_r1", "adversarial_ir_r1")))
         out.append("\nSGA's conditional attack success rate ASR@1, TR / IR (%; lower is more "
                    "robust):\n")
-        out.append("| defense | " + " | ".join(attacks) + " |")
-        out.append("| --- " * (len(attacks) + 1) + "|")
-        for d in defenses:
-            out.append(f"| {d} | " + " | ".join(
-                _pair(cell.get((d, a)), "asr_tr_r1_conditional", "asr_ir_r1_conditional")
-                for a in attacks) + " |")
+        out += _md_table(defenses, attacks, lambda d, a: _pair(
+            cell.get((d, a)), "asr_tr_r1_conditional", "asr_ir_r1_conditional"))
         out.append("")
     return "\n".join(out)
 
