@@ -55,6 +55,18 @@ def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | Non
     return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
 
 
+def grid_order(grid: dict[str, Any] | None) -> Callable[[str, str], tuple]:
+    """Sort key of (defense label, attack name): the grid's order, else ``none`` first, by name."""
+    rank = {axis: {name: i for i, name in enumerate((grid or {}).get(axis) or [])}
+            for axis in ("defenses", "attacks")}
+
+    def position(axis: str, name: str) -> tuple[int, str]:
+        return rank[axis].get(name, 0 if name == "none" else len(rank[axis]) + 1), name
+
+    return lambda defense, attack: (position("defenses", defense), attack != "none",
+                                    position("attacks", attack))
+
+
 def aggregate(records: Iterable[dict[str, Any]],
               grid: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Mean and std over seeds per (backbone, dataset, defense, attack, attack options).
@@ -82,14 +94,8 @@ def aggregate(records: Iterable[dict[str, Any]],
             mean, std = _mean_std([(r["metrics"].get("asr") or {}).get(a) for r in recs])
             row[f"asr_{a}_mean"], row[f"asr_{a}_std"] = mean, std
         rows.append(row)
-    rank = {axis: {name: i for i, name in enumerate((grid or {}).get(axis) or [])}
-            for axis in ("defenses", "attacks")}
-
-    def position(axis: str, name: str) -> tuple[int, str]:
-        return rank[axis].get(name, 0 if name == "none" else len(rank[axis]) + 1), name
-
-    rows.sort(key=lambda r: (r["backbone"], r["dataset"], position("defenses", r["defense"]),
-                             r["attack"] != "none", position("attacks", r["attack"]),
+    order = grid_order(grid)
+    rows.sort(key=lambda r: (r["backbone"], r["dataset"], *order(r["defense"], r["attack"]),
                              r["eps"] or 0.0))
     return rows
 
@@ -336,7 +342,11 @@ def report(directory: str | Path, output: str | Path | None = None) -> dict[str,
     records = load_records(directory)
     out = Path(output) if output is not None else directory / "report"
     out.mkdir(parents=True, exist_ok=True)
-    rows = aggregate(records, read_manifest(directory))
+    grid = read_manifest(directory)
+    rows = aggregate(records, grid)
+    order = grid_order(grid)
+    records = sorted(records, key=lambda r: (
+        *order(defense_label(r["config"]), r["config"]["attack"]["name"]), r["config"]["seed"]))
     files = {"summary_csv": write_csv(out / "summary.csv", rows),
              "records_csv": write_csv(out / "records.csv", record_rows(records)),
              "summary_md": _write_text(out / "summary.md", markdown_tables(rows)),
