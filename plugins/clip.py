@@ -32,7 +32,7 @@ from vladv_plugins.clip_pretrain import (
 import vladv
 from vladv.backbone import Backbone
 from vladv.cache import file_sha256
-from vladv.checkpoints import load_state_dict
+from vladv.checkpoints import load_into, load_state_dict
 from vladv.errors import CheckpointError, OptionError, VladvError
 
 __all__ = [
@@ -125,9 +125,9 @@ class ClipBackbone(Backbone):
         return self.model.state_dict()
 
 
-def _first_line(exc: BaseException, last: bool = False, limit: int = 240) -> str:
+def _first_line(exc: BaseException, limit: int = 240) -> str:
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()] or [type(exc).__name__]
-    text = lines[-1] if last else lines[0]
+    text = lines[0]
     return text if len(text) <= limit else text[:limit].rstrip() + "..."
 
 
@@ -184,15 +184,7 @@ def load_open_clip_weights(model: nn.Module, path: str | Path) -> None:
     state = _strip_prefix(load_state_dict(path), model)
     if "logit_scale" in state and state["logit_scale"].shape != model.logit_scale.shape:
         state["logit_scale"] = state["logit_scale"].reshape(model.logit_scale.shape)
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        first = _first_line(exc, last=True)
-        raise CheckpointError(f"checkpoint {path} does not fit this model: {first}") from None
-    if missing or unexpected:
-        raise CheckpointError(
-            f"checkpoint {path} does not fit this model: {len(missing)} missing keys "
-            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
+    load_into(model, state, path, "this model")
 
 
 def build_clip(options: ClipOptions, ctx: vladv.Context | None = None) -> ClipBackbone:

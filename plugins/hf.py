@@ -25,7 +25,7 @@ from vladv_plugins.mlm import quiet_transformers
 import vladv
 from vladv.backbone import Backbone, PixelPreprocess
 from vladv.cache import file_sha256
-from vladv.checkpoints import load_state_dict
+from vladv.checkpoints import load_into, load_state_dict
 from vladv.errors import CheckpointError, OptionError, VladvError
 
 __all__ = ["FAMILIES", "HFBackbone", "HFOptions", "HFPixelPreprocess", "build_hf",
@@ -359,16 +359,7 @@ def _load_checkpoint(backbone: HFBackbone, path: str) -> None:
         state = {f"model.{k}": v for k, v in state.items()}
         if backbone.family == "align" and "model.temperature" in state:
             state["log_scale"] = -state["model.temperature"].float().log().reshape(())
-    try:
-        missing, unexpected = backbone.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        raise CheckpointError(f"checkpoint {path} does not fit {_LABEL}: "
-                              f"{str(exc).strip().splitlines()[-1].strip()[:300]}") from None
-    missing = [k for k in missing if k != "log_scale"]
-    if missing or unexpected:
-        raise CheckpointError(
-            f"checkpoint {path} does not fit {_LABEL}: {len(missing)} missing keys "
-            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
+    load_into(backbone, state, path, _LABEL, ignore_missing=("log_scale",))
 
 
 def build_hf(options: HFOptions, ctx: vladv.Context | None = None) -> HFBackbone:

@@ -50,3 +50,10 @@ def test_missing_and_mismatched_checkpoints(tmp_path):
     save_state_dict({"w": torch.zeros(2)}, tmp_path / "x.safetensors")
     with pytest.raises(CheckpointError, match="does not fit"):
         TinyBackbone().load_weights(tmp_path / "x.safetensors")
+    # every key present but one of the wrong shape: still a one-line CheckpointError
+    state = {k: v.clone() for k, v in TinyBackbone().state_dict().items()}
+    name = next(k for k, v in state.items() if v.ndim == 2)
+    state[name] = torch.zeros(state[name].shape[0] + 1, state[name].shape[1])
+    save_state_dict(state, tmp_path / "shape.safetensors")
+    with pytest.raises(CheckpointError, match=f"does not fit .*{name.split('.')[-1]}"):
+        TinyBackbone().load_weights(tmp_path / "shape.safetensors")

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vladv.checkpoints import load_state_dict, save_state_dict
+from vladv.checkpoints import load_into, load_state_dict, save_state_dict
 
 
 class PixelPreprocess(nn.Module):
@@ -123,11 +123,7 @@ class Backbone(nn.Module, ABC):
     def load_weights(self, path: str | Path, strict: bool = True) -> None:
         """Load weights from a safetensors (or ``weights_only`` torch) checkpoint."""
         state = load_state_dict(path)
-        missing, unexpected = self.load_state_dict(state, strict=False)
-        if strict and (missing or unexpected):
-            from vladv.errors import CheckpointError
-
-            raise CheckpointError(
-                f"checkpoint {path} does not fit {self.name}: "
-                f"{len(missing)} missing keys (e.g. {missing[:3]}), "
-                f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
+        if strict:
+            load_into(self, state, path, self.name)
+        else:
+            self.load_state_dict(state, strict=False)

@@ -71,3 +71,19 @@ def read_metadata(path: str | Path) -> dict[str, str]:
             return dict(f.metadata() or {})
     except Exception as exc:  # noqa: BLE001
         raise CheckpointError(f"corrupt safetensors checkpoint {path}: {exc}") from None
+
+
+def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path,
+              target: str, ignore_missing: tuple[str, ...] = ()) -> None:
+    """Load ``state`` (read from ``path``) into ``module``; every key must fit, else a one-line
+    CheckpointError naming ``target`` (shape mismatches, missing and unexpected keys)."""
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or ["shape mismatch"]
+        raise CheckpointError(f"checkpoint {path} does not fit {target}: {lines[-1][:300]}") from None
+    missing = [k for k in missing if k not in ignore_missing]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit {target}: {len(missing)} missing keys "
+            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
