@@ -224,12 +224,17 @@ def report(
         help="Where to write the report (default: DIRECTORY/report).")] = None,
 ) -> None:
     """Summarize records: mean ± std over seeds, CSV and Markdown tables, plots, HTML gallery."""
-    from vladv.reports import aggregate_table, report as make_report
+    from rich.markup import escape
+
+    from vladv.reports import aggregate_table
+    from vladv.reports import report as make_report
 
     result = make_report(directory, output)
+    for warning in result["warnings"]:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     console.print(aggregate_table(result["rows"], title=f"vladv report: {directory}"))
     for name, path in result["files"].items():
-        console.print(f"[dim]{name:>16}[/] {path}")
+        console.print(f"[dim]{name:>16}[/] {escape(path)}", highlight=False)
 
 
 @app.command(epilog="""

@@ -10,7 +10,14 @@
 - ``robust_vs_eps.png``: robust TR@1 and IR@1 against ε (·255) per defense and attack;
 - ``defenses_attacks.png``: grouped bars of R@1 per defense under each attack (clean included);
 - ``gallery.html``: saved adversarial examples (clean, adversarial, magnified perturbation, the
-  caption with changed words marked), when runs were made with ``--save-examples``.
+  caption with changed words marked), when runs were made with ``--save-examples``; the images are
+  copied into ``examples/`` next to it, so the report folder can be moved, zipped or served;
+- ``index.html``: the experiment's configuration, the summary table, the plots and links to the
+  rest.
+
+A folder from someone else cannot crash a report: files that are not usable records are skipped
+with one warning each, example images are read only from inside the records folder's
+``examples/``, and every piece of text from the folder is HTML-escaped by :func:`esc`.
 """
 
 from __future__ import annotations
@@ -19,18 +26,99 @@ import csv
 import difflib
 import html
 import json
+import shutil
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from rich.table import Table
+from rich.text import Text
 
-from vladv.results import defense_label, load_records, read_manifest
+from vladv.errors import VladvError
+from vladv.results import MANIFEST, defense_label, load_record, read_manifest
 
 METRICS = ("tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5", "ir_r10", "rsum")
 ASR = ("tr_r1_conditional", "ir_r1_conditional", "tr_r1_delta", "ir_r1_delta")
+BUDGET = ("max_linf", "max_words_changed")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+KINDS = ("clean", "adversarial", "perturbation")
+PLOTS = {"robust_vs_eps": "robust R@1 against ε", "defenses_attacks": "R@1 per defense and attack"}
+
+
+def esc(value: Any) -> str:
+    """The one HTML escaping of report pages: ``str(value)`` with ``& < > " '`` escaped."""
+    return html.escape(str(value), quote=True)
+
+
+def _number(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _named(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("name"), str)
+
+
+def record_problem(rec: Any) -> str | None:
+    """Why ``rec`` cannot go into a report (a missing or mistyped field), or None if it can."""
+    if not isinstance(rec, dict) or not isinstance(rec.get("run_id"), str):
+        return "no run_id"
+    cfg = rec.get("config")
+    if not isinstance(cfg, dict):
+        return "no config"
+    for key in ("backbone", "dataset", "defense", "attack"):
+        if not _named(cfg.get(key)):
+            return f"no config.{key}.name"
+    if not isinstance(cfg["attack"].get("options"), dict):
+        return "no config.attack.options"
+    threat = cfg["attack"].get("threat_model")
+    if threat is not None and not (isinstance(threat, dict) and _number(threat.get("eps"))
+                                   and _number(threat.get("max_words"))):
+        return "malformed config.attack.threat_model"
+    if not isinstance(cfg.get("augmenters") or [], list) or not all(
+            _named(a) for a in cfg.get("augmenters") or []):
+        return "malformed config.augmenters"
+    if not isinstance(cfg.get("seed"), int) or isinstance(cfg["seed"], bool):
+        return "no integer config.seed"
+    metrics = rec.get("metrics")
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("clean"), dict):
+        return "no metrics.clean"
+    for block, keys in (("clean", METRICS), ("adversarial", METRICS), ("asr", ASR),
+                        ("budget", BUDGET)):
+        values = metrics.get(block) or {}
+        if not isinstance(values, dict) or not all(_number(values.get(k)) for k in keys):
+            return f"malformed metrics.{block}"
+    return None
+
+
+def load_report_records(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The usable records in ``directory`` (by creation time) and one warning per skipped file.
+
+    Raises :class:`VladvError` when ``directory`` is missing or holds no usable record.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise VladvError(f"no result directory at {directory}")
+    records, warnings = [], []
+    for path in sorted(directory.glob("*.json")):
+        if path.name == MANIFEST:
+            continue
+        try:
+            rec = load_record(path)
+        except VladvError as exc:
+            warnings.append(f"skipped {exc}")
+            continue
+        problem = record_problem(rec)
+        if problem is not None:
+            warnings.append(f"skipped {path}: {problem}")
+        else:
+            records.append(rec)
+    if not records:
+        skipped = f" ({len(warnings)} skipped; first: {warnings[0]})" if warnings else ""
+        raise VladvError(f"no usable result records in {directory}{skipped}")
+    return sorted(records, key=lambda r: (str(r.get("created", "")), r["run_id"])), warnings
 
 
 def attack_label(config: dict[str, Any]) -> str:
@@ -57,8 +145,9 @@ def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | Non
 
 def grid_order(grid: dict[str, Any] | None) -> Callable[[str, str], tuple]:
     """Sort key of (defense label, attack name): the grid's order, else ``none`` first, by name."""
-    rank = {axis: {name: i for i, name in enumerate((grid or {}).get(axis) or [])}
-            for axis in ("defenses", "attacks")}
+    lists = {axis: (grid or {}).get(axis) for axis in ("defenses", "attacks")}
+    rank = {axis: {name: i for i, name in enumerate(names) if isinstance(name, str)}
+            if isinstance(names, list) else {} for axis, names in lists.items()}
 
     def position(axis: str, name: str) -> tuple[int, str]:
         return rank[axis].get(name, 0 if name == "none" else len(rank[axis]) + 1), name
@@ -108,27 +197,36 @@ def _pm(row: dict[str, Any] | None, key: str) -> str:
     return f"{mean:.1f}" if len(row["seeds"]) < 2 or std is None else f"{mean:.1f}±{std:.1f}"
 
 
+def _shared_columns(rows: Sequence[dict[str, Any]]) -> tuple[list[str], str]:
+    """The id columns that vary between rows, and a caption naming those all rows share."""
+    shared = {k: {r[k] for r in rows} for k in ("backbone", "dataset")}
+    ids = [k for k, v in shared.items() if len(v) > 1]
+    return ids, "  ".join(f"{k}: {v.pop()}" for k, v in shared.items() if len(v) == 1)
+
+
 def aggregate_table(rows: Sequence[dict[str, Any]], title: str = "vladv report") -> Table:
     """Rich table of :func:`aggregate` rows: R@1 mean ± std over seeds.
 
-    Backbone and dataset move to the caption when every row shares them.
+    Backbone and dataset move to the caption when every row shares them. Cells are plain text:
+    rich markup in a record's names is shown, not interpreted.
     """
-    shared = {k: {r[k] for r in rows} for k in ("backbone", "dataset")}
-    ids = [k for k, v in shared.items() if len(v) > 1]
-    caption = "  ".join(f"{k}: {v.pop()}" for k, v in shared.items() if len(v) == 1)
-    table = Table(title=title, caption=caption or None, title_style="bold")
+    ids, caption = _shared_columns(rows)
+    table = Table(title=Text(title), caption=Text(caption) if caption else None,
+                  title_style="bold")
     for col in (*ids, "defense", "attack", "seeds", "clean TR@1", "clean IR@1", "adv TR@1",
                 "adv IR@1", "ASR TR", "ASR IR"):
         table.add_column(col, justify="right" if "@" in col or "ASR" in col else "left")
     for r in rows:
-        table.add_row(*(r[k] for k in ids), r["defense"], r["attack_label"], str(len(r["seeds"])),
-                      _pm(r, "clean_tr_r1"),
-                      _pm(r, "clean_ir_r1"),
-                      _pm(r, "adversarial_tr_r1"),
-                      _pm(r, "adversarial_ir_r1"),
-                      _pm(r, "asr_tr_r1_conditional"),
-                      _pm(r, "asr_ir_r1_conditional"))
+        table.add_row(*(Text(str(c)) for c in _table_cells(r, ids)))
     return table
+
+
+def _table_cells(r: dict[str, Any], ids: Sequence[str]) -> list[str]:
+    """One row of the summary table: ids, defense, attack, seeds, R@1 and ASR (mean±std)."""
+    return [*(r[k] for k in ids), r["defense"], r["attack_label"], str(len(r["seeds"])),
+            *(_pm(r, k) for k in ("clean_tr_r1", "clean_ir_r1", "adversarial_tr_r1",
+                                  "adversarial_ir_r1", "asr_tr_r1_conditional",
+                                  "asr_ir_r1_conditional"))]
 
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
@@ -149,10 +247,17 @@ def _pair(row: dict[str, Any] | None, tr: str, ir: str) -> str:
     return f"{_pm(row, tr)} / {_pm(row, ir)}"
 
 
+def _md(text: Any) -> str:
+    """A record's text in a Markdown table cell: HTML-escaped, pipes escaped."""
+    return esc(text).replace("|", "\\|")
+
+
 def _md_table(defenses: Sequence[str], columns: Sequence[str],
               value: Callable[[str, str], str]) -> list[str]:
-    lines = ["| defense | " + " | ".join(columns) + " |", "| --- " * (len(columns) + 1) + "|"]
-    return lines + [f"| {d} | " + " | ".join(value(d, c) for c in columns) + " |" for d in defenses]
+    lines = ["| defense | " + " | ".join(map(_md, columns)) + " |",
+             "| --- " * (len(columns) + 1) + "|"]
+    return lines + [f"| {_md(d)} | " + " | ".join(value(d, c) for c in columns) + " |"
+                    for d in defenses]
 
 
 def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
@@ -168,14 +273,14 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
         first = {d: next(r for r in group if r["defense"] == d) for d in defenses}
         seeds = sorted({s for r in group for s in r["seeds"]})
         seed_text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
-        out.append(f"### {backbone} on {dataset} ({seed_text})\n")
+        out.append(f"### {_md(backbone)} on {_md(dataset)} ({seed_text})\n")
         out.append("R@1, TR / IR (%; higher is more robust):\n")
-        out += _md_table(defenses, ["clean", *attacks], lambda d, a: (
+        out += _md_table(defenses, ["clean", *attacks], lambda d, a, first=first, cell=cell: (
             _pair(first[d], "clean_tr_r1", "clean_ir_r1") if a == "clean" else
             _pair(cell.get((d, a)), "adversarial_tr_r1", "adversarial_ir_r1")))
         out.append("\nSGA's conditional attack success rate ASR@1, TR / IR (%; lower is more "
                    "robust):\n")
-        out += _md_table(defenses, attacks, lambda d, a: _pair(
+        out += _md_table(defenses, attacks, lambda d, a, cell=cell: _pair(
             cell.get((d, a)), "asr_tr_r1_conditional", "asr_ir_r1_conditional"))
         out.append("")
     return "\n".join(out)
@@ -198,6 +303,11 @@ def record_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             row[k] = (m.get("budget") or {}).get(k)
         rows.append(row)
     return rows
+
+
+def _mpl(text: str) -> str:
+    """A record's text as a matplotlib label: ``$`` would start mathtext (and can fail to parse)."""
+    return text.replace("$", r"\$")
 
 
 def plot_robust_vs_eps(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
@@ -227,7 +337,7 @@ def plot_robust_vs_eps(rows: Sequence[dict[str, Any]], path: Path) -> Path | Non
         for ax, idx in zip(axes, (1, 2), strict=True):
             xs = [0.0] + [p[0] for p in pts] if base else [p[0] for p in pts]
             ys = ([base[idx - 1]] if base else []) + [p[idx] for p in pts]
-            ax.plot(xs, ys, marker="o", label=f"{defense} / {attack}")
+            ax.plot(xs, ys, marker="o", label=_mpl(f"{defense} / {attack}"))
     for ax, name in zip(axes, ("TR@1 (image→text)", "IR@1 (text→image)"), strict=True):
         ax.set_xlabel("ε × 255 (L∞, pixel space)")
         ax.set_title(f"robust {name}")
@@ -267,11 +377,11 @@ def plot_defense_bars(rows: Sequence[dict[str, Any]], path: Path) -> Path | None
         for ax, (m, s) in zip(axes, ((0, 1), (2, 3)), strict=True):
             ys = [value.get((defense, a), (0, 0, 0, 0))[m] or 0 for a in attacks]
             es = [value.get((defense, a), (0, 0, 0, 0))[s] or 0 for a in attacks]
-            ax.bar(xs, ys, width, yerr=es, capsize=2, label=defense)
+            ax.bar(xs, ys, width, yerr=es, capsize=2, label=_mpl(defense))
     for ax, name in zip(axes, ("TR@1 (%)", "IR@1 (%)"), strict=True):
         ax.set_ylabel(name)
         ax.grid(axis="y", alpha=0.3)
-    axes[1].set_xticks(range(len(attacks)), attacks, rotation=20, ha="right")
+    axes[1].set_xticks(range(len(attacks)), [_mpl(a) for a in attacks], rotation=20, ha="right")
     axes[0].legend(fontsize=8, ncol=min(len(defenses), 6))
     axes[0].set_title("retrieval recall@1 per defense, clean and under each attack")
     fig.tight_layout()
@@ -285,49 +395,178 @@ def mark_changes(clean: str, adversarial: str) -> str:
     a, b = clean.split(), adversarial.split()
     out = []
     for op, _, _, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
-        words = " ".join(html.escape(w) for w in b[j1:j2])
+        words = " ".join(esc(w) for w in b[j1:j2])
         if not words:
             continue
         out.append(words if op == "equal" else f"<mark>{words}</mark>")
     return " ".join(out)
 
 
-def write_gallery(directory: Path, records: Sequence[dict[str, Any]], path: Path) -> Path | None:
-    """An HTML page of the saved adversarial examples of every record that has them."""
+STYLE = ("body{font-family:sans-serif;margin:2em;max-width:70em}.ex img{width:128px;height:128px;"
+         "image-rendering:pixelated;border:1px solid #ccc}figure{display:inline-block;margin:"
+         "0 .5em 0 0;text-align:center}.ex{display:flex;gap:1em;margin:1em 0;border-bottom:"
+         "1px solid #eee}mark{background:#ffb3b3}.clean{color:#777}li{margin:.3em 0}"
+         ".plot img{max-width:100%}table{border-collapse:collapse}td,th{border:1px solid #ddd;"
+         "padding:.2em .5em;text-align:left}td.num{text-align:right}")
+
+
+def _page(title: str, body: str) -> str:
+    """A whole HTML page; ``body`` is HTML whose text from records is already escaped."""
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
+            f"<style>{STYLE}</style></head><body>{body}</body></html>")
+
+
+def _nav(out: Path, here: str) -> str:
+    """Links between the files of one report folder (those that exist), relative to the page."""
+    names = {"index.html": "report", "gallery.html": "adversarial examples",
+             "robust_vs_eps.png": "robust R@1 vs ε", "defenses_attacks.png": "R@1 per defense",
+             "summary.md": "summary.md", "summary.csv": "summary.csv", "records.csv": "records.csv"}
+    links = [f"<a href='{esc(quote(name))}'>{esc(label)}</a>" for name, label in names.items()
+             if name != here and (name in ("index.html", "gallery.html") or (out / name).is_file())
+             and (name != "gallery.html" or here == "index.html")]
+    return f"<p class='nav'>{' · '.join(links)}</p>"
+
+
+def _example_file(root: Path, base: Path, name: Any, suffixes: tuple[str, ...]) -> Path:
+    """``base / name`` resolved, if it is a file inside ``root/examples`` (``root`` resolved).
+
+    Raises ValueError for a path outside that folder (refused before anything is read) or of
+    another type, FileNotFoundError for a missing file.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{name!r} is not a file name")
+    path = (base / name).resolve()
+    if not path.is_relative_to(root / "examples"):
+        raise ValueError(f"{name} is outside the records folder's examples/; refused")
+    if path.suffix.lower() not in suffixes:
+        raise ValueError(f"{name} is not a {'/'.join(suffixes)} file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{name} does not exist")
+    return path
+
+
+def _example_html(root: Path, out: Path, base: Path, ex: Any) -> str:
+    """One saved example as HTML; its images are copied to the same path under ``out``."""
+    if not isinstance(ex, dict) or not isinstance(ex.get("images"), dict):
+        raise TypeError("no images")
+    clean, adv = ex.get("clean_texts"), ex.get("adv_texts")
+    if not (isinstance(clean, list) and isinstance(adv, list) and len(clean) == len(adv)
+            and all(isinstance(t, str) for t in clean + adv)):
+        raise ValueError("clean_texts and adv_texts are not two lists of as many captions")
+    if not _number(ex.get("linf_255")):
+        raise ValueError("linf_255 is not a number")
+    figures = []
+    for kind in KINDS:
+        if kind not in ex["images"]:
+            continue
+        src = _example_file(root, base, ex["images"][kind], IMAGE_SUFFIXES)
+        rel = src.relative_to(root)
+        if (out / rel).resolve() != src:
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, out / rel)
+        figures.append(f"<figure><img src='{esc(quote(rel.as_posix()))}' alt='{kind}'>"
+                       f"<figcaption>{kind}</figcaption></figure>")
+    caps = "".join(f"<li><span class='clean'>{esc(c)}</span><br>{mark_changes(c, a)}</li>"
+                   for c, a in zip(clean, adv, strict=True))
+    linf = "–" if ex.get("linf_255") is None else f"{ex['linf_255']:.2f}"
+    return (f"<div class='ex'><div class='imgs'>{''.join(figures)}</div><div>image "
+            f"{esc(ex.get('image_id', '?'))}, max |δ| = {linf}/255<ul>{caps}</ul></div></div>")
+
+
+def write_gallery(directory: Path, records: Sequence[dict[str, Any]], path: Path,
+                  warn: Callable[[str], None] = lambda message: None) -> Path | None:
+    """An HTML page of the saved adversarial examples of every record that has them.
+
+    Images are copied from ``directory/examples/`` to the same relative path next to ``path``
+    and linked relatively, so the page works from any folder, moved, zipped or over HTTP. An
+    index or image outside ``directory/examples/`` is refused and ``warn`` is called with one
+    line; records whose examples were not kept are left out silently.
+    """
+    root, out = Path(directory).resolve(), path.parent
     sections = []
     for rec in records:
         if not rec.get("examples"):
             continue
-        index_path = directory / rec["examples"]
-        if not index_path.exists():
+        try:
+            index_file = _example_file(root, root, rec["examples"], (".json",))
+            index = json.loads(index_file.read_text())
+        except FileNotFoundError:
             continue
-        index = json.loads(index_path.read_text())
-        rel = Path("..") / Path(rec["examples"]).parent
-        cfg = rec["config"]
+        except (ValueError, OSError) as exc:
+            warn(f"skipped the examples of {rec['run_id']}: {exc}")
+            continue
+        if not isinstance(index, dict) or not isinstance(index.get("examples"), list):
+            warn(f"skipped the examples of {rec['run_id']}: {index_file} lists no examples")
+            continue
         rows = []
-        for ex in index["examples"]:
-            caps = "".join(
-                f"<li><span class='clean'>{html.escape(c)}</span><br>{mark_changes(c, a)}</li>"
-                for c, a in zip(ex["clean_texts"], ex["adv_texts"], strict=True))
-            imgs = "".join(f"<figure><img src='{rel / ex['images'][k]}' alt='{k}'>"
-                           f"<figcaption>{k}</figcaption></figure>"
-                           for k in ("clean", "adversarial", "perturbation"))
-            rows.append(f"<div class='ex'><div class='imgs'>{imgs}</div><div>image "
-                        f"{ex['image_id']}, max |δ| = {ex['linf_255']:.2f}/255<ul>{caps}</ul>"
-                        f"</div></div>")
-        sections.append(f"<h2>{html.escape(defense_label(cfg))} · "
-                        f"{html.escape(attack_label(cfg))} · seed {cfg['seed']}</h2>"
-                        + "".join(rows))
+        for n, ex in enumerate(index["examples"]):
+            try:
+                rows.append(_example_html(root, out, index_file.parent, ex))
+            except (ValueError, TypeError, OSError) as exc:
+                warn(f"skipped example {n} of {rec['run_id']}: {exc}")
+        cfg = rec["config"]
+        sections.append(f"<h2>{esc(defense_label(cfg))} · {esc(attack_label(cfg))} · seed "
+                        f"{esc(cfg['seed'])}</h2>" + "".join(rows))
     if not sections:
         return None
-    style = ("body{font-family:sans-serif;margin:2em;max-width:70em}img{width:128px;height:128px;"
-             "image-rendering:pixelated;border:1px solid #ccc}figure{display:inline-block;margin:"
-             "0 .5em 0 0;text-align:center}.ex{display:flex;gap:1em;margin:1em 0;border-bottom:"
-             "1px solid #eee}mark{background:#ffb3b3}.clean{color:#777}li{margin:.3em 0}")
-    path.write_text("<!doctype html><html><head><meta charset='utf-8'><title>vladv adversarial "
-                    f"examples</title><style>{style}</style></head><body><h1>Adversarial examples"
-                    "</h1><p>Perturbations are magnified to the full gray range (gray = 0).</p>"
-                    + "".join(sections) + "</body></html>")
+    path.write_text(_page("vladv adversarial examples", (
+        f"<h1>Adversarial examples</h1>{_nav(out, path.name)}<p>Perturbations are magnified to "
+        "the full gray range (gray = 0); changed words are <mark>marked</mark>.</p>"
+        + "".join(sections))))
+    return path
+
+
+def _config_html(directory: Path, grid: dict[str, Any] | None,
+                 records: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]) -> str:
+    """The experiment's configuration: the manifest's grid, else what the records share."""
+    def names(key: str) -> list[str]:
+        return sorted({r["config"][key]["name"] for r in records})
+
+    info: dict[str, Any] = {"records": f"{len(records)} in {directory}"}
+    if grid:
+        info.update(grid)
+    else:
+        info.update({"backbones": names("backbone"), "datasets": names("dataset"),
+                     "defenses": list(dict.fromkeys(r["defense"] for r in rows)),
+                     "attacks": list(dict.fromkeys(r["attack_label"] for r in rows)),
+                     "seeds": sorted({r["config"]["seed"] for r in records})})
+    versions = [r.get("versions") if isinstance(r.get("versions"), dict) else {} for r in records]
+    info["vladv"] = sorted({f"{v.get('vladv')} ({v.get('vladv_commit')})" for v in versions})
+
+    def text(value: Any) -> str:
+        if isinstance(value, list):
+            return ", ".join(map(str, value)) or "–"
+        if isinstance(value, dict):
+            return json.dumps(value, sort_keys=True, ensure_ascii=False) if value else "–"
+        return str(value)
+
+    cells = "".join(f"<tr><th>{esc(k)}</th><td>{esc(text(v))}</td></tr>" for k, v in info.items())
+    return f"<h2>Configuration</h2><table class='config'>{cells}</table>"
+
+
+def write_index(path: Path, directory: Path, grid: dict[str, Any] | None,
+                records: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]) -> Path:
+    """``index.html``: configuration, the summary table, the plots and links to every file."""
+    out = path.parent
+    ids, caption = _shared_columns(rows)
+    head = [*ids, "defense", "attack", "seeds", "clean TR@1", "clean IR@1", "adv TR@1",
+            "adv IR@1", "ASR TR", "ASR IR"]
+    body = "".join("<tr>" + "".join(
+        f"<td{' class=num' if i >= len(ids) + 2 else ''}>{esc(c)}</td>"
+        for i, c in enumerate(_table_cells(r, ids))) + "</tr>" for r in rows)
+    table = (f"<h2>Summary</h2><p>R@1 and SGA's conditional ASR@1 (%), mean ± std over seeds. "
+             f"{esc(caption)}</p><table><tr>{''.join(f'<th>{esc(h)}</th>' for h in head)}</tr>"
+             f"{body}</table>")
+    plots = "".join(f"<figure class='plot'><img src='{name}.png' alt='{esc(label)}'>"
+                    f"<figcaption>{esc(label)}</figcaption></figure>"
+                    for name, label in PLOTS.items() if (out / f"{name}.png").is_file())
+    gallery = ("<p><a href='gallery.html'>Adversarial examples</a> (clean and adversarial images, "
+               "perturbations, changed words)</p>" if (out / "gallery.html").is_file() else
+               "<p>No saved adversarial examples (run with <code>--save-examples</code>).</p>")
+    title = f"vladv report: {grid['name']}" if grid and grid.get("name") else "vladv report"
+    path.write_text(_page(title, f"<h1>{esc(title)}</h1>{_nav(out, path.name)}"
+                                 + _config_html(directory, grid, records, rows) + table
+                                 + (f"<h2>Plots</h2>{plots}" if plots else "") + gallery))
     return path
 
 
@@ -337,21 +576,33 @@ def _write_text(path: Path, text: str) -> Path:
 
 
 def report(directory: str | Path, output: str | Path | None = None) -> dict[str, Any]:
-    """Write the report of the records in ``directory``; return the rows and the file paths."""
+    """Write the report of the records in ``directory``; return the rows, the file paths and
+    the warnings (one line per skipped file or example).
+
+    Raises :class:`VladvError` for a missing folder, a folder without usable records, or an
+    ``output`` that is a file or cannot be written.
+    """
     directory = Path(directory)
-    records = load_records(directory)
+    records, warnings = load_report_records(directory)
     out = Path(output) if output is not None else directory / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise VladvError(f"report output {out} is a file, not a folder")
     grid = read_manifest(directory)
     rows = aggregate(records, grid)
     order = grid_order(grid)
     records = sorted(records, key=lambda r: (
         *order(defense_label(r["config"]), r["config"]["attack"]["name"]), r["config"]["seed"]))
-    files = {"summary_csv": write_csv(out / "summary.csv", rows),
-             "records_csv": write_csv(out / "records.csv", record_rows(records)),
-             "summary_md": _write_text(out / "summary.md", markdown_tables(rows)),
-             "robust_vs_eps": plot_robust_vs_eps(rows, out / "robust_vs_eps.png"),
-             "defenses_attacks": plot_defense_bars(rows, out / "defenses_attacks.png"),
-             "gallery": write_gallery(directory, records, out / "gallery.html")}
-    return {"rows": rows, "records": len(records),
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        files = {"summary_csv": write_csv(out / "summary.csv", rows),
+                 "records_csv": write_csv(out / "records.csv", record_rows(records)),
+                 "summary_md": _write_text(out / "summary.md", markdown_tables(rows)),
+                 "robust_vs_eps": plot_robust_vs_eps(rows, out / "robust_vs_eps.png"),
+                 "defenses_attacks": plot_defense_bars(rows, out / "defenses_attacks.png"),
+                 "gallery": write_gallery(directory, records, out / "gallery.html",
+                                          warnings.append)}
+        files["index"] = write_index(out / "index.html", directory, grid, records, rows)
+    except OSError as exc:
+        raise VladvError(f"cannot write the report to {out}: {exc}") from None
+    return {"rows": rows, "records": len(records), "warnings": warnings,
             "files": {k: str(v) for k, v in files.items() if v is not None}}
