@@ -161,10 +161,13 @@ def test_files_outside_the_records_examples_are_never_read(records: Path, tmp_pa
     rec = json.loads(next(records.glob("95839*.json")).read_text())
     (records / "outside.json").write_text(json.dumps({**rec, "run_id": "outside",
                                                       "examples": "../outside/index.json"}))
+    (outside / "record.json").write_text(json.dumps({**rec, "run_id": "linked"}))
+    (records / "linked.json").symlink_to(outside / "record.json")
     res = _report(records, "--output", tmp_path / "out")
     assert res.exit_code == 0, res.output
     warnings = res.stderr.strip().splitlines()
-    assert len(warnings) == 5 and all("refused" in w or "not a" in w for w in warnings), warnings
+    assert len(warnings) == 6 and all("refused" in w or "not a" in w for w in warnings), warnings
+    assert "linked" not in (tmp_path / "out" / "records.csv").read_text()
     copied = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
     assert not any(p.read_bytes() == secret.read_bytes() for p in copied)
     assert "secret" not in (tmp_path / "out" / "gallery.html").read_text()

@@ -96,14 +96,19 @@ def record_problem(rec: Any) -> str | None:
 def load_report_records(directory: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The usable records in ``directory`` (by creation time) and one warning per skipped file.
 
-    Raises :class:`VladvError` when ``directory`` is missing or holds no usable record.
+    A file that links outside ``directory`` is refused unread. Raises :class:`VladvError` when
+    ``directory`` is missing or holds no usable record.
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise VladvError(f"no result directory at {directory}")
+    root = directory.resolve()
     records, warnings = [], []
     for path in sorted(directory.glob("*.json")):
         if path.name == MANIFEST:
+            continue
+        if not path.resolve().is_relative_to(root):
+            warnings.append(f"skipped {path}: links outside {directory}; refused")
             continue
         try:
             rec = load_record(path)
@@ -587,7 +592,8 @@ def report(directory: str | Path, output: str | Path | None = None) -> dict[str,
     out = Path(output) if output is not None else directory / "report"
     if out.exists() and not out.is_dir():
         raise VladvError(f"report output {out} is a file, not a folder")
-    grid = read_manifest(directory)
+    inside = (directory / MANIFEST).resolve().is_relative_to(directory.resolve())
+    grid = read_manifest(directory) if inside else None
     rows = aggregate(records, grid)
     order = grid_order(grid)
     records = sorted(records, key=lambda r: (
