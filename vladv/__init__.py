@@ -32,9 +32,10 @@ def run(**kwargs):
 
 
 def report(directory, output=None):
-    """Write the table, CSVs, plots and gallery of the records in ``directory``.
+    """Write the tables, CSVs, plots, gallery and index.html of the records in ``directory``.
 
-    See :func:`vladv.reports.report`; returns the aggregated rows and the written files.
+    See :func:`vladv.reports.report`; returns the aggregated rows, the written files and the
+    warnings (one line per skipped file or example).
     """
     from vladv.reports import report as _report
 
