@@ -1,11 +1,15 @@
 """Dataset plugin ``synthetic-aerial``: procedurally generated top-down scenes with five captions each.
 
-Scenes in the spirit of RSICD (farmland, forest, river, lake, beach, desert, dense and sparse
-residential, industrial, storage tanks, parking, airport, bridge, playground, port, railway
-station) with objects of a color, a count and a position, and a layout feature (a road, a river,
-a lake, the sea, a runway ...). Images carry exactly what the captions state. Generation is
-deterministic by seed, train and test are disjoint draws, and the result is cached under
-``VLADV_HOME/datasets/synthetic-aerial`` as safetensors (no pickle).
+World v2 (docs/world.md). Scenes in the spirit of RSICD (16 scene types) with several independent
+attributes — objects of a color, a count, a size and a position, a layout feature (a road, a
+river, a lake, the sea, a runway ...), trees and the ground — and five captions per image that
+each state their own subset of them. Two domains: ``real`` (the RSICD stand-in: camera effects,
+human-style captions) and ``generated`` (the stand-in for a generator's images with
+machine-written captions and a rate of image–caption mismatch, as in ARAS400k). Training sets of
+either domain or a mix; the test split is real unless asked otherwise and has no near-duplicate
+neighbours (every two test images differ in at least ``test_min_distance`` attributes).
+Generation is deterministic by seed and byte-identical across processes; the result is cached
+under ``VLADV_HOME/datasets/synthetic-aerial`` as safetensors (no pickle).
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from vladv_plugins.synthetic_captions import captions_for
-from vladv_plugins.synthetic_render import render
-from vladv_plugins.synthetic_world import SCENES, Scene, sample_scene
+from vladv_plugins.aerial.captions import captions_for
+from vladv_plugins.aerial.domains import apply_domain
+from vladv_plugins.aerial.render import render
+from vladv_plugins.aerial.world import ATTRIBUTES, SCENES, Scene, mutate_scene, sample_scene
 
 import vladv
 from vladv.cache import config_hash
@@ -30,19 +35,28 @@ from vladv.errors import DatasetError
 from vladv.options import options_to_dict
 
 NAME = "synthetic-aerial"
-GENERATOR_VERSION = 3  # bump when images or captions change, so caches are rebuilt
+GENERATOR_VERSION = 4  # world v2; bump when images or captions change, so caches are rebuilt
 SPLITS = {"train": 1, "test": 2}
-_ATTR_STREAM, _RENDER_STREAM = 0, 1
+_ATTR_STREAM, _RENDER_STREAM, _DOMAIN_STREAM, _MISMATCH_STREAM = 0, 1, 2, 3
 SCENE_TYPES = tuple(s.key for s in SCENES)
+Domain = Literal["real", "generated", "mixed"]
 
 
 @dataclass(frozen=True)
 class SyntheticOptions:
     train_size: int = vladv.option(5000, "number of training images", min=1, max=1_000_000)
-    test_size: int = vladv.option(500, "number of test images", min=1, max=1_000_000)
+    test_size: int = vladv.option(1000, "number of test images", min=1, max=20_000)
     image_size: int = vladv.option(64, "image side in pixels", min=16, max=512)
     seed: int = vladv.option(0, "generator seed (train and test use disjoint streams)", min=0)
     captions_per_image: int = vladv.option(5, "distinct captions per image", min=1, max=8)
+    train_domain: Domain = vladv.option("real", "training images: real, generated or mixed")
+    test_domain: Literal["real", "generated"] = vladv.option("real", "test images: real or generated")
+    mix_ratio: float = vladv.option(3.0, "mixed training set: generated images per real image",
+                                    min=0, max=100)
+    mismatch_rate: float = vladv.option(0.1, "generated images whose content contradicts their "
+                                        "captions (a missing, extra or recolored object)", min=0, max=1)
+    test_min_distance: int = vladv.option(2, "test images differ in at least this many captioned "
+                                          "attributes (2: no near-duplicate neighbours)", min=0, max=4)
 
 
 def _check_split(split: str) -> int:
@@ -59,23 +73,74 @@ def _rng(options: SyntheticOptions, split: str, index: int, stream: int) -> np.r
     return np.random.default_rng([options.seed, _check_split(split), index, stream, 0x5EED])
 
 
+def image_domains(options: SyntheticOptions, split: str) -> list[str]:
+    """The domain of every image of ``split`` (a mixed set interleaves 1 real : mix_ratio generated)."""
+    n = _size(options, split)
+    if split == "test":
+        return [options.test_domain] * n
+    if options.train_domain != "mixed":
+        return [options.train_domain] * n
+    period = 1.0 + options.mix_ratio
+    return ["real" if int((i + 1) / period) > int(i / period) else "generated" for i in range(n)]
+
+
+def _codes(s: Scene) -> tuple:
+    return tuple(getattr(s, f) for f in ATTRIBUTES)
+
+
+def _draw_scenes(options: SyntheticOptions, split: str) -> list[tuple[int, Scene]]:
+    """(draw index, scene) of every image; the test split rejects near-duplicate neighbours."""
+    n = _size(options, split)
+    if split == "train" or options.test_min_distance <= 1:
+        return [(i, sample_scene(_rng(options, split, i, _ATTR_STREAM))) for i in range(n)]
+    need = len(ATTRIBUTES) - options.test_min_distance + 1  # equal attributes that are too many
+    kept: list[tuple[int, Scene]] = []
+    table = np.empty((n, len(ATTRIBUTES)), dtype=np.int64)
+    ids: dict[Any, int] = {}
+    draw = 0
+    while len(kept) < n:
+        if draw > 200 * n + 10_000:
+            raise DatasetError(f"dataset '{NAME}': cannot draw {n} test images that differ in "
+                               f"{options.test_min_distance} attributes; lower test_size or "
+                               f"test_min_distance")
+        s = sample_scene(_rng(options, split, draw, _ATTR_STREAM))
+        row = np.array([ids.setdefault((f, v), len(ids)) for f, v in zip(ATTRIBUTES, _codes(s))])
+        if not kept or int((table[:len(kept)] == row).sum(axis=1).max()) < need:
+            table[len(kept)] = row
+            kept.append((draw, s))
+        draw += 1
+    return kept
+
+
 def scene_records(options: SyntheticOptions, split: str) -> tuple[list[Scene], list[list[str]]]:
     """The attribute record and the captions of every image of ``split`` (no rendering)."""
     scenes, captions = [], []
-    for i in range(_size(options, split)):
-        rng = _rng(options, split, i, _ATTR_STREAM)
-        s = sample_scene(rng)
+    for (draw, s), domain in zip(_draw_scenes(options, split), image_domains(options, split)):
+        rng = _rng(options, split, draw, _ATTR_STREAM)
+        sample_scene(rng)  # the captions continue the stream that drew the scene
         scenes.append(s)
-        captions.append(captions_for(s, rng, options.captions_per_image))
+        captions.append(captions_for(s, rng, options.captions_per_image, machine=domain == "generated"))
     return scenes, captions
 
 
+def drawn_scenes(options: SyntheticOptions, split: str, scenes: list[Scene]) -> list[Scene]:
+    """What each image shows: its captioned scene, or for a mismatched generated image another."""
+    out = []
+    for i, (s, domain) in enumerate(zip(scenes, image_domains(options, split))):
+        rng = _rng(options, split, i, _MISMATCH_STREAM)
+        out.append(mutate_scene(s, rng) if domain == "generated" and rng.random() < options.mismatch_rate
+                   else s)
+    return out
+
+
 def render_images(options: SyntheticOptions, split: str, scenes: list[Scene]) -> torch.Tensor:
-    """uint8 images (N, 3, S, S) of ``scenes``."""
+    """uint8 images (N, 3, S, S) of the captioned ``scenes``, in each image's domain."""
     size = options.image_size
     out = np.empty((len(scenes), size, size, 3), dtype=np.uint8)
-    for i, s in enumerate(scenes):
-        out[i] = render(s, _rng(options, split, i, _RENDER_STREAM), size)
+    shown = drawn_scenes(options, split, scenes)
+    for i, (s, domain) in enumerate(zip(shown, image_domains(options, split))):
+        img = render(s, _rng(options, split, i, _RENDER_STREAM), size)
+        out[i] = apply_domain(img, domain, _rng(options, split, i, _DOMAIN_STREAM))
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
@@ -103,7 +168,19 @@ class SyntheticAerialDataset(TensorImageDataset):
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         out["options"] = options_to_dict(self.options)
+        out["generator_version"] = GENERATOR_VERSION
+        out["domain"] = self.options.test_domain if self.split == "test" else self.options.train_domain
         return out
+
+    @property
+    def domains(self) -> list[str]:
+        """The domain of each image ("real" or "generated")."""
+        return image_domains(self.options, self.split)
+
+    @property
+    def shown_scenes(self) -> list[Scene]:
+        """What each image shows (differs from ``scenes`` for mismatched generated images)."""
+        return drawn_scenes(self.options, self.split, self.scenes)
 
 
 def cache_path(options: SyntheticOptions, ctx: vladv.Context, split: str) -> Path:
@@ -160,7 +237,7 @@ def prepare_synthetic(options: SyntheticOptions, ctx: vladv.Context, force: bool
 def vladv_datasets():
     yield vladv.DatasetSpec(
         name=NAME,
-        summary="procedurally generated aerial scenes (16 scene types) with 5 captions each; offline",
+        summary="procedurally generated aerial scenes (world v2: real and generated domains, 5 captions each); offline",
         options=SyntheticOptions,
         factory=load_synthetic,
         prepare=prepare_synthetic,

@@ -7,7 +7,7 @@ bit-identically for the same seed.
 from __future__ import annotations
 
 import numpy as np
-from vladv_plugins.synthetic_canvas import (
+from vladv_plugins.aerial.canvas import (
     ASPHALT,
     CONCRETE,
     GRASS,
@@ -21,7 +21,7 @@ from vladv_plugins.synthetic_canvas import (
     texture,
     trees,
 )
-from vladv_plugins.synthetic_world import COLORS, SCENE_BY_KEY, Scene
+from vladv_plugins.aerial.world import COLORS, SCENE_BY_KEY, Scene
 
 
 # ----------------------------------------------------------------------------------------------
@@ -55,7 +55,6 @@ def _forest(cv, rng, arg):
 
 def _river(cv, rng, arg):
     texture(cv, rng, GRASS)
-    trees(cv, rng, int(rng.integers(2, 7)))
     half = rng.uniform(0.06, 0.08)
     sd = cv.band(arg, 0.0 if arg == "d" else 0.5 + rng.uniform(-0.03, 0.03), half,
                  rng.uniform(0.01, 0.03), rng.uniform(1, 2), rng.uniform())
@@ -74,7 +73,6 @@ def _lake(cv, rng, arg):
     a, b = rng.uniform(0.15, 0.2, 2)
     sd = cv.ellipse(x, y, a, b, rng.uniform(0, np.pi))
     sd = sd + 0.012 * smooth_noise(rng, cv.S, 6)
-    trees(cv, rng, int(rng.integers(2, 6)))
     cv.paint(sd - 0.012, (0.6, 0.55, 0.38))
     cv.paint(sd, WATER)
 
@@ -102,9 +100,9 @@ def _desert(cv, rng, arg):
         road(cv, rng, arg)
 
 
-def _dense(cv, rng, arg, colors):
+def _dense(cv, rng, arg, colors, size, n_trees):
     texture(cv, rng, (0.45, 0.45, 0.45), 0.03, 0.02)
-    step = rng.uniform(0.11, 0.14)
+    step = rng.uniform(0.095, 0.11) if size == "small" else rng.uniform(0.14, 0.16)
     off = rng.uniform(0, step, 2)
     gx = np.floor((cv.X - off[0]) / step)
     gy = np.floor((cv.Y - off[1]) / step)
@@ -121,15 +119,13 @@ def _dense(cv, rng, arg, colors):
     x, y = _CORNER_XY[arg]
     park = cv.box(x, y, 0.17, 0.17)
     cv.paint(park, GRASS)
-    for _ in range(int(rng.integers(3, 7))):
+    for _ in range(n_trees):
         tx, ty = x + rng.uniform(-0.14, 0.14), y + rng.uniform(-0.14, 0.14)
         cv.paint(cv.ellipse(tx, ty, 0.025, 0.025), (0.1, 0.32, 0.1))
 
 
-def _grass_road(cv, rng, arg, base=GRASS, ntrees=(2, 7)):
+def _grass_road(cv, rng, arg, base=GRASS):
     texture(cv, rng, base)
-    if ntrees:
-        trees(cv, rng, int(rng.integers(*ntrees)))
     if arg:
         road(cv, rng, arg)
 
@@ -154,7 +150,6 @@ def _airport(cv, rng, arg):
 
 def _bridge(cv, rng, arg):
     texture(cv, rng, GRASS)
-    trees(cv, rng, int(rng.integers(2, 6)), avoid=(0.0, 0.3, 1.0, 0.7) if arg == "h" else (0.3, 0, 0.7, 1))
     river = cv.band(arg, 0.5, 0.15, 0.01, 1.0, rng.uniform())
     cv.paint(river - 0.01, (0.55, 0.5, 0.35))
     cv.paint(river, WATER)
@@ -209,6 +204,40 @@ def _railway(cv, rng, arg, color, count, region):
         cv.paint(np.where(inside, cv.band(arg, p, 0.024), 1.0), base)
 
 
+OBJECT_SCALE = {"small": 0.75, "large": 1.3, None: 1.0}
+TREE_COUNTS = {"none": (0, 0), "few": (3, 5), "many": (12, 18)}
+_GROUND_TONE = {"dry": np.array((0.66, 0.57, 0.34), np.float32),
+                "snowy": np.array((0.93, 0.94, 0.96), np.float32)}
+_TREE_TONE = {"green": (0.1, 0.32, 0.1), "dry": (0.33, 0.3, 0.12), "snowy": (0.08, 0.24, 0.12),
+              None: (0.1, 0.32, 0.1)}
+
+
+def _tree_count(rng: np.random.Generator, amount: str | None) -> int:
+    lo, hi = TREE_COUNTS.get(amount or "none", (0, 0))
+    return int(rng.integers(lo, hi + 1)) if hi else 0
+
+
+def water_mask(img: np.ndarray) -> np.ndarray:
+    """Pixels that are water (clearly bluer than red)."""
+    return img[..., 2] - img[..., 0] > 0.2
+
+
+def apply_ground(cv: Canvas, ground: str | None, water: np.ndarray) -> None:
+    """Turn the vegetation dry, or cover everything but water with snow (texture kept)."""
+    if ground not in _GROUND_TONE:
+        return
+    img = cv.img
+    green = np.clip((img[..., 1] - np.maximum(img[..., 0], img[..., 2])) * 8.0, 0.0, 1.0)
+    if ground == "dry":
+        weight = 0.9 * green
+    else:  # snow on vegetation and on grey surfaces; painted roofs and water stay visible
+        grey = np.clip(1.0 - 6.0 * (img.max(axis=-1) - img.min(axis=-1)), 0.0, 1.0)
+        weight = np.where(water, 0.0, np.maximum(green, 0.75 * grey))
+    lum = img.mean(axis=-1, keepdims=True)
+    shaded = _GROUND_TONE[ground] * (0.8 + 0.4 * lum / max(float(lum.mean()), 1e-3))
+    cv.img = img + weight[..., None] * (shaded - img)
+
+
 def render(s: Scene, rng: np.random.Generator, size: int = 64) -> np.ndarray:
     """Draw scene ``s``: an (size, size, 3) uint8 array."""
     st = SCENE_BY_KEY[s.scene]
@@ -228,13 +257,13 @@ def render(s: Scene, rng: np.random.Generator, size: int = 64) -> np.ndarray:
     elif s.scene == "desert":
         _desert(cv, rng, arg)
     elif s.scene == "dense-residential":
-        _dense(cv, rng, arg, s.colors)
+        _dense(cv, rng, arg, s.colors, s.size, _tree_count(rng, s.trees) // 2)
     elif s.scene == "sparse-residential":
-        _grass_road(cv, rng, arg, GRASS, (3, 9))
+        _grass_road(cv, rng, arg, GRASS)
     elif s.scene == "industrial":
-        _grass_road(cv, rng, arg, CONCRETE, None)
+        _grass_road(cv, rng, arg, CONCRETE)
     elif s.scene == "storage-tanks":
-        _grass_road(cv, rng, arg, (0.7, 0.66, 0.55), None)
+        _grass_road(cv, rng, arg, (0.7, 0.66, 0.55))
     elif s.scene == "parking":
         _parking(cv, rng, arg)
     elif s.scene == "airport":
@@ -247,11 +276,18 @@ def render(s: Scene, rng: np.random.Generator, size: int = 64) -> np.ndarray:
         _port(cv, rng, arg)
     elif s.scene == "railway-station":
         _railway(cv, rng, arg, s.color, s.count, s.region)
+    water = water_mask(cv.img)
+    apply_ground(cv, s.ground, water)
+    if s.trees is not None and s.scene != "dense-residential":
+        trees(cv, rng, _tree_count(rng, s.trees), land=~water,
+              color=_TREE_TONE[s.ground])
     if s.region is not None and s.scene != "railway-station":
         along = 0.0 if (s.scene != "bridge" or arg == "h") else np.pi / 2
         if s.scene == "port":
             along = float(rng.uniform(0, np.pi))
+        scale = OBJECT_SCALE[s.size]
         for x, y in object_positions(rng, s.region, s.count):
-            draw_object(cv, rng, st.shape, x, y, COLORS[s.color], along)
+            with cv.zoom(x, y, scale):
+                draw_object(cv, rng, st.shape, x, y, COLORS[s.color], along)
     cv.img *= rng.uniform(0.94, 1.06)
     return (np.clip(cv.img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

@@ -1,14 +1,16 @@
-"""The synthetic-aerial world: scene types, their attributes, and the captions that describe them.
+"""The synthetic-aerial world (v2): scene types, their attributes, and the phrases that state them.
 
-Every image is described by a small attribute record (:class:`Scene`): the scene type, a layout
-(the position or orientation of the scene's big feature: a road, a river, a lake, the sea, a
-runway ...), and a group of ``count`` objects of one ``color`` placed in a ``region``. The renderer
-(:mod:`vladv_plugins.synthetic_render`) draws exactly these attributes; the captions below state
-them with varied templates and synonyms, so every caption carries several attributes at once.
+Every image is described by an attribute record (:class:`Scene`): the scene type, a layout (the
+scene's big feature: a road, a river, a lake, the sea, a runway ...), a group of ``count`` objects
+of one ``color`` and ``size`` placed in a ``region``, the amount of ``trees`` and the ``ground``
+(green, dry or snowy). The renderer (:mod:`vladv_plugins.aerial.render`) draws exactly these
+attributes; the captions (:mod:`vladv_plugins.aerial.captions`) state several of them at once, each
+caption its own subset, with the redundancy of human captions.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +45,9 @@ class SceneType:
     colors: tuple[str, ...]
     counts: tuple[int, int]         # inclusive range; (0, 0) = "many" (no count)
     has_region: bool = True
+    has_size: bool = True           # objects come small or large
+    has_trees: bool = True          # the amount of trees is an attribute (not: forest)
+    has_ground: bool = True         # green / dry / snowy ground (not: sand scenes)
 
 
 SCENES: tuple[SceneType, ...] = (
@@ -52,7 +57,7 @@ SCENES: tuple[SceneType, ...] = (
               ("red", "blue", "white", "purple", "black"), (1, 4)),
     SceneType("forest", ("a forest", "a dense forest", "some woodland", "a wooded area"),
               ("none", "path-h", "path-v"), ("cabin", "cabins"), "house",
-              ("red", "white", "blue", "orange", "yellow"), (1, 4)),
+              ("red", "white", "blue", "orange", "yellow"), (1, 4), has_trees=False),
     SceneType("river", ("a river area", "a river valley", "a river landscape",
                         "a riverside area"),
               ("river-h", "river-v", "river-d"), ("house", "houses"), "house",
@@ -63,10 +68,10 @@ SCENES: tuple[SceneType, ...] = (
               ("red", "white", "yellow", "orange", "purple"), (1, 4)),
     SceneType("beach", ("a beach", "a sandy beach", "a coastline", "a seaside beach"),
               ("sea-left", "sea-right", "sea-top", "sea-bottom"), ("umbrella", "umbrellas"),
-              "umbrella", ("red", "blue", "green", "purple", "orange"), (1, 5)),
+              "umbrella", ("red", "blue", "green", "purple", "orange"), (1, 5), has_ground=False),
     SceneType("desert", ("a desert", "a sandy desert", "a dry desert area", "some desert dunes"),
               ("none", "road-h", "road-v"), ("tent", "tents"), "tent",
-              ("white", "blue", "red", "black", "green"), (1, 4)),
+              ("white", "blue", "red", "black", "green"), (1, 4), has_ground=False),
     SceneType("dense-residential", ("a dense residential area", "a crowded neighborhood",
                                     "a densely built district", "a dense town"),
               ("park-tl", "park-tr", "park-bl", "park-br", "park-c"), ("house", "houses"),
@@ -105,7 +110,7 @@ SCENES: tuple[SceneType, ...] = (
     SceneType("railway-station", ("a railway station", "a train station", "a rail yard",
                                   "a railway hub"),
               ("rail-h", "rail-v"), ("train", "trains"), "train",
-              ("red", "blue", "white", "yellow", "green"), (1, 3)),
+              ("red", "blue", "white", "yellow", "green"), (1, 3), has_size=False),
 )
 SCENE_BY_KEY = {s.key: s for s in SCENES}
 
@@ -120,6 +125,9 @@ class Scene:
     count: int           # 0 = "many"
     region: str | None   # None for scenes whose objects follow the layout
     color2: str | None = None  # a second roof color (mixed roofs of dense residential areas)
+    size: str | None = None    # "small" / "large" objects; None where the scene has no size
+    trees: str | None = None   # "none" / "few" / "many"; None where trees are not an attribute
+    ground: str | None = None  # "green" / "dry" / "snowy"; None for sand scenes
 
     @property
     def color_phrase(self) -> str:
@@ -155,6 +163,18 @@ def allowed_regions(scene: SceneType, layout: str) -> tuple[str, ...]:
     return (*CORNERS, "center")
 
 
+SIZES = ("small", "large")
+TREE_AMOUNTS = ("none", "few", "many")
+GROUNDS = ("green", "dry", "snowy")
+ATTRIBUTES = ("scene", "layout", "color", "color2", "count", "region", "size", "trees", "ground")
+"""The caption-visible attributes, in the order of :meth:`Scene` fields."""
+
+
+def attribute_distance(a: Scene, b: Scene) -> int:
+    """How many caption-visible attributes differ between two records (Hamming distance)."""
+    return sum(getattr(a, f) != getattr(b, f) for f in ATTRIBUTES)
+
+
 def sample_scene(rng: np.random.Generator) -> Scene:
     """Draw one attribute record (uniform scene type, then uniform attributes)."""
     st = SCENES[int(rng.integers(len(SCENES)))]
@@ -170,7 +190,24 @@ def sample_scene(rng: np.random.Generator) -> Scene:
     if st.has_region:
         regions = allowed_regions(st, layout)
         region = regions[int(rng.integers(len(regions)))]
-    return Scene(st.key, layout, color, count, region, color2)
+    size = SIZES[int(rng.integers(2))] if st.has_size else None
+    trees = TREE_AMOUNTS[int(rng.integers(3))] if st.has_trees else None
+    ground = GROUNDS[int(rng.integers(3))] if st.has_ground else None
+    return Scene(st.key, layout, color, count, region, color2, size, trees, ground)
+
+
+def mutate_scene(s: Scene, rng: np.random.Generator) -> Scene:
+    """The scene a generator drew instead of ``s``: one object missing or hallucinated, or the
+    objects' color wrong (the image–caption mismatches of machine-made training data)."""
+    st = SCENE_BY_KEY[s.scene]
+    lo, hi = st.counts
+    kinds = ["color"] + (["count"] if hi else [])
+    kind = kinds[int(rng.integers(len(kinds)))]
+    if kind == "count":
+        options = [c for c in (s.count - 1, s.count + 1) if lo <= c <= hi]
+        return dataclasses.replace(s, count=options[int(rng.integers(len(options)))])
+    others = [c for c in st.colors if c not in s.colors]
+    return dataclasses.replace(s, color=others[int(rng.integers(len(others)))])
 
 
 # ----------------------------------------------------------------------------------------------

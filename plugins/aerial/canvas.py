@@ -6,8 +6,11 @@ per shape, never a per-pixel Python loop). Everything random comes from the gene
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
-from vladv_plugins.synthetic_world import REGIONS
+from vladv_plugins.aerial.world import REGIONS
 
 Color = tuple[float, float, float] | np.ndarray
 
@@ -20,10 +23,22 @@ class Canvas:
         c = (np.arange(size, dtype=np.float32) + 0.5) / size
         self.Y, self.X = np.meshgrid(c, c, indexing="ij")
         self.img = np.zeros((size, size, 3), dtype=np.float32)
+        self.scale = 1.0
+
+    @contextlib.contextmanager
+    def zoom(self, cx: float, cy: float, scale: float) -> Iterator[None]:
+        """Meanwhile, shapes drawn are ``scale`` times their size around (cx, cy)."""
+        X, Y, old = self.X, self.Y, self.scale
+        self.X, self.Y = cx + (X - cx) / scale, cy + (Y - cy) / scale
+        self.scale = old * scale
+        try:
+            yield
+        finally:
+            self.X, self.Y, self.scale = X, Y, old
 
     def cov(self, sd: np.ndarray) -> np.ndarray:
         """Anti-aliased coverage of the region where the signed distance ``sd`` is negative."""
-        return np.clip(0.5 - sd * self.S, 0.0, 1.0)
+        return np.clip(0.5 - sd * (self.S * self.scale), 0.0, 1.0)
 
     def paint(self, sd: np.ndarray, color: Color, alpha: float = 1.0) -> None:
         a = self.cov(sd)[..., None] * alpha
@@ -82,14 +97,18 @@ ASPHALT = (0.3, 0.3, 0.32)
 CONCRETE = (0.62, 0.62, 0.6)
 
 
-def trees(cv: Canvas, rng: np.random.Generator, n: int, avoid: tuple | None = None) -> None:
+def trees(cv: Canvas, rng: np.random.Generator, n: int, avoid: tuple | None = None,
+          land: np.ndarray | None = None, color: Color = (0.1, 0.32, 0.1)) -> None:
+    """``n`` tree crowns at random places (outside the box ``avoid``; on ``land`` pixels only)."""
     for _ in range(n):
         x, y = rng.uniform(0.03, 0.97, 2)
         if avoid and avoid[0] - 0.05 < x < avoid[2] + 0.05 and avoid[1] - 0.05 < y < avoid[3] + 0.05:
             continue
+        if land is not None and not land[min(int(y * cv.S), cv.S - 1), min(int(x * cv.S), cv.S - 1)]:
+            continue
         r = rng.uniform(0.018, 0.03)
         cv.paint(cv.ellipse(x + 0.008, y + 0.008, r, r), (0.1, 0.18, 0.08), 0.5)
-        cv.paint(cv.ellipse(x, y, r, r), np.array((0.1, 0.32, 0.1)) * rng.uniform(0.8, 1.2))
+        cv.paint(cv.ellipse(x, y, r, r), np.asarray(color) * rng.uniform(0.8, 1.2))
 
 
 def road(cv: Canvas, rng: np.random.Generator, axis: str, dirt: bool = False) -> None:

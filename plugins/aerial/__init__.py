@@ -1,0 +1,1 @@
+"""The synthetic-aerial world generator: attributes, captions, rendering and domains (docs/world.md)."""
