@@ -13,19 +13,22 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import open_clip
 import torch
 from torch import nn
+from vladv_plugins.mlm import quiet_transformers
 from vladv_plugins.clip_pretrain import (
+    ALIGN_MODEL,
     DEFAULT_MODEL,
+    EMBEDDED_MODELS,
     TINY_CONFIG,
     evaluate_clip,
     get_tokenizer,
     pretrain_clip,
     quiet_open_clip,
-    register_tiny_config,
+    register_embedded,
     trained_path,
 )
 
@@ -51,7 +54,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ClipOptions:
-    model: str = vladv.option(DEFAULT_MODEL, "open_clip model name (default: vladv's embedded tiny model)")
+    model: str = vladv.option(DEFAULT_MODEL, f"open_clip model name (default: vladv's embedded tiny "
+                              f"CLIP; {ALIGN_MODEL}: the embedded ALIGN-style model)")
     pretrained: str = vladv.option("", "open_clip pretrained tag (needs the weights in the local cache)")
     checkpoint: str = vladv.option("", "local state dict (.safetensors, or weights-only .pt/.bin)")
     download: bool = vladv.option(False, "let open_clip download the pretrained tag (else: local cache only)")
@@ -63,6 +67,11 @@ class ClipOptions:
     pretrain_seed: int = vladv.option(0, "embedded model: seed of init, shuffling and captions", min=0)
     pretrain_images: int = vladv.option(0, "embedded model: train images (0 = synthetic-aerial default)",
                                         min=0)
+    pretrain_data: Literal["real", "generated", "mixed"] = vladv.option(
+        "real", "embedded model: synthetic-aerial training domain (real, generated or mixed 1:3)")
+    pretrain_text_init: str = vladv.option(
+        "", f"{ALIGN_MODEL}: masked-LM folder its BERT text tower starts from (default: the "
+            f"embedded vladv-tiny-mlm)")
 
 
 class TextTower(nn.Module):
@@ -152,14 +161,14 @@ def create_open_clip(name: str, pretrained: str = "", download: bool = False) ->
 
     Pretrained weights must be in the local Hugging Face cache unless ``download`` is true.
     """
-    if name == DEFAULT_MODEL:
-        register_tiny_config()
+    if name in EMBEDDED_MODELS and name not in open_clip.list_models():
+        register_embedded(name)
     if name not in open_clip.list_models() and ":" not in name:
         known = [DEFAULT_MODEL] + [m for m in open_clip.list_models() if m != DEFAULT_MODEL]
         raise OptionError(f"backbone 'clip': unknown open_clip model {name!r} "
                           f"(e.g. {', '.join(known[:8])}, ...; see open_clip.list_models())")
     try:
-        with quiet_open_clip(logging.ERROR), _hf_offline(not download):
+        with quiet_open_clip(logging.ERROR), quiet_transformers(), _hf_offline(not download):
             return open_clip.create_model(name, pretrained=pretrained or None)
     except Exception as exc:  # noqa: BLE001 - download and config errors of many types
         first = _first_line(exc)
@@ -191,16 +200,19 @@ def build_clip(options: ClipOptions, ctx: vladv.Context | None = None) -> ClipBa
     """The ``clip`` backbone on ``ctx.device``, in eval mode."""
     ctx = ctx or vladv.Context()
     info: dict[str, Any] = {"model": options.model}
-    if options.model == DEFAULT_MODEL and options.pretrained:
-        raise OptionError(f"backbone 'clip': the embedded model {DEFAULT_MODEL!r} has no pretrained "
+    embedded = options.model in EMBEDDED_MODELS
+    if embedded and options.pretrained:
+        raise OptionError(f"backbone 'clip': the embedded model {options.model!r} has no pretrained "
                           "tags; leave pretrained empty or pass checkpoint=PATH")
+    if embedded:
+        register_embedded(options.model, ctx, options.pretrain_text_init)
     model = create_open_clip(options.model, options.pretrained, options.download)
     if options.pretrained:
         info["pretrained"] = options.pretrained
     if options.checkpoint:
         load_open_clip_weights(model, options.checkpoint)
         info["checkpoint_sha256"] = file_sha256(options.checkpoint)
-    elif options.model == DEFAULT_MODEL:
+    elif embedded:
         path = pretrain_clip(options, ctx)
         load_open_clip_weights(model, path)
         info["weights"] = path.stem
@@ -221,7 +233,7 @@ def prepare_clip(options: ClipOptions, ctx: vladv.Context, force: bool = False) 
     The embedded model is pretrained unless cached (``force`` rebuilds it); an open_clip
     pretrained tag with ``download=true`` is fetched into the Hugging Face cache.
     """
-    if options.model == DEFAULT_MODEL and not options.checkpoint:
+    if options.model in EMBEDDED_MODELS and not options.checkpoint:
         pretrain_clip(options, ctx, force=force)
     elif options.pretrained and options.download:
         create_open_clip(options.model, options.pretrained, download=True)

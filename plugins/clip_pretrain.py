@@ -13,10 +13,11 @@ import functools
 import json
 import logging
 import math
+import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,40 +25,152 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from torch import nn
+from vladv_plugins.mlm import quiet_transformers
 from vladv_plugins.synthetic import GENERATOR_VERSION, SyntheticOptions, load_synthetic
 
 import vladv
 from vladv.backbone import PixelPreprocess
-from vladv.cache import config_hash
+from vladv.cache import config_hash, file_sha256
+from vladv.errors import OptionError
 from vladv.checkpoints import save_state_dict
 from vladv.metrics import retrieval_metrics
 from vladv.options import options_to_dict
 
 DEFAULT_MODEL = "vladv-tiny-aerial"
-PRETRAIN_VERSION = 1
+PRETRAIN_VERSION = 2
 TINY_CONFIG: dict[str, Any] = {
     "embed_dim": 128,
     "vision_cfg": {"image_size": 64, "patch_size": 16, "width": 128, "layers": 4,
                    "head_width": 32, "mlp_ratio": 2.0},
-    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 96, "heads": 3,
-                 "layers": 2, "mlp_ratio": 2.0},
+    "text_cfg": {"context_length": 32, "vocab_size": 0, "width": 96, "heads": 3,
+                 "layers": 2, "mlp_ratio": 2.0},  # vocab_size: see tiny_config()
 }
 _PRETRAIN_KEYS = ("pretrain_steps", "pretrain_batch_size", "pretrain_lr", "pretrain_warmup",
-                  "pretrain_weight_decay", "pretrain_seed", "pretrain_images")
-_registered: str | None = None
+                  "pretrain_weight_decay", "pretrain_seed", "pretrain_images", "pretrain_data")
+# pretrain_text_init is part of the model identity (its config hash), not of the recipe
+_registered: dict[str, str] = {}
+ALIGN_MODEL = "vladv-tiny-align"
+ALIGN_CONFIG: dict[str, Any] = {
+    "embed_dim": 128,
+    "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 16, "head_width": 32},
+    "text_cfg": {"context_length": 32, "hf_proj_type": "linear", "hf_pooler_type": "cls_pooler",
+                 "hf_model_pretrained": True},
+}
+EMBEDDED_MODELS = (DEFAULT_MODEL, ALIGN_MODEL)
+_SPECIAL = 4  # pad, unk, start, end
+
+
+@functools.lru_cache(maxsize=1)
+def world_vocabulary() -> tuple[int, ...]:
+    """The BPE ids (of open_clip's 49,408) that synthetic-aerial's captions use, both domains.
+
+    The embedded model embeds only these (about 400) plus pad, unknown, start and end: the full
+    BPE table would be 6.3 M of its parameters and most of its training time, for words the
+    world never shows. Unknown words map to one ``unk`` embedding (docs/world.md).
+    """
+    from open_clip.tokenizer import SimpleTokenizer
+    from vladv_plugins.synthetic import SyntheticOptions, scene_records
+
+    from vladv.cache import vladv_home
+
+    path = vladv_home() / "models" / f"{DEFAULT_MODEL}-vocabulary-v{GENERATOR_VERSION}.json"
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        return tuple(int(i) for i in json.loads(path.read_text()))
+    words: set[str] = set()
+    for domain in ("real", "generated"):
+        for caps in scene_records(SyntheticOptions(train_domain=domain), "train")[1]:
+            for c in caps:
+                words.update(c.lower().replace(".", " . ").replace(",", " , ").split())
+    ids = tuple(sorted(set(SimpleTokenizer().encode(" ".join(sorted(words))))))
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(ids))
+        os.replace(tmp, path)
+    return ids
+
+
+class CompactTokenizer:
+    """open_clip's BPE tokenizer with ids remapped to the world's vocabulary.
+
+    Ids: 0 pad, 1 unknown, 2.. the world's BPE tokens in BPE order, then start, then end (the
+    largest id, as open_clip's argmax pooling expects).
+    """
+
+    def __init__(self, vocabulary: Sequence[int], context_length: int = 32):
+        from open_clip.tokenizer import SimpleTokenizer
+
+        self.base = SimpleTokenizer(context_length=context_length)
+        self.context_length = context_length
+        n = len(vocabulary)
+        table = torch.ones(len(self.base.encoder), dtype=torch.long)
+        table[0] = 0
+        table[torch.tensor(list(vocabulary), dtype=torch.long)] = torch.arange(2, n + 2)
+        table[self.base.sot_token_id] = n + 2
+        table[self.base.eot_token_id] = n + 3
+        self.table = table
+        self.vocab_size = n + _SPECIAL
+
+    def __call__(self, texts: str | Sequence[str], context_length: int | None = None) -> torch.Tensor:
+        return self.table[self.base(texts, context_length or self.context_length)]
+
+
+def tiny_config() -> dict[str, Any]:
+    """The embedded model's open_clip config, its vocabulary sized to the world."""
+    cfg = json.loads(json.dumps(TINY_CONFIG))
+    cfg["text_cfg"]["vocab_size"] = len(world_vocabulary()) + _SPECIAL
+    return cfg
 
 
 def register_tiny_config() -> None:
     """Register ``vladv-tiny-aerial`` with open_clip (a JSON config file, as open_clip wants)."""
-    global _registered
-    text = json.dumps(TINY_CONFIG, sort_keys=True)
-    if _registered == text and DEFAULT_MODEL in open_clip.list_models():
+    _register(DEFAULT_MODEL, tiny_config())
+
+
+def _register(name: str, config: dict[str, Any]) -> None:
+    text = json.dumps(config, sort_keys=True)
+    if _registered.get(name) == text and name in open_clip.list_models():
         return
     with tempfile.TemporaryDirectory(prefix="vladv-openclip-") as tmp:
-        path = Path(tmp) / f"{DEFAULT_MODEL}.json"
+        path = Path(tmp) / f"{name}.json"
         path.write_text(text)
         open_clip.add_model_config(path)
-    _registered = text
+    _registered[name] = text
+
+
+def align_config(ctx: vladv.Context, text_init: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+    """(open_clip config, its machine-independent identity) of ``vladv-tiny-align``.
+
+    The text tower is a BERT that starts from a masked LM's weights, as ALIGN's starts from
+    BERT: ``text_init`` (a local Hugging Face folder) or the embedded ``vladv-tiny-mlm`` (built
+    first if missing); the image tower is a small ResNet (convolutional, attention-pooled).
+    """
+    if text_init:
+        mlm = Path(text_init).expanduser().resolve()
+        if not (mlm / "config.json").is_file():
+            raise OptionError(f"backbone 'clip': text_init {text_init!r} is not a Hugging Face "
+                              f"model folder (no config.json)")
+        init = file_sha256(mlm / "config.json")
+    else:
+        from vladv_plugins.mlm import prepare_mlm
+
+        mlm = prepare_mlm(ctx)
+        init = mlm.name
+    cfg = json.loads(json.dumps(ALIGN_CONFIG))
+    identity = json.loads(json.dumps(ALIGN_CONFIG))
+    cfg["text_cfg"].update(hf_model_name=str(mlm), hf_tokenizer_name=str(mlm))
+    identity["text_cfg"]["init"] = init
+    return cfg, identity
+
+
+def register_embedded(name: str, ctx: vladv.Context | None = None, text_init: str = "") -> dict[str, Any]:
+    """Register embedded model ``name`` with open_clip; return its config identity (for hashing)."""
+    if name == DEFAULT_MODEL:
+        register_tiny_config()
+        return tiny_config()
+    cfg, identity = align_config(ctx or vladv.Context(), text_init)
+    _register(name, cfg)
+    return identity
 
 
 @contextlib.contextmanager
@@ -71,30 +184,37 @@ def quiet_open_clip(level: int = logging.WARNING):
         logging.disable(previous)
 
 
-@functools.lru_cache(maxsize=8)
 def get_tokenizer(name: str) -> Any:
-    """open_clip's tokenizer for ``name``, built once per process (loading the BPE takes a while)."""
+    """open_clip's tokenizer for ``name``, built once per process and registered config."""
+    return _tokenizer(name, _registered.get(name, ""))
+
+
+@functools.lru_cache(maxsize=8)
+def _tokenizer(name: str, config: str) -> Any:
     if name == DEFAULT_MODEL:
-        register_tiny_config()
-    return open_clip.get_tokenizer(name)
+        return CompactTokenizer(world_vocabulary(), TINY_CONFIG["text_cfg"]["context_length"])
+    with quiet_transformers():
+        return open_clip.get_tokenizer(name)
 
 
 def dataset_options(options: Any) -> SyntheticOptions:
     """The synthetic-aerial options the embedded model is pretrained (and evaluated) on."""
     n = options.pretrain_images
+    domain = getattr(options, "pretrain_data", "real")
     if not n:
-        return SyntheticOptions()
-    return SyntheticOptions(train_size=n, test_size=max(8, min(500, n // 4)))
+        return SyntheticOptions(train_domain=domain)
+    return SyntheticOptions(train_size=n, test_size=max(8, min(500, n // 4)), train_domain=domain)
 
 
-def pretrain_config(options: Any) -> dict[str, Any]:
-    return {"model": TINY_CONFIG, "pretrain": {k: getattr(options, k) for k in _PRETRAIN_KEYS},
+def pretrain_config(options: Any, ctx: vladv.Context | None = None) -> dict[str, Any]:
+    return {"model": register_embedded(options.model, ctx, options.pretrain_text_init), "pretrain": {k: getattr(options, k) for k in _PRETRAIN_KEYS},
             "data": options_to_dict(dataset_options(options)), "data_version": GENERATOR_VERSION,
             "version": PRETRAIN_VERSION}
 
 
 def trained_path(options: Any, ctx: vladv.Context) -> Path:
-    return ctx.cache_dir("models") / f"{DEFAULT_MODEL}-{config_hash(pretrain_config(options))}.safetensors"
+    key = config_hash(pretrain_config(options, ctx))
+    return ctx.cache_dir("models") / f"{options.model}-{key}.safetensors"
 
 
 def _say(ctx: vladv.Context, text: str) -> None:
@@ -225,25 +345,26 @@ def pretrain_clip(options: Any, ctx: vladv.Context | None = None, force: bool = 
     if path.is_file() and not force:
         return path
     what = "rebuilding the embedded model" if path.is_file() else "building the embedded model (first run)"
-    _say(ctx, f"{what} {DEFAULT_MODEL}: contrastive pretraining on synthetic-aerial, "
-              f"{options.pretrain_steps} steps -> {path}")
+    name = options.model
+    _say(ctx, f"{what} {name}: contrastive pretraining on synthetic-aerial "
+              f"({options.pretrain_data} training images), {options.pretrain_steps} steps -> {path}")
     t0 = time.perf_counter()
     data_opts = dataset_options(options)
     train = load_synthetic(data_opts, ctx, "train")
-    register_tiny_config()
-    with torch.random.fork_rng(devices=[]), quiet_open_clip():  # seeded init, global RNG untouched
-        torch.manual_seed(options.pretrain_seed)
-        model = open_clip.create_model(DEFAULT_MODEL, pretrained=None).to(ctx.device)
+    register_embedded(name, ctx, options.pretrain_text_init)
+    with torch.random.fork_rng(devices=[]), quiet_open_clip(), quiet_transformers():
+        torch.manual_seed(options.pretrain_seed)  # seeded init, global RNG untouched
+        model = open_clip.create_model(name, pretrained=None).to(ctx.device)
     cfg = open_clip.get_model_preprocess_cfg(model)
     preprocess = PixelPreprocess(cfg["size"] if isinstance(cfg["size"], int) else min(cfg["size"]),
                                  cfg["mean"], cfg["std"], cfg.get("interpolation", "bicubic")).to(ctx.device)
-    tokenizer = get_tokenizer(DEFAULT_MODEL)
+    tokenizer = get_tokenizer(name)
     k = min(len(c) for c in train.img2txt)
     flat = [train.captions[ids[j]] for ids in train.img2txt for j in range(k)]
     tokens = tokenizer(flat).view(len(train), k, -1)
     t_data = time.perf_counter() - t0
     with _progress(ctx) as progress:
-        task = progress.add_task(DEFAULT_MODEL, total=options.pretrain_steps, loss=float("nan"))
+        task = progress.add_task(name, total=options.pretrain_steps, loss=float("nan"))
 
         def on_step(step: int, loss: float) -> None:
             progress.update(task, advance=1, loss=loss)
@@ -267,7 +388,7 @@ def pretrain_clip(options: Any, ctx: vladv.Context | None = None, force: bool = 
             "test_metrics": json.dumps({k: round(v, 2) for k, v in metrics.items()}),
             "format": "open_clip state dict"}
     save_state_dict(model.state_dict(), path, meta)
-    _say(ctx, f"{DEFAULT_MODEL}: trained in {t_train:.0f}s (data {t_data:.0f}s), loss {head:.2f} -> "
+    _say(ctx, f"{name}: trained in {t_train:.0f}s (data {t_data:.0f}s), loss {head:.2f} -> "
               f"{tail:.2f}; clean test TR@1 {metrics['tr_r1']:.1f} IR@1 {metrics['ir_r1']:.1f} "
               f"RSUM {metrics['rsum']:.1f}")
     return path
