@@ -242,20 +242,28 @@ class WordSubstitutionSearch:
         return slots
 
     # -- search -------------------------------------------------------------------------------
-    def run(self, texts: list[str], score: Score, *, importance: Score | None = None) -> list[str]:
+    def run(self, texts: list[str], score: Score, *, importance: Score | None = None,
+            early_stop: bool = False) -> list[str]:
         """Adversarial versions of ``texts`` (same order), at most ``max_words`` words changed each.
 
         ``score(candidates, owner)`` → higher is better for the attacker; ``owner[i]`` is the index
         in ``texts`` of candidate ``i``. ``importance`` scores the ``[UNK]``-masked sentences
         (default: ``score``; with ``reference_compat`` and a :class:`TextScore`, the reference's KL
-        between text embeddings).
+        between text embeddings). ``early_stop`` applies TextAttack's rules: ``score`` returns
+        ``(values, succeeded)``, captions whose clean text already succeeds are left unchanged
+        and a caption stops at its first successful substitution (one more score call).
         """
         texts = list(texts)
         self.last_stats = {"score_calls": 0, "rounds": 0, "changed": 0}
         if self.max_words == 0 or not texts:
             return texts
+        skip: set[int] = set()
+        if early_stop:
+            _, ok = self._call(score, texts, list(range(len(texts))), flags=True)
+            skip = {c for c, s in enumerate(ok.tolist()) if s}
         tops = self.mlm.topk(texts, self.k, self.max_length)
-        slots = [self._slots(t, top) for t, top in zip(texts, tops, strict=True)]
+        slots = [[] if c in skip else self._slots(t, top)
+                 for c, (t, top) in enumerate(zip(texts, tops, strict=True))]
         words = [t.split(" ") for t in texts]
         if importance is None and self.reference_compat and isinstance(score, TextScore):
             importance = kl_score(score.backbone, score.embed(texts), score.ctx)
@@ -268,7 +276,7 @@ class WordSubstitutionSearch:
                 owner.append(c)
         if not masked:
             return texts
-        imp = self._call(importance, masked, owner).tolist()
+        imp = self._call(importance, masked, owner)[0].tolist()
         order: list[list[_Slot]] = [[] for _ in texts]
         pos = 0
         for c, caption_slots in enumerate(slots):
@@ -293,24 +301,35 @@ class WordSubstitutionSearch:
                     sentences.append(" ".join(new))
                     owner.append(c)
                     tried.append((c, slot, new[slot.index]))
-            values = self._call(score, sentences, owner).tolist()
+            values, ok = self._call(score, sentences, owner, flags=early_stop)
+            values = values.tolist()
             self.last_stats["rounds"] += 1
-            best = {c: (values[i], None, None) for i, c in enumerate(active)}
-            for (c, slot, word), value in zip(tried, values[len(active):], strict=True):
+            best = {c: (values[i], None, None, i) for i, c in enumerate(active)}
+            for i, ((c, slot, word), value) in enumerate(zip(tried, values[len(active):],
+                                                             strict=True), len(active)):
                 if value > best[c][0]:
-                    best[c] = (value, slot, word)
-            for c, (_, slot, word) in best.items():
+                    best[c] = (value, slot, word, i)
+            for c, (_, slot, word, i) in best.items():
                 if slot is not None:
                     words[c][slot.index] = word
                     changed[c] += 1
-            active = [c for c in active if changed[c] < self.max_words and nxt[c] < len(order[c])]
+                    if early_stop and ok[i]:
+                        skip.add(c)
+            active = [c for c in active if changed[c] < self.max_words and nxt[c] < len(order[c])
+                      and c not in skip]
         self.last_stats["changed"] = sum(changed)
         return [" ".join(w) for w in words]
 
-    def _call(self, score: Score, sentences: list[str], owner: list[int]) -> torch.Tensor:
+    def _call(self, score: Score, sentences: list[str], owner: list[int], flags: bool = False
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(values, succeeded flags or None); ``flags`` requires a score returning both."""
         self.last_stats["score_calls"] += 1
-        values = score(sentences, torch.tensor(owner, dtype=torch.long))
-        return values.detach().float().cpu().reshape(-1)
+        out: Any = score(sentences, torch.tensor(owner, dtype=torch.long))
+        values, ok = out if isinstance(out, tuple) else (out, None)
+        if flags and ok is None:
+            raise ValueError("early_stop needs a score that returns (values, succeeded)")
+        values = values.detach().float().cpu().reshape(-1)
+        return values, (ok.detach().cpu().reshape(-1).bool() if ok is not None else None)
 
 
 # ----------------------------------------------------------------------------------------------
