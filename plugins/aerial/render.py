@@ -204,7 +204,7 @@ def _railway(cv, rng, arg, color, count, region):
         cv.paint(np.where(inside, cv.band(arg, p, 0.024), 1.0), base)
 
 
-OBJECT_SCALE = {"small": 0.75, "large": 1.3, None: 1.0}
+OBJECT_SCALE = {"small": 0.72, "large": 1.18, None: 1.0}
 TREE_COUNTS = {"none": (0, 0), "few": (3, 5), "many": (12, 18)}
 _GROUND_TONE = {"dry": np.array((0.66, 0.57, 0.34), np.float32),
                 "snowy": np.array((0.93, 0.94, 0.96), np.float32)}
@@ -222,8 +222,11 @@ def water_mask(img: np.ndarray) -> np.ndarray:
     return img[..., 2] - img[..., 0] > 0.2
 
 
-def apply_ground(cv: Canvas, ground: str | None, water: np.ndarray) -> None:
-    """Turn the vegetation dry, or cover everything but water with snow (texture kept)."""
+def apply_ground(cv: Canvas, ground: str | None, water: np.ndarray, canopy: bool = False,
+                 painted: bool = False) -> None:
+    """Turn the vegetation dry, or cover everything but water with snow (texture kept); under a
+    ``canopy`` (a forest) snow only shows between the crowns; ``painted`` backgrounds (roofs,
+    trains) keep their colours under the snow."""
     if ground not in _GROUND_TONE:
         return
     img = cv.img
@@ -232,7 +235,11 @@ def apply_ground(cv: Canvas, ground: str | None, water: np.ndarray) -> None:
         weight = 0.9 * green
     else:  # snow on vegetation and on grey surfaces; painted roofs and water stay visible
         grey = np.clip(1.0 - 6.0 * (img.max(axis=-1) - img.min(axis=-1)), 0.0, 1.0)
-        weight = np.where(water, 0.0, np.maximum(green, 0.75 * grey))
+        cover = np.maximum(green, 0.75 * grey) if painted else np.full_like(green, 0.85)
+        weight = np.where(water, 0.0, cover)
+        if canopy:
+            weight = weight * np.clip(1.6 * img.mean(axis=-1) / max(float(img.mean()), 1e-3) - 0.9,
+                                      0.15, 0.7)
     lum = img.mean(axis=-1, keepdims=True)
     shaded = _GROUND_TONE[ground] * (0.8 + 0.4 * lum / max(float(lum.mean()), 1e-3))
     cv.img = img + weight[..., None] * (shaded - img)
@@ -277,7 +284,8 @@ def render(s: Scene, rng: np.random.Generator, size: int = 64) -> np.ndarray:
     elif s.scene == "railway-station":
         _railway(cv, rng, arg, s.color, s.count, s.region)
     water = water_mask(cv.img)
-    apply_ground(cv, s.ground, water)
+    apply_ground(cv, s.ground, water, canopy=s.scene == "forest",
+                 painted=s.scene in ("dense-residential", "railway-station"))
     if s.trees is not None and s.scene != "dense-residential":
         trees(cv, rng, _tree_count(rng, s.trees), land=~water,
               color=_TREE_TONE[s.ground])
