@@ -139,8 +139,6 @@ def main(argv: list[str] | None = None) -> int:
             success, cos = _outcome(backbone, image_emb, paired, out[who])
             rows.append((rules, who, best[who] * 40 / n, encoded[who] * 40 / n,
                          calls[who] * 40 / n, success, cos, same))
-        console.print(f"[dim]{rules}: first captions vladv {out['vladv'][:2]} | textattack "
-                      f"{out['textattack'][:2]}[/]")
 
     table = Table(title=f"BERT-Attack per 40 captions (k={args.k}, {args.max_words} word(s), "
                         f"best of {args.repeats})")
