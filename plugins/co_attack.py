@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 import vladv
-from vladv.options import option
+from vladv.options import MAX_STEPS, option
 from vladv.types import Attack, AttackOutput, AttackSpec, Context, PairBatch, ThreatModel
 from vladv_plugins.pgd import projected_gradient
 
@@ -64,7 +64,7 @@ def co_attack_loss(adv_emb: torch.Tensor, clean_emb: torch.Tensor, adv_text_emb:
 @dataclass(frozen=True)
 class CoAttackOptions:
     eps: float = option(2 / 255, "L∞ radius in [0, 1] pixel space", min=0, max=1)
-    steps: int = option(10, "PGD iterations", min=0)
+    steps: int = option(10, "PGD iterations", min=0, max=MAX_STEPS)
     step_size: float | None = option(None, "step size (none: 1.25·eps/steps, as the reference)",
                                      min=0)
     alpha: float = option(3.0, "weight of the adversarial-text KL term", min=0)

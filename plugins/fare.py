@@ -16,7 +16,7 @@ import torch
 import vladv
 from vladv.backbone import Backbone
 from vladv.errors import OptionError
-from vladv.options import option
+from vladv.options import MAX_STEPS, option
 from vladv.training import PairSampler, TrainBatch, TrainingOptions, step_generator, train
 from vladv.types import Augmenter, Defense, DefenseSpec, ImageTextDataset
 from vladv_plugins.pgd import projected_gradient
@@ -25,7 +25,7 @@ from vladv_plugins.pgd import projected_gradient
 @dataclass(frozen=True)
 class FAREOptions(TrainingOptions):
     eps: float = option(2 / 255, "L-inf radius of the inner PGD (FARE²)", min=0, max=1)
-    pgd_steps: int = option(10, "inner PGD steps", min=0)
+    pgd_steps: int = option(10, "inner PGD steps", min=0, max=MAX_STEPS)
     pgd_step_size: float = option(1 / 255, "inner PGD step size", min=0, max=1)
     momentum: float = option(0.9, "inner PGD momentum on the normalized gradient", min=0, max=1)
     norm: Literal["linf", "l2"] = option("linf", "norm of the inner ball")

@@ -232,6 +232,14 @@ class KarpathyDataset(ImageTextDataset):
         self._check_files()
 
     def _check_files(self) -> None:
+        root = os.path.normpath(os.path.abspath(self.image_root))
+        for k, path in enumerate(self.image_paths):
+            full = os.path.normpath(os.path.abspath(path))
+            if os.path.commonpath([root, full]) != root:
+                raise DatasetError(
+                    f"{_LABEL}: {self.annotation_path}: entry {self.entry_indices[k]}: image path "
+                    f"{path} resolves outside image_root={self.image_root}; paths must be relative "
+                    f"and stay inside it")
         missing = [k for k, p in enumerate(self.image_paths) if not os.path.isfile(p)]
         if missing:
             k = missing[0]

@@ -23,7 +23,7 @@ import torch
 
 import vladv
 from vladv.backbone import Backbone
-from vladv.options import option
+from vladv.options import MAX_STEPS, option
 from vladv.pools import build_text_pool
 from vladv.training import (PairSampler, TrainBatch, TrainingOptions, contrastive_loss,
                             step_generator, train)
@@ -35,7 +35,7 @@ from vladv_plugins.pgd import projected_gradient
 @dataclass(frozen=True)
 class MATOptions(TrainingOptions):
     eps: float = option(2 / 255, "L-inf radius of the inner image attack", min=0, max=1)
-    pgd_steps: int = option(2, "inner PGD steps", min=0)
+    pgd_steps: int = option(2, "inner PGD steps", min=0, max=MAX_STEPS)
     pgd_step_size: float = option(1 / 255, "inner PGD step size", min=0, max=1)
     text_words: int = option(1, "words the inner text attack may change (0 = image-only AT)",
                              min=0)

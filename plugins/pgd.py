@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 
 import vladv
-from vladv.options import option
+from vladv.options import MAX_STEPS, option
 from vladv.types import Attack, AttackOutput, AttackSpec, Context, PairBatch, ThreatModel
 
 __all__ = [
@@ -182,13 +182,20 @@ def caption_set_loss(image_emb: torch.Tensor, sums: torch.Tensor) -> torch.Tenso
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PGDOptions:
-    eps: float = option(2 / 255, "radius of the ball in [0, 1] pixel space (L∞ or L2)", min=0)
-    step_size: float = option(0.5 / 255, "step size per iteration", min=0)
-    steps: int = option(10, "number of iterations", min=0)
+    eps: float = option(2 / 255, "radius of the ball in [0, 1] pixel space (L∞: at most 1)",
+                        min=0, max=1e4)
+    step_size: float = option(0.5 / 255, "step size per iteration (L∞: at most 1)", min=0,
+                              max=1e4)
+    steps: int = option(10, "number of iterations", min=0, max=MAX_STEPS)
     norm: Norm = option("linf", "norm of the ball: linf or l2")
     random_start: Start = option("uniform", "start: uniform in the ball, positive U[0, ε], none")
     momentum: float = option(0.0, "momentum on the mean-|g|-normalized gradient (0: none)",
                              min=0, max=1)
+
+    def __post_init__(self) -> None:
+        if self.norm == "linf" and max(self.eps, self.step_size) > 1:
+            raise ValueError(f"with norm linf, eps and step_size must be at most 1 (pixels lie "
+                             f"in [0, 1]); got eps={self.eps:g}, step_size={self.step_size:g}")
 
 
 class PGD(Attack):

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 import vladv
-from vladv.options import option
+from vladv.options import MAX_STEPS, option
 from vladv.types import Attack, AttackOutput, AttackSpec, Context, PairBatch, ThreatModel
 from vladv_plugins.pgd import (View, caption_set_loss, caption_sums, draw_random,
                                projected_gradient)
@@ -88,8 +88,8 @@ def scale_views(scales: tuple[float, ...], noise_std: float) -> list[View]:
 @dataclass(frozen=True)
 class SGAOptions:
     eps: float = option(2 / 255, "L∞ radius in [0, 1] pixel space", min=0, max=1)
-    step_size: float = option(0.5 / 255, "PGD step size", min=0)
-    steps: int = option(10, "PGD iterations", min=0)
+    step_size: float = option(0.5 / 255, "PGD step size", min=0, max=1)
+    steps: int = option(10, "PGD iterations", min=0, max=MAX_STEPS)
     scales: tuple[float, ...] = option(
         (0.5, 0.75, 1.25, 1.5), "resize factors of the image set (the image itself is always in)",
         min=0.05, max=8)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from vladv.errors import StorageError, os_error_message
 
 
 def vladv_home() -> Path:
@@ -17,6 +20,16 @@ def vladv_home() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "vladv"
+
+
+def ensure_dir(path: str | Path, what: str = "folder") -> Path:
+    """Create the folder ``path`` (and its parents); a one-line StorageError if impossible."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(os_error_message(exc, f"create the {what}", path)) from None
+    return path
 
 
 def canonical_json(obj: Any) -> str:
@@ -38,22 +51,54 @@ def file_sha256(path: str | Path, length: int = 16) -> str:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename: readers never see half."""
+    """Write ``text`` to ``path`` through a unique temporary file and a rename: readers never see
+    half a file, concurrent writers never share a temporary file, and a failure (a file in the
+    way, no permission, a full disk) is a one-line StorageError that leaves ``path`` as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    ensure_dir(path.parent)
+    if path.is_dir():
+        raise StorageError(f"cannot write {path}: it is a folder")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600 files
         os.replace(tmp, path)
+    except OSError as exc:
+        raise StorageError(os_error_message(exc, "write", path)) from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return path
 
 
+def finite_json(obj: Any, where: str = "") -> tuple[Any, list[str]]:
+    """``obj`` with every NaN or infinite float replaced by None, and the dotted paths replaced.
+
+    The one place that makes vladv's JSON strict: :func:`strict_json` and every record use it.
+    """
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None, [f"{where or 'value'} = {obj}"]
+    if isinstance(obj, dict):
+        out, bad = {}, []
+        for k, v in obj.items():
+            out[k], sub = finite_json(v, f"{where}.{k}" if where else str(k))
+            bad += sub
+        return out, bad
+    if isinstance(obj, list | tuple):
+        items = [finite_json(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return [v for v, _ in items], [p for _, sub in items for p in sub]
+    return obj, []
+
+
+def strict_json(obj: Any, indent: int | None = 2) -> str:
+    """Strict JSON text (no NaN/Infinity: those become null; other objects via ``str``)."""
+    return json.dumps(finite_json(obj)[0], indent=indent, allow_nan=False, default=str)
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    """Write ``obj`` as strict JSON (see :func:`strict_json`), atomically."""
+    return atomic_write_text(path, strict_json(obj) + "\n")

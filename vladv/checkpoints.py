@@ -48,18 +48,39 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"corrupt safetensors checkpoint {path}: {exc}") from None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad or untrusted files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"cannot load checkpoint {path} safely (only safetensors or weights-only torch files "
-            f"are accepted): {first}") from None
+    obj = load_torch_file(path)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"checkpoint {path} does not hold a state dict of tensors")
     return obj
+
+
+def load_torch_file(path: str | Path) -> object:
+    """``torch.load(weights_only=True)`` of ``path``: a pickle payload is never executed, and any
+    failure (random bytes, truncation, untrusted globals) is a one-line CheckpointError."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad or untrusted files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"cannot load checkpoint {path} safely (only safetensors or weights-only torch files "
+            f"are accepted): {first}") from None
+
+
+def atomic_torch_save(obj: object, path: str | Path) -> Path:
+    """``torch.save`` through a temporary file unique to this process, then a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

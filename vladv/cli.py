@@ -14,11 +14,12 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from vladv import __version__
 from vladv.cache import config_hash
-from vladv.errors import VladvError
+from vladv.errors import VladvError, os_error_message
 from vladv.options import describe_options, parse_assignments
 
 app = typer.Typer(
@@ -32,6 +33,13 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
+MAX_NPROC = 256
+
+
+def print_error(message: str) -> None:
+    """The one error line: ``error: <message>`` on stderr, markup in the message shown as text."""
+    line = " ".join(message.split())
+    err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
 def user_errors(func: F) -> F:
@@ -42,8 +50,11 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except VladvError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            print_error(str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:  # the environment refused a read or write vladv did not foresee
+            print_error(os_error_message(exc, "access", exc.filename or "a file"))
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: finished runs are saved; rerun the same "
                               "command to resume")
@@ -75,7 +86,7 @@ def dry_run_table(cells: list[dict[str, Any]]) -> Table:
                 "status"):
         table.add_column(col)
     for c in cells:
-        opts = ", ".join(f"{k}={v}" for k, v in c["attack"]["options"].items())
+        opts = escape(", ".join(f"{k}={v}" for k, v in c["attack"]["options"].items()))
         table.add_row(c["run_id"], c["backbone"]["name"], c["dataset"]["name"], defense_label(c),
                       c["attack"]["name"], opts, str(c["seed"]),
                       "[green]done[/]" if c.get("done") else "to run")
@@ -170,8 +181,8 @@ def run(
     from vladv.experiment import run as run_experiment
     from vladv.results import summary_table
 
-    if nproc < 1:
-        raise VladvError(f"--nproc must be at least 1; got {nproc}")
+    if not 1 <= nproc <= MAX_NPROC:
+        raise VladvError(f"--nproc must lie in [1, {MAX_NPROC}]; got {nproc}")
     if nproc > 1 and distributed.env_world_size() == 1:
         raise typer.Exit(distributed.launch(nproc, _argv_without_nproc(sys.argv[1:])))
     _load_plugin_files(plugin)
@@ -206,8 +217,8 @@ def run(
         console.print_json(json.dumps(records))
         return
     console.print(summary_table(records))
-    console.print(f"[dim]{len(records)} record(s) in {output}/ — `vladv report {output}` for "
-                  f"tables and plots[/]")
+    console.print(f"[dim]{len(records)} record(s) in {escape(str(output))}/ — `vladv report "
+                  f"{escape(str(output))}` for tables and plots[/]")
 
 
 @app.command(epilog="""
@@ -322,11 +333,12 @@ def plugins(
         return
     if options is not None:
         for row in rows:
-            table = Table(title=f"{row['kind']} {row['name']}: {row['summary']}")
+            table = Table(title=f"{row['kind']} {row['name']}: {escape(row['summary'])}")
             for col in ("option", "type", "default", "help"):
                 table.add_column(col)
             for opt in row["options"]:
-                table.add_row(opt["name"], opt["type"], repr(opt["default"]), opt["help"])
+                table.add_row(opt["name"], escape(opt["type"]), escape(repr(opt["default"])),
+                              escape(opt["help"]))
             console.print(table)
         return
     table = Table(title="vladv plugins")
@@ -334,12 +346,12 @@ def plugins(
                        ("version", "dim"), ("summary", None)):
         table.add_column(col, style=style)
     for r in rows:
-        table.add_row(r["kind"], r["name"], r["distribution"] or "in-process", r["version"] or "",
-                      r["summary"])
+        table.add_row(r["kind"], r["name"], escape(r["distribution"] or "in-process"),
+                      escape(r["version"] or ""), escape(r["summary"]))
     console.print(table)
     for b in broken:
-        console.print(f"[bold red]broken[/] {b['plugin']} ({b['distribution'] or '?'}): {b['error']}",
-                      highlight=False)
+        detail = escape(f"{b['plugin']} ({b['distribution'] or '?'}): {b['error']}")
+        console.print(f"[bold red]broken[/] {detail}", highlight=False, soft_wrap=True)
     for c in conflicts:
         console.print(f"[bold yellow]conflict[/] {c['kind']} '{c['name']}' is provided by "
                       f"{' and '.join(c['plugins'])}", highlight=False)
@@ -350,7 +362,7 @@ def main() -> None:
     try:
         app()
     except VladvError as exc:  # errors raised outside a command body
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        print_error(str(exc))
         sys.exit(exc.exit_code)
 
 

@@ -51,3 +51,15 @@ class DatasetError(VladvError):
 
 class CheckpointError(VladvError):
     """A checkpoint is missing, corrupt or not in a trusted format."""
+
+
+class StorageError(VladvError):
+    """A file or folder cannot be created, read or written (a path that is a file, no permission)."""
+
+
+def os_error_message(exc: OSError, action: str, path: object) -> str:
+    """One line for an OSError: ``cannot <action> <path>: <reason>``."""
+    reason = exc.strerror or type(exc).__name__
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        reason = f"{reason} (a file is in the way)"
+    return f"cannot {action} {path}: {reason}"

@@ -14,8 +14,9 @@ from vladv.budget import image_budget, text_budget
 from vladv.console import track
 from vladv.data import pair_loader
 from vladv.distributed import batch_shards, gather_objects, gather_rows
+from vladv.errors import PluginError
 from vladv.metrics import asr_block, metrics_from_ranks, retrieval_ranks
-from vladv.types import Attack, Context, ImageTextDataset
+from vladv.types import Attack, AttackOutput, Context, ImageTextDataset
 
 
 @dataclass
@@ -36,6 +37,7 @@ class AttackResult:
     asr: dict[str, float | None]
     seconds: float
     examples: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # flagged in the record
 
 
 def _gallery(dataset: ImageTextDataset, image_emb: torch.Tensor, text_emb: torch.Tensor,
@@ -85,6 +87,7 @@ def evaluate_attack(backbone: Backbone, dataset: ImageTextDataset, attack: Attac
     budgets: dict[str, list[torch.Tensor]] = {"linf": [], "l2": [], "min_pixel": [],
                                               "max_pixel": [], "words": []}
     examples: list[dict[str, Any]] = []
+    nonfinite = 0
     was_training = backbone.training
     loader = pair_loader(dataset, batch_size, ctx.num_workers,
                          indices=batch_shards(n_img, batch_size))
@@ -93,17 +96,15 @@ def evaluate_attack(backbone: Backbone, dataset: ImageTextDataset, attack: Attac
                                     text_emb=clean.text_emb[batch.text_ids]).to(ctx.device)
         generator = ctx.generator("attack", attack_name, int(batch.image_ids[0]))
         out = attack.perturb(backbone, batch, generator)
-        if backbone.training != was_training:
-            raise RuntimeError(f"attack '{attack_name}' changed the model's train/eval mode")
-        if out.images.shape != batch.images.shape or len(out.texts) != len(batch.texts):
-            raise RuntimeError(f"attack '{attack_name}' returned a batch of the wrong shape")
+        _check_output(attack_name, batch, out, backbone.training != was_training)
+        nonfinite += int((~torch.isfinite(out.images.detach())).flatten(1).any(1).sum())
         ib = image_budget(batch.images, out.images)
         tb = text_budget(batch.texts, out.texts)
         for key in ("linf", "l2", "min_pixel", "max_pixel"):
             budgets[key].append(ib[key])
         budgets["words"].append(tb)
         with torch.no_grad(), ctx.autocast():
-            if bool((ib["linf"] > 0).any()):
+            if bool((ib["linf"] != 0).any()):  # NaN counts as changed
                 img = backbone.encode_image(out.images.detach()).float().cpu()
             else:
                 img = clean.image_emb[batch.image_ids]
@@ -132,7 +133,27 @@ def evaluate_attack(backbone: Backbone, dataset: ImageTextDataset, attack: Attac
         "max_pixel": float(merged["max_pixel"].max()) if merged["max_pixel"].numel() else 1.0,
     }
     asr = asr_block(clean.ranks, gallery.ranks, clean.metrics, gallery.metrics)
-    return AttackResult(gallery, budget, asr, time.perf_counter() - start, examples)
+    nonfinite = sum(gather_objects(nonfinite))
+    warnings = []
+    if nonfinite:  # no score of such images means anything: stored as null, and flagged
+        warnings.append(f"attack '{attack_name}' returned non-finite pixels (NaN or infinity) in "
+                        f"{nonfinite} of {n_img} images; adversarial metrics stored as null")
+        gallery.metrics = dict.fromkeys(gallery.metrics)
+        asr = dict.fromkeys(asr)
+    return AttackResult(gallery, budget, asr, time.perf_counter() - start, examples, warnings)
+
+
+def _check_output(attack_name: str, batch: Any, out: Any, mode_changed: bool) -> None:
+    """An attack must return an AttackOutput of the batch's shape and leave the mode alone."""
+    if mode_changed:
+        raise PluginError(f"attack '{attack_name}' changed the model's train/eval mode")
+    if not isinstance(out, AttackOutput) or not isinstance(out.images, torch.Tensor):
+        raise PluginError(f"attack '{attack_name}': perturb returned {type(out).__name__}, "
+                          f"not an AttackOutput of image tensor and texts")
+    if (out.images.shape != batch.images.shape or not isinstance(out.texts, list | tuple)
+            or len(out.texts) != len(batch.texts)
+            or not all(isinstance(t, str) for t in out.texts)):
+        raise PluginError(f"attack '{attack_name}' returned a batch of the wrong shape")
 
 
 def _examples(batch, out, n: int) -> list[dict[str, Any]]:

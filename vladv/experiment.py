@@ -17,19 +17,22 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 
 from vladv import distributed
 from vladv.backbone import Backbone
 from vladv.cache import config_hash
 from vladv.console import get_console
-from vladv.errors import OptionError, VladvError
+from vladv.errors import CheckpointError, OptionError, PluginError, VladvError
 from vladv.evaluation import encode_clean, evaluate_attack
-from vladv.options import options_to_dict, resolve_options
+from vladv.grid import (GridSpec, ModelKey, check_runtime, expand, load_experiment_file,
+                        merge)
+from vladv.options import check_seed, options_to_dict, resolve_options
 from vladv.plugins import get_registry, plugin_version
-from vladv.grid import GridSpec, ModelKey, expand, load_experiment_file, merge
 from vladv.results import (build_record, check_manifest, load_record, record_path, run_id,
                            save_example_images, write_record)
-from vladv.types import Context, ImageTextDataset, PluginSpec
+from vladv.types import (Attack, Augmenter, Context, Defense, ImageTextDataset, PluginSpec,
+                         ThreatModel)
 
 NONE = "none"
 
@@ -47,8 +50,22 @@ class Choice:
         return {"name": self.name, "options": options_to_dict(self.options) if self.spec else {}}
 
     def build(self, ctx: Context, *args: Any) -> Any:
+        """Call the plugin's factory; a factory that returns the wrong type is a PluginError."""
         assert self.spec is not None
-        return self.spec.factory(self.options, ctx, *args)
+        obj = self.spec.factory(self.options, ctx, *args)
+        expected = _BUILT_TYPES[self.kind]
+        if not isinstance(obj, expected):
+            plugin = get_registry().plugin_of(self.kind, self.name).name
+            raise PluginError(f"{self.kind} '{self.name}' (plugin {plugin}): its factory returned "
+                              f"{type(obj).__name__}, not {expected.__name__}")
+        if isinstance(obj, Attack) and not isinstance(obj.threat_model, ThreatModel):
+            raise PluginError(f"attack '{self.name}': threat_model is "
+                              f"{type(obj.threat_model).__name__}, not ThreatModel")
+        return obj
+
+
+_BUILT_TYPES: dict[str, type] = {"backbone": Backbone, "dataset": ImageTextDataset,
+                                 "attack": Attack, "defense": Defense, "augmenter": Augmenter}
 
 
 def resolve(kind: str, name: str, given: Mapping[str, Any] | None = None) -> Choice:
@@ -71,6 +88,9 @@ def make_context(device: str | None = None, precision: str = "fp32", seed: int =
                  num_workers: int = 0, progress: bool = True, console: Any = None) -> Context:
     if precision not in ("fp32", "bf16", "fp16"):
         raise OptionError(f"precision must be fp32, bf16 or fp16; got {precision!r}")
+    check_seed(seed)
+    if device is not None and not isinstance(device, str):
+        raise OptionError(f"device must be a string (cpu, cuda or cuda:N); got {device!r:.60}")
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -98,9 +118,10 @@ class Cell:
 
 
 def _listify(value: Any) -> tuple:
+    """An axis value as a tuple: ``None`` → (), one value → (value,), a list → its items."""
     if value is None:
         return ()
-    return (value,) if isinstance(value, str | int) else tuple(value)
+    return tuple(value) if isinstance(value, list | tuple) else (value,)
 
 
 def build_grid(*, backbone: Any = None, dataset: Any = None, defense: Any = None,
@@ -114,8 +135,6 @@ def build_grid(*, backbone: Any = None, dataset: Any = None, defense: Any = None
                  defenses=_listify(defense), attacks=_listify(attack), augment=_listify(augment),
                  seeds=_listify(seed), precision=precision, batch_size=batch_size,
                  options=options or {}, name=name)
-    if grid.batch_size < 1:
-        raise OptionError(f"batch size must be at least 1; got {grid.batch_size}")
     if len(set(grid.attacks)) != len(grid.attacks):
         raise OptionError(f"attack listed twice: {', '.join(grid.attacks)}")
     return grid, runtime
@@ -147,9 +166,13 @@ def run(*, backbone: str | Sequence[str] | None = None, dataset: str | Sequence[
     options = {"backbone": backbone_options or {}, "dataset": dataset_options or {},
                "attack": attack_options or {}, "defense": defense_options or {},
                "augmenter": augment_options or {}}
+    if config is not None and not isinstance(config, str | Path):
+        raise OptionError(f"config must be a path to a TOML file; got {config!r:.60}")
     grid, runtime = build_grid(backbone=backbone, dataset=dataset, defense=defense, attack=attack,
                                augment=augment, seed=seed, precision=precision,
                                batch_size=batch_size, config=config, options=options)
+    check_runtime({"output": output, "device": device, "num_workers": num_workers,
+                   "save_examples": save_examples})
     device = device if device is not None else runtime.get("device")
     num_workers = num_workers if num_workers is not None else int(runtime.get("num_workers", 0))
     save_examples = (save_examples if save_examples is not None
@@ -218,6 +241,7 @@ def _run_group(key: ModelKey, cells: list[Cell], grid: GridSpec, ctx: Context,
     df = resolve("defense", key.defense, dict(key.defense_options))
     augs = [resolve("augmenter", a, dict(o)) for a, o in key.augmenters]
     seed_everything(key.seed)
+    console = get_console(ctx)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     test_ds: ImageTextDataset = ds.build(ctx, "test")
@@ -240,7 +264,7 @@ def _run_group(key: ModelKey, cells: list[Cell], grid: GridSpec, ctx: Context,
         metrics: dict[str, Any] = {"clean": clean.metrics}
         cell_timings = dict(timings)
         cell_versions = dict(versions)
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"warnings": []}
         if cell.attack_obj is not None:
             cell_versions["attack"] = plugin_version("attack", cell.attack.name)
             seed_everything(key.seed)
@@ -249,6 +273,7 @@ def _run_group(key: ModelKey, cells: list[Cell], grid: GridSpec, ctx: Context,
             metrics.update(adversarial=result.gallery.metrics, asr=result.asr,
                            budget=result.budget)
             cell_timings["attack"] = result.seconds
+            extra["warnings"] = result.warnings
             if out is not None and result.examples and distributed.is_main():
                 extra["examples"] = save_example_images(out, cell.run_id, result.examples,
                                                         cell.identity["attack"]["threat_model"])
@@ -256,6 +281,11 @@ def _run_group(key: ModelKey, cells: list[Cell], grid: GridSpec, ctx: Context,
                               plugin_versions=cell_versions, data=test_ds.describe(),
                               model=model.identity(), metrics=metrics, timings=cell_timings,
                               experiment=grid.name or None, **extra)
+        if record.get("warnings"):
+            flags = record["warnings"]
+            more = f" (+{len(flags) - 1} more in the record)" if len(flags) > 1 else ""
+            console.print(f"[yellow]warning[/]: run {cell.run_id} flagged: {escape(flags[0])}{more}",
+                          highlight=False, soft_wrap=True)
         if out is not None and distributed.is_main():
             write_record(out, record)
         yield record
@@ -277,9 +307,17 @@ def _apply_defense(model: Backbone, df: Choice, augs: list[Choice], ds: Choice, 
     final = folder / "model.safetensors"
     console = get_console(ctx)
     if final.exists():
-        console.print(f"[dim]using cached {df.name} checkpoint {final}[/]")
-        model.load_weights(final)
-        return model, time.perf_counter() - start
+        backup = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        try:
+            model.load_weights(final)
+        except CheckpointError as exc:  # documented recovery: train afresh, replace the file
+            model.load_state_dict(backup)
+            console.print(f"[yellow]warning[/]: unusable cached {df.name} checkpoint "
+                          f"({escape(str(exc))}); training afresh", highlight=False, soft_wrap=True)
+        else:
+            console.print(f"[dim]using cached {df.name} checkpoint {escape(str(final))}[/]")
+            return model, time.perf_counter() - start
+        del backup
     train_ds = ds.build(ctx, "train")
     defense = df.build(ctx)
     defense.workdir = folder

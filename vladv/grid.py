@@ -18,6 +18,7 @@ value sweeps (one cell per value), except for tuple-typed options, where a list 
 from __future__ import annotations
 
 import itertools
+import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,11 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from vladv.errors import OptionError, VladvError
-from vladv.options import option_fields
+from vladv.options import INT_MAX, check_seed, option_fields
 from vladv.plugins import get_registry
 
 KINDS = ("backbone", "dataset", "defense", "attack", "augmenter")
 NONE = "none"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+"""An experiment name is one safe path component: it names the folder ``runs/<name>``."""
+MAX_BATCH = 1_000_000
+MAX_WORKERS = 256
+MAX_EXAMPLES = 10_000
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,30 @@ class GridSpec:
     batch_size: int = 32
     name: str = ""
 
+    def __post_init__(self) -> None:
+        """Check every field's type and range, whatever built the grid (CLI, TOML, Python)."""
+        for axis in ("backbones", "datasets", "defenses", "attacks", "augment"):
+            values = getattr(self, axis)
+            if not isinstance(values, tuple) or not all(isinstance(v, str) and v.strip()
+                                                        for v in values):
+                raise OptionError(f"{axis} must be plugin names (strings); got {values!r:.80}")
+        if not isinstance(self.seeds, tuple):
+            raise OptionError(f"seeds must be a list of integers; got {self.seeds!r:.60}")
+        for seed in self.seeds:
+            check_seed(seed)
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise OptionError(f"precision must be fp32, bf16 or fp16; got {self.precision!r:.40}")
+        check_int(self.batch_size, "batch size", 1, MAX_BATCH)
+        if not isinstance(self.name, str) or (self.name and (
+                not NAME_RE.match(self.name) or set(self.name) == {"."})):
+            raise OptionError(f"experiment name must be one folder name (letters, digits, '.', "
+                              f"'_', '-'; at most 100); got {self.name!r:.60}")
+        if not isinstance(self.options, Mapping) or not all(
+                k in KINDS and isinstance(v, Mapping) and all(isinstance(x, str) for x in v)
+                for k, v in self.options.items()):
+            raise OptionError(f"options must map a kind ({', '.join(KINDS)}) to a mapping of "
+                              f"option names to values")
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "backbones": list(self.backbones),
                 "datasets": list(self.datasets), "defenses": list(self.defenses),
@@ -54,6 +84,31 @@ class GridSpec:
                 "seeds": list(self.seeds), "precision": self.precision,
                 "batch_size": self.batch_size,
                 "options": {k: dict(v) for k, v in self.options.items() if v}}
+
+
+def check_int(value: Any, what: str, lo: int = 0, hi: int = INT_MAX) -> int:
+    """``value`` if it is an integer in [lo, hi] (bools refused); an OptionError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OptionError(f"{what} must be an integer; got {value!r:.60}")
+    if value < lo:
+        raise OptionError(f"{what} must be at least {lo}; got {value}")
+    if value > hi:
+        raise OptionError(f"{what} must be at most {hi:,}; got {value}")
+    return value
+
+
+def check_runtime(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate runtime settings (output, device, num_workers, save_examples) from any source."""
+    out = dict(settings)
+    if out.get("output") is not None and not isinstance(out["output"], str | Path):
+        raise OptionError(f"output must be a folder path; got {out['output']!r:.60}")
+    if out.get("device") is not None and not isinstance(out["device"], str):
+        raise OptionError(f"device must be a string (cpu, cuda or cuda:N); got {out['device']!r:.60}")
+    if out.get("num_workers") is not None:
+        check_int(out["num_workers"], "num_workers", 0, MAX_WORKERS)
+    if out.get("save_examples") is not None:
+        check_int(out["save_examples"], "save_examples", 0, MAX_EXAMPLES)
+    return out
 
 
 def _tuple(value: Any, what: str, item_type: type = str) -> tuple:
@@ -74,7 +129,12 @@ def load_experiment_file(path: str | Path) -> tuple[GridSpec, dict[str, Any]]:
         raise VladvError(f"experiment file not found: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise VladvError(f"{path}: invalid TOML: {exc}") from None
-    exp = dict(data.get("experiment", {}))
+    except OSError as exc:
+        raise VladvError(f"cannot read experiment file {path}: {exc.strerror or exc}") from None
+    exp = data.get("experiment", {})
+    if not isinstance(exp, dict):
+        raise VladvError(f"{path}: 'experiment' must be a table ([experiment]); got "
+                         f"{type(exp).__name__}")
     unknown = set(data) - {"experiment", "options"}
     if unknown:
         raise VladvError(f"{path}: unknown table(s) {', '.join(sorted(unknown))}; "
@@ -83,25 +143,30 @@ def load_experiment_file(path: str | Path) -> tuple[GridSpec, dict[str, Any]]:
                  "augment": str, "seeds": int}
     kwargs: dict[str, Any] = {}
     runtime: dict[str, Any] = {}
-    for key, value in exp.items():
-        if key in grid_keys:
-            kwargs[key] = _tuple(value, f"{path}: experiment.{key}", grid_keys[key])
-        elif key in ("precision", "name"):
-            kwargs[key] = str(value)
-        elif key == "batch_size":
-            kwargs[key] = int(value)
-        elif key in ("output", "device", "num_workers", "save_examples"):
-            runtime[key] = value
-        else:
-            raise VladvError(f"{path}: unknown key experiment.{key}")
-    options = data.get("options", {})
-    if not isinstance(options, dict) or set(options) - set(KINDS):
-        raise VladvError(f"{path}: [options] holds one table per kind: {', '.join(KINDS)}")
-    kwargs["options"] = {kind: _flatten(options.get(kind, {})) for kind in KINDS}
+    try:
+        for key, value in exp.items():
+            if key in grid_keys:
+                kwargs[key] = _tuple(value, f"experiment.{key}", grid_keys[key])
+            elif key in ("precision", "name", "batch_size"):
+                kwargs[key] = value
+            elif key in ("output", "device", "num_workers", "save_examples"):
+                runtime[key] = value
+            else:
+                raise VladvError(f"unknown key experiment.{key}")
+        options = data.get("options", {})
+        if not isinstance(options, dict) or set(options) - set(KINDS) or not all(
+                isinstance(t, dict) for t in options.values()):
+            raise VladvError(f"[options] holds one table per kind: {', '.join(KINDS)}")
+        kwargs["options"] = {kind: _flatten(options.get(kind, {})) for kind in KINDS}
+        runtime = check_runtime(runtime)
+        grid = GridSpec(**kwargs)
+    except VladvError as exc:
+        raise (OptionError if isinstance(exc, OptionError) else VladvError)(
+            f"{path}: {exc}") from None
     relative = runtime.get("output")
     if relative is not None and not Path(relative).is_absolute():
         runtime["output"] = str(Path(relative))
-    return GridSpec(**kwargs), runtime
+    return grid, runtime
 
 
 def _flatten(table: Mapping[str, Any]) -> dict[str, Any]:
@@ -142,6 +207,9 @@ def merge(base: GridSpec, **overrides: Any) -> GridSpec:
         if key == "options":
             merged = {k: dict(v) for k, v in base.options.items()}
             for kind, opts in (value or {}).items():
+                if kind not in KINDS or not isinstance(opts, Mapping):
+                    raise OptionError(f"{kind} options must be a mapping of option names to "
+                                      f"values; got {type(opts).__name__}")
                 merged.setdefault(kind, {}).update(opts)
             changes["options"] = merged
         elif value not in (None, (), []):

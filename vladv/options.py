@@ -10,6 +10,10 @@ A plugin declares its options as a dataclass whose fields use :func:`option`::
 Values given as strings are converted by the field's type (``float`` accepts ``2/255``; ``bool``
 accepts true/false/yes/no/1/0; ``tuple[float, ...]`` accepts ``1,0.5,0.75``). Unknown keys and bad
 values raise :class:`~vladv.errors.OptionError` naming the plugin, the key and what is accepted.
+
+Limits that hold for every option, whatever its source (CLI, TOML, Python): integers fit in a
+signed 64-bit integer (:data:`INT_MAX`), numbers are finite, and plugins cap iteration counts with
+``max=MAX_STEPS`` (10,000 attack iterations) or ``max=MAX_TRAIN_STEPS`` (training steps).
 """
 
 from __future__ import annotations
@@ -26,6 +30,14 @@ from typing import Any, Literal
 from vladv.errors import OptionError
 
 _MISSING = dataclasses.MISSING
+
+INT_MAX = 2**63 - 1
+"""Largest integer any option, seed or setting accepts (torch and JSON readers handle int64)."""
+SEED_MAX = INT_MAX
+MAX_STEPS = 10_000
+"""Cap on an attack's (or inner attack's) iteration count."""
+MAX_TRAIN_STEPS = 1_000_000
+"""Cap on a training defense's optimizer steps."""
 
 
 def option(
@@ -140,10 +152,15 @@ def resolve_options(label: str, options_cls: type, given: Mapping[str, Any] | No
 
     ``label`` names the plugin in error messages, e.g. ``"attack 'pgd'"``.
     """
+    if given is not None and not isinstance(given, Mapping):
+        raise OptionError(f"{label}: options must be a mapping of name to value; got "
+                          f"{type(given).__name__}")
     given = dict(given or {})
     fields = {f.name: (f, tp) for f, tp in option_fields(options_cls)}
     values: dict[str, Any] = {}
     for key, raw in given.items():
+        if not isinstance(key, str):
+            raise OptionError(f"{label}: option names must be strings; got {key!r:.60}")
         norm_key = key.replace("-", "_")
         if norm_key not in fields:
             accepted = ", ".join(fields) if fields else "no options"
@@ -171,9 +188,13 @@ def _check_range(label: str, field: dataclasses.Field, value: Any) -> None:
     for item in items:
         if not isinstance(item, int | float) or isinstance(item, bool):
             continue
+        if isinstance(item, int) and not -INT_MAX - 1 <= item <= INT_MAX:
+            raise OptionError(f"{label}: option '{field.name}' must fit in a 64-bit integer; "
+                              f"got {item}")
         if (lo is not None and item < lo) or (hi is not None and item > hi):
             rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
-            raise OptionError(f"{label}: option '{field.name}' must lie in {rng}; got {item:g}")
+            got = item if isinstance(item, int) else f"{item:g}"
+            raise OptionError(f"{label}: option '{field.name}' must lie in {rng}; got {got}")
 
 
 def options_to_dict(options: Any) -> dict[str, Any]:
@@ -199,6 +220,15 @@ def describe_options(options_cls: type) -> list[dict[str, Any]]:
             "max": f.metadata.get("max"),
         })
     return rows
+
+
+def check_seed(seed: Any, what: str = "seed") -> int:
+    """``seed`` if it is an integer in [0, SEED_MAX]; an OptionError otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise OptionError(f"{what} must be an integer; got {seed!r:.60}")
+    if not 0 <= seed <= SEED_MAX:
+        raise OptionError(f"{what} must lie in [0, 2**63-1]; got {seed}")
+    return seed
 
 
 def parse_assignments(pairs: list[str] | None, flag: str) -> dict[str, str]:

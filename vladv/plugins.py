@@ -61,7 +61,14 @@ def _env_list(name: str) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+# What a plugin may raise while importing or answering a hook without taking vladv down with
+# it: any Exception, and SystemExit (a plugin calling sys.exit()). KeyboardInterrupt propagates.
+PLUGIN_FAILURES = (Exception, SystemExit)
+
+
 def _short_error(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"the plugin called sys.exit({exc.code!r})"
     lines = traceback.format_exception_only(type(exc), exc)
     return lines[-1].strip() if lines else type(exc).__name__
 
@@ -100,7 +107,7 @@ class PluginRegistry:
                 continue
             try:
                 module = ep.load()
-            except Exception as exc:  # noqa: BLE001 - any import failure makes the plugin broken
+            except PLUGIN_FAILURES as exc:  # any import failure makes the plugin broken
                 info.status, info.error = "broken", f"import failed: {_short_error(exc)}"
                 self.plugins[info.name] = info
                 continue
@@ -128,14 +135,22 @@ class PluginRegistry:
             raise PluginError(f"plugin file not found: {path}")
         mod_name = f"vladv_local_{path.stem}"
         spec = importlib.util.spec_from_file_location(mod_name, path)
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        if spec is None or spec.loader is None:
+            raise PluginError(f"plugin file {path} is not a Python (.py) file")
+        module = importlib.util.module_from_spec(spec)
         try:
             sys.modules[mod_name] = module
-            spec.loader.exec_module(module)  # type: ignore[union-attr]
-        except Exception as exc:  # noqa: BLE001
+            spec.loader.exec_module(module)
+        except PLUGIN_FAILURES as exc:
             sys.modules.pop(mod_name, None)
             raise PluginError(f"plugin file {path} failed to import: {_short_error(exc)}") from None
-        return self.register(module, name=f"file:{path.name}", distribution=str(path))
+        name = self.register(module, name=f"file:{path.name}", distribution=str(path))
+        self.specs("backbone")  # call its hooks now: a broken one is refused right away
+        if self.plugins[name].status == "broken":
+            error = self.plugins[name].error
+            self.unregister(name)
+            raise PluginError(f"plugin file {path} is broken: {error}")
+        return name
 
     def unregister(self, name: str) -> None:
         """Remove a plugin registered under ``name``."""
@@ -147,7 +162,7 @@ class PluginRegistry:
     def _register(self, plugin: Any, info: PluginInfo) -> None:
         try:
             self.pm.register(plugin, name=info.name)
-        except Exception as exc:  # noqa: BLE001 - e.g. a hookimpl with a wrong signature
+        except PLUGIN_FAILURES as exc:  # e.g. a hookimpl with a wrong signature
             info.status, info.error = "broken", f"registration failed: {_short_error(exc)}"
         self.plugins[info.name] = info
 
@@ -169,7 +184,7 @@ class PluginRegistry:
                         if not isinstance(rec, SPEC_TYPES[kind]):
                             raise TypeError(f"{hook_name} returned {type(rec).__name__}, "
                                             f"expected {SPEC_TYPES[kind].__name__}")
-                except Exception as exc:  # noqa: BLE001 - a broken hook must not break vladv
+                except PLUGIN_FAILURES as exc:  # a broken hook must not break vladv
                     info.status, info.error = "broken", f"{hook_name} failed: {_short_error(exc)}"
                     continue
                 for rec in records:

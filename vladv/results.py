@@ -18,15 +18,18 @@ from typing import Any
 import torch
 from rich.table import Table
 
-from vladv.cache import atomic_write_json, config_hash
+from vladv.cache import atomic_write_json, config_hash, finite_json
 from vladv.errors import VladvError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA_CHANGES = {
     1: "first version: config, versions, data, model, metrics (clean, adversarial, asr, budget), "
        "timings",
     2: "adds `experiment` (the grid's name or null) and `examples` (path of the saved "
        "adversarial examples' index, relative to the output directory, when saved)",
+    3: "records are strict JSON: a number that is not finite (NaN, infinity) is stored as null "
+       "and named in `warnings`, a list of one-line strings present only when the run was "
+       "flagged (e.g. an attack returned non-finite pixels)",
 }
 MANIFEST = "experiment.json"
 
@@ -63,7 +66,9 @@ def run_id(identity: dict[str, Any]) -> str:
 def build_record(*, identity: dict[str, Any], runtime: dict[str, Any],
                  plugin_versions: dict[str, Any], data: dict[str, Any], model: dict[str, Any],
                  metrics: dict[str, Any], timings: dict[str, float],
-                 experiment: str | None = None, examples: str | None = None) -> dict[str, Any]:
+                 experiment: str | None = None, examples: str | None = None,
+                 warnings: list[str] | None = None) -> dict[str, Any]:
+    """A strict-JSON record: non-finite numbers become null and are listed in ``warnings``."""
     record = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id(identity),
@@ -78,6 +83,12 @@ def build_record(*, identity: dict[str, Any], runtime: dict[str, Any],
     }
     if examples is not None:
         record["examples"] = examples
+    record, nonfinite = finite_json(record)
+    flagged = list(warnings or [])
+    if nonfinite:
+        flagged.append(f"not finite, stored as null: {', '.join(nonfinite)}")
+    if flagged:
+        record["warnings"] = flagged
     return record
 
 
@@ -208,7 +219,8 @@ def summary_table(records: Iterable[dict[str, Any]], title: str = "vladv results
                    _pair(m.get("adversarial"), "tr_r1", "ir_r1"),
                    _pair(m.get("asr"), "tr_r1_conditional", "ir_r1_conditional"),
                    _pair(m.get("asr"), "tr_r1_delta", "ir_r1_delta"),
-                   f"{budget['max_linf'] * 255:.2f}" if "max_linf" in budget else "–",
+                   f"{budget['max_linf'] * 255:.2f}" if budget.get("max_linf") is not None
+                   else "–",
                    str(budget.get("max_words_changed", "–"))]
         else:
             row = [_fmt(clean[k]) for k in ("tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5",

@@ -16,9 +16,9 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,16 +26,18 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from rich.markup import escape
 from rich.progress import TextColumn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
 from vladv.backbone import Backbone
-from vladv.checkpoints import load_state_dict, save_state_dict
+from vladv.checkpoints import (atomic_torch_save, load_into, load_state_dict, load_torch_file,
+                               read_metadata, save_state_dict)
 from vladv.console import get_console, make_progress
 from vladv.distributed import barrier, is_distributed, is_main, rank, world_size
 from vladv.errors import CheckpointError
-from vladv.options import option
+from vladv.options import MAX_TRAIN_STEPS, option
 from vladv.types import Context, ImageTextDataset
 
 
@@ -120,7 +122,7 @@ class PairSampler:
 class TrainingOptions:
     """Optimization options shared by the training defenses (subclass to add your own)."""
 
-    steps: int = option(300, "optimizer steps", min=1)
+    steps: int = option(300, "optimizer steps", min=1, max=MAX_TRAIN_STEPS)
     batch_size: int = option(128, "images per step (one text each)", min=2)
     lr: float = option(3e-4, "peak AdamW learning rate", min=0)
     weight_decay: float = option(0.05, "AdamW weight decay", min=0)
@@ -178,7 +180,7 @@ def train(model: Backbone, parameters: Sequence[torch.nn.Parameter], sampler: Pa
         p.requires_grad_(id(p) in trainable)
     optimizer = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=schedule.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.factor)
-    start = _resume(model, optimizer, scheduler, workdir)
+    start = _resume(model, optimizer, scheduler, workdir, schedule.steps)
     compute_loss: Callable[[TrainBatch], torch.Tensor] = loss_fn
     if is_distributed():  # DistributedDataParallel over a module whose forward is the loss
         ddp = DistributedDataParallel(
@@ -242,26 +244,54 @@ class _LossModule(torch.nn.Module):
 
 def _checkpoint(model: Backbone, optimizer: torch.optim.Optimizer, scheduler, step: int,
                 workdir: Path) -> None:
+    """Weights (safetensors, tagged with the step) and optimizer state, each written through a
+    temporary file unique to this process: concurrent trainings never share a temporary file."""
     workdir.mkdir(parents=True, exist_ok=True)
-    save_state_dict(model.state_dict(), workdir / "last.safetensors")
+    save_state_dict(model.state_dict(), workdir / "last.safetensors", metadata={"step": str(step)})
     state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
-    tmp = workdir / "train_state.pt.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, workdir / "train_state.pt")
+    atomic_torch_save(state, workdir / "train_state.pt")
 
 
 def _resume(model: Backbone, optimizer: torch.optim.Optimizer, scheduler,
-            workdir: Path | None) -> int:
+            workdir: Path | None, steps: int | None = None) -> int:
+    """The step to resume from (0: start afresh), with model and optimizer restored.
+
+    An unusable resume state (corrupt, a pickle payload, from another model, weights and
+    optimizer state of different steps) is discarded with one warning line: training starts
+    afresh and overwrites it at its first checkpoint; the model is left as it was.
+    """
     if workdir is None or not (workdir / "train_state.pt").exists():
         return 0
     if not (workdir / "last.safetensors").exists():
         return 0
+    backup = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    fresh_optimizer, fresh_scheduler = copy.deepcopy(optimizer.state_dict()), scheduler.state_dict()
     try:
-        state = torch.load(workdir / "train_state.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(load_state_dict(workdir / "last.safetensors"))
+        state = load_torch_file(workdir / "train_state.pt")
+        if not isinstance(state, dict) or not {"step", "optimizer", "scheduler"} <= set(state):
+            raise CheckpointError("train_state.pt is not a vladv training state")
+        step = state["step"]
+        if isinstance(step, bool) or not isinstance(step, int) or not (
+                0 < step <= (steps if steps is not None else step)):
+            raise CheckpointError(f"step {step!r:.40} is outside this schedule")
+        if read_metadata(workdir / "last.safetensors").get("step", str(step)) != str(step):
+            raise CheckpointError("weights and optimizer state are from different steps")
+        load_into(model, load_state_dict(workdir / "last.safetensors"),
+                  workdir / "last.safetensors", "the model being trained")
         optimizer.load_state_dict(state["optimizer"])
+        for param, slots in optimizer.state.items():
+            for value in slots.values():
+                if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
+                    raise CheckpointError("optimizer state does not fit the parameters")
         scheduler.load_state_dict(state["scheduler"])
-    except (CheckpointError, RuntimeError, KeyError, ValueError) as exc:
-        get_console().print(f"[yellow]ignoring unusable checkpoint in {workdir}: {exc}[/]")
+    except (CheckpointError, RuntimeError, KeyError, ValueError, TypeError, AttributeError,
+            IndexError) as exc:
+        model.load_state_dict(backup)
+        optimizer.load_state_dict(fresh_optimizer)
+        scheduler.load_state_dict(fresh_scheduler)
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        get_console().print(f"[yellow]warning[/]: discarding unusable resume state in "
+                            f"{escape(str(workdir))} ({escape(reason)}); training afresh",
+                            highlight=False, soft_wrap=True)
         return 0
-    return int(state["step"])
+    return step

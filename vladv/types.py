@@ -141,11 +141,15 @@ class Context:
         return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
 
     def cache_dir(self, *parts: str) -> Path:
-        from vladv.cache import vladv_home
+        from vladv.cache import ensure_dir, vladv_home
 
-        path = (self.home or vladv_home()).joinpath(*parts)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        home = self.home or vladv_home()
+        if home.exists() and not home.is_dir():
+            from vladv.errors import StorageError
+
+            raise StorageError(f"the vladv home {home} is a file, not a folder; set VLADV_HOME "
+                               f"to a folder")
+        return ensure_dir(home.joinpath(*parts), "cache folder")
 
 
 # ----------------------------------------------------------------------------------------------
