@@ -33,6 +33,14 @@ def render() -> str:
                 f"`{p.name.upper()}...`"
             out.append(f"| {label} | {_default(p)} | {getattr(p, 'help', '') or ''} |")
         out.append("")
+    out += ["## Exit codes", "",
+            "| code | meaning |", "| --- | --- |",
+            "| 0 | done (a flagged record prints one `warning:` line and still exits 0) |",
+            "| 2 | a user error: one `error: ...` line on stderr, no traceback, nothing that existed "
+            "before is changed |",
+            "| 130 | interrupted (Ctrl-C): one line; finished records are kept, rerun to resume |",
+            "", "See [reliability.md](reliability.md) for what is promised and how it is tested.",
+            ""]
     return "\n".join(out)
 
 
