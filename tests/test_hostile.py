@@ -139,6 +139,34 @@ def test_hostile_flags(ws, case):
     cli_case(ws, [*TINY, *args], match)
 
 
+USAGE_CASES = {
+    "seed-not-int": (["run", "--seed", "abc"], "Invalid value for '--seed'"),
+    "batch-not-int": (["run", "--batch-size", "x"], "Invalid value for '--batch-size'"),
+    "unknown-flag": (["run", "--frobnicate"], "No such option: --frobnicate"),
+    "missing-value": (["run", "--seed"], "requires an argument"),
+    "unknown-command": (["runn"], "No such command 'runn'"),
+    "pretrain-seed": (["pretrain", "--seed", str(2**70), "tiny"], "seed must lie in"),
+}
+
+
+@pytest.mark.parametrize("case", list(USAGE_CASES))
+def test_usage_errors_through_the_entry_point(ws, case, monkeypatch, capsys):
+    """The console-script entry point (``vladv.cli.main``) makes usage errors one line too."""
+    from vladv.cli import main
+
+    args, match = USAGE_CASES[case]
+    before = snapshot(ws)
+    monkeypatch.chdir(ws)
+    monkeypatch.setattr(sys, "argv", ["vladv", *args])
+    with pytest.raises(SystemExit) as info:
+        main()
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert info.value.code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert match in lines[0] and "Traceback" not in err
+    assert_untouched(before, ws)
+
+
 def test_config_not_text(ws):
     (ws / "bin.toml").write_bytes(b"\xff\xfe\x00garbage")
     cli_case(ws, [*TINY, "-c", "bin.toml"], "invalid TOML")
@@ -632,9 +660,27 @@ def test_concurrent_trainings_of_one_defense_share_no_temporary_file(tmp_path, m
 # ----------------------------------------------------------------------------------------------
 def _record_folder(ws: Path) -> Path:
     out = ws / "res"
-    res = runner.invoke(app, [*TINY, "--output", str(out)])
+    res = runner.invoke(app, [*TINY, "--attack", "pgd", "--save-examples", "1", "--output",
+                              str(out)])
     assert res.exit_code == 0, res.stderr
     return out
+
+
+def _edit_record(out: Path, edit) -> None:
+    [path] = [p for p in out.glob("*.json") if p.name != "experiment.json"]
+    rec = json.loads(path.read_text())
+    edit(rec)
+    path.write_text(json.dumps(rec))
+
+
+def _report(ws: Path, out: Path) -> tuple[object, Path]:
+    """``vladv report`` into ``ws/rep``: no traceback, pre-existing files untouched."""
+    before = snapshot(ws)
+    res = runner.invoke(app, ["report", str(out), "--output", str(ws / "rep")])
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    assert "Traceback" not in res.stdout + res.stderr
+    assert_untouched(before, ws)
+    return res, ws / "rep"
 
 
 def test_report_of_missing_folder(ws):
@@ -648,10 +694,50 @@ def test_report_output_is_a_file(ws):
 
 def test_report_on_record_lacking_fields(ws):
     out = _record_folder(ws)
-    [path] = [p for p in out.glob("*.json") if p.name != "experiment.json"]
-    rec = json.loads(path.read_text())
-    del rec["config"]
-    path.write_text(json.dumps(rec))
-    res = runner.invoke(app, ["report", str(out), "--output", str(ws / "rep")])
-    assert res.exit_code in (0, 2), (res.stderr, res.exception)
-    assert "Traceback" not in res.stdout + res.stderr
+    _edit_record(out, lambda rec: rec.pop("config"))
+    res, _ = _report(ws, out)
+    assert res.exit_code in (0, 2), res.stderr
+
+
+HOSTILE_TEXT = "<script>alert(1)</script>"
+
+
+def test_report_escapes_html(ws):
+    out = _record_folder(ws)
+
+    def edit(rec):
+        rec["experiment"] = HOSTILE_TEXT
+        rec["config"]["attack"]["options"]["norm"] = HOSTILE_TEXT
+        index = out / rec["examples"]
+        data = json.loads(index.read_text())
+        n = len(data["examples"][0]["clean_texts"])
+        data["examples"][0]["clean_texts"] = [HOSTILE_TEXT] * n
+        data["examples"][0]["adv_texts"] = [HOSTILE_TEXT + " x"] * n
+        index.write_text(json.dumps(data))
+
+    _edit_record(out, edit)
+    res, rep = _report(ws, out)
+    assert res.exit_code == 0, res.stderr
+    pages = [p for p in rep.rglob("*") if p.suffix in (".html", ".md")]
+    assert pages and not any(HOSTILE_TEXT in p.read_text() for p in pages)
+
+
+@pytest.mark.parametrize("where", ["index", "image"])
+def test_report_example_outside_the_folder_is_not_read(ws, where):
+    out = _record_folder(ws)
+    (ws / "secret.png").write_bytes(b"top secret bytes")
+
+    def edit(rec):
+        if where == "index":
+            rec["examples"] = "../notes.txt"
+            return
+        index = out / rec["examples"]
+        data = json.loads(index.read_text())
+        data["examples"][0]["images"]["clean"] = "../../../secret.png"
+        index.write_text(json.dumps(data))
+
+    _edit_record(out, edit)
+    res, rep = _report(ws, out)
+    assert res.exit_code == 0, res.stderr
+    copied = [p for p in rep.rglob("*") if p.is_file()]
+    assert not any(p.read_bytes() in (b"top secret bytes", b"my notes\n") for p in copied)

@@ -358,12 +358,22 @@ def plugins(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: usage errors are one line too (no usage panel)."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except VladvError as exc:  # errors raised outside a command body
         print_error(str(exc))
         sys.exit(exc.exit_code)
+    except Exception as exc:
+        if not any(c.__name__ == "ClickException" for c in type(exc).__mro__):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            app()  # the standalone path prints the help
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        print_error(exc.format_message() + hint)  # type: ignore[attr-defined]
+        sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
