@@ -21,7 +21,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -62,6 +62,8 @@ class CaptionOptions:
     pretrain_steps: int = option(CaptionerConfig.steps, "embedded captioner: optimizer steps", min=1)
     pretrain_images: int = option(0, "embedded captioner: synthetic-aerial train images "
                                   "(0 = the dataset's default)", min=0)
+    pretrain_data: Literal["real", "generated", "mixed"] = option(
+        "real", "embedded captioner: synthetic-aerial training domain (the defended model's)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -171,7 +173,9 @@ def _train_options(options: CaptionOptions) -> Any:
     from vladv_plugins.synthetic import SyntheticOptions
 
     n = options.pretrain_images
-    return SyntheticOptions() if not n else SyntheticOptions(train_size=n, test_size=max(8, n // 4))
+    domain = options.pretrain_data
+    return (SyntheticOptions(train_domain=domain) if not n else
+            SyntheticOptions(train_size=n, test_size=max(8, n // 4), train_domain=domain))
 
 
 def captioner_path(options: CaptionOptions, ctx: Context) -> Path:
@@ -193,8 +197,9 @@ def prepare_captioner(options: CaptionOptions, ctx: Context, force: bool = False
     from vladv_plugins.synthetic import load_synthetic
 
     console = get_console(ctx)
-    console.print(f"building the embedded captioner '{EMBEDDED_CAPTIONER}' (first use, about "
-                  f"two minutes on a CPU) → {path}")
+    console.print(f"building the embedded captioner '{EMBEDDED_CAPTIONER}' (first use: "
+                  f"{options.pretrain_steps} steps on {options.pretrain_data} synthetic-aerial "
+                  f"images; the time grows with the CPU's speed and load) → {path}")
     data = load_synthetic(_train_options(options), ctx, "train")
     captions = [[data.captions[t] for t in ids] for ids in data.img2txt]
     model, vocab, stats = train_captioner(data.images, captions, captioner_config(options), ctx)

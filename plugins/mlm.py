@@ -227,8 +227,9 @@ def prepare_mlm(ctx: Context, force: bool = False, config: TinyMLMConfig | None 
     if _complete(path) and not force:
         return path
     console = get_console(ctx)
-    console.print(f"building the embedded masked LM '{EMBEDDED_MLM}' (first use, about a minute "
-                  f"on a CPU) → {path}")
+    console.print(f"building the embedded masked LM '{EMBEDDED_MLM}' (first use: {config.steps} "
+                  f"steps of {config.batch_size} captions; the time grows with the CPU's speed "
+                  f"and load, the progress bar shows what is left) → {path}")
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     if corpus is None:

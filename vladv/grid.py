@@ -52,6 +52,7 @@ class GridSpec:
     precision: str = "fp32"
     batch_size: int = 32
     name: str = ""
+    zip: tuple[tuple[str, ...], ...] = ()  # linked sweeps: "kind.plugin.key" entries per group
 
     def __post_init__(self) -> None:
         """Check every field's type and range, whatever built the grid (CLI, TOML, Python)."""
@@ -76,6 +77,7 @@ class GridSpec:
                 for k, v in self.options.items()):
             raise OptionError(f"options must map a kind ({', '.join(KINDS)}) to a mapping of "
                               f"option names to values")
+        check_zip(self.zip, self.options)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "backbones": list(self.backbones),
@@ -83,7 +85,52 @@ class GridSpec:
                 "attacks": list(self.attacks), "augment": list(self.augment),
                 "seeds": list(self.seeds), "precision": self.precision,
                 "batch_size": self.batch_size,
-                "options": {k: dict(v) for k, v in self.options.items() if v}}
+                "options": {k: dict(v) for k, v in self.options.items() if v},
+                **({"zip": [list(g) for g in self.zip]} if self.zip else {})}
+
+
+def _zip_entry(entry: str) -> tuple[str, str, str]:
+    kind, _, rest = entry.partition(".")
+    plugin, _, key = rest.rpartition(".")
+    return kind, plugin, key
+
+
+def check_zip(groups: Any, options: Mapping[str, Mapping[str, Any]]) -> None:
+    """Linked sweeps: each group names swept options ``kind.plugin.key`` of equal length."""
+    if not isinstance(groups, tuple) or not all(
+            isinstance(g, tuple) and len(g) >= 2 and all(isinstance(e, str) for e in g)
+            for g in groups):
+        raise OptionError("zip must be a list of groups of two or more options "
+                          "(\"kind.plugin.key\" strings), e.g. [[\"backbone.clip.pretrain_data\", "
+                          "\"dataset.synthetic-aerial.train_domain\"]]")
+    for group in groups:
+        lengths = set()
+        for entry in group:
+            kind, plugin, key = _zip_entry(entry)
+            values = options.get(kind, {}).get(f"{plugin}.{key}") if kind in KINDS else None
+            if not plugin or not isinstance(values, list):
+                raise OptionError(f"zip entry {entry!r:.80} must name a swept option: a list "
+                                  f"under [options.{kind if kind in KINDS else '<kind>'}] as "
+                                  f"\"{plugin or '<plugin>'}.{key or '<key>'}\"")
+            lengths.add(len(values))
+        if len(lengths) > 1:
+            raise OptionError(f"zip group {list(group)} links sweeps of different lengths "
+                              f"({', '.join(map(str, sorted(lengths)))})")
+
+
+def zipped(grid: GridSpec, chosen: Mapping[str, Sequence[tuple[str, Mapping[str, Any]]]]) -> bool:
+    """Whether a combination of plugin options keeps every linked sweep at one position."""
+    for group in grid.zip:
+        positions = set()
+        for entry in group:
+            kind, plugin, key = _zip_entry(entry)
+            values = grid.options[kind][f"{plugin}.{key}"]
+            for name, opts in chosen.get(kind, ()):
+                if name == plugin and key in opts and opts[key] in values:
+                    positions.add(values.index(opts[key]))
+        if len(positions) > 1:
+            return False
+    return True
 
 
 def check_int(value: Any, what: str, lo: int = 0, hi: int = INT_MAX) -> int:
@@ -149,6 +196,10 @@ def load_experiment_file(path: str | Path) -> tuple[GridSpec, dict[str, Any]]:
                 kwargs[key] = _tuple(value, f"experiment.{key}", grid_keys[key])
             elif key in ("precision", "name", "batch_size"):
                 kwargs[key] = value
+            elif key == "zip":
+                if not isinstance(value, list) or not all(isinstance(g, list) for g in value):
+                    raise OptionError("experiment.zip must be a list of lists of option names")
+                kwargs[key] = tuple(tuple(g) for g in value)
             elif key in ("output", "device", "num_workers", "save_examples"):
                 runtime[key] = value
             else:
@@ -202,7 +253,10 @@ def merge(base: GridSpec, **overrides: Any) -> GridSpec:
             names |= {a for v in value for a in parse_defense(v)[1]}
         base_options[kind] = {k: v for k, v in base_options.get(kind, {}).items()
                               if "." not in k or k.partition(".")[0] in names}
-    base = replace(base, options=base_options)
+    links = tuple(g for g in (tuple(e for e in group if isinstance(base_options.get(
+        _zip_entry(e)[0], {}).get(".".join(_zip_entry(e)[1:])), list)) for group in base.zip)
+        if len(g) >= 2)  # linked sweeps whose plugins left the run are unlinked
+    base = replace(base, options=base_options, zip=links)
     for key, value in overrides.items():
         if key == "options":
             merged = {k: dict(v) for k, v in base.options.items()}
@@ -325,6 +379,9 @@ def expand(grid: GridSpec) -> list[tuple[ModelKey, list[tuple[str, dict[str, Any
                 options_for("defense", defense, opts["defense"],
                             [parse_defense(d)[0] for d in grid.defenses])):
             for aug_combo in itertools.product(*aug_variants) if aug_variants else [()]:
+                if not zipped(grid, {"backbone": [(backbone, bo)], "dataset": [(dataset, do)],
+                                     "defense": [(defense, fo)], "augmenter": list(aug_combo)}):
+                    continue
                 key = ModelKey(backbone, _freeze(bo), dataset, _freeze(do), defense, _freeze(fo),
                                tuple((a, _freeze(o)) for a, o in aug_combo), seed)
                 groups.append((key, attacks))
