@@ -65,7 +65,7 @@ __all__ = [
 
 INSTALL_HINT = ("install the textattack extra in a second environment: python -m venv "
                 "--system-site-packages .venv-textattack && .venv-textattack/bin/pip install "
-                "-c constraints-textattack.txt -e '.[textattack,test]' (docs/attacks.md#textattack)")
+                "-c constraints-textattack.txt -e '.[textattack]' (docs/attacks.md#installing-the-extra)")
 OFFLINE_RECIPES = ("bert-attack", "pwws", "deepwordbug", "pruthi", "custom")
 
 
@@ -239,7 +239,7 @@ def _retrieval_classes(ta: ModuleType) -> tuple[type, type]:
         """Untargeted retrieval goal over the batch's images (see the module docstring)."""
 
         def __init__(self, model_wrapper: Any, rules: str = "textattack", scale: float = 100.0,
-                     query_budget: float = float("inf")):
+                     query_budget: float = float("inf")):  # an int when finite (it slices)
             with _quiet_textattack():
                 super().__init__(model_wrapper, maximizable=rules == "sga",
                                  allow_skip=rules == "textattack", query_budget=query_budget,
@@ -466,7 +466,7 @@ class TextAttackAttack(Attack):
         wrapper_cls, goal_cls = _retrieval_classes(ta)
         wrapper = wrapper_cls(backbone, self.ctx)
         goal = goal_cls(wrapper, o.rules, float(backbone.logit_scale.detach()),
-                        float(o.query_budget) if o.query_budget else float("inf"))
+                        o.query_budget or float("inf"))
         try:
             attack = ta.Attack(goal, constraints, transformation, search)
         except (AssertionError, ValueError) as exc:
