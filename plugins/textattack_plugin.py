@@ -515,7 +515,21 @@ def _global_rng(seed: int) -> Iterator[None]:
         np.random.set_state(npy)
 
 
+def _installed(ctx: Context) -> bool:
+    """Whether TextAttack is installed (``vladv pretrain`` skips this plugin without it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("textattack") is not None:
+        return True
+    from vladv.console import get_console
+
+    get_console(ctx).print("[dim]textattack: the extra is not installed here; nothing to prepare[/]")
+    return False
+
+
 def _prepare(options: TextAttackOptions, ctx: Context, force: bool = False) -> None:
+    if not _installed(ctx):
+        return
     load_textattack(ctx)
     if options.recipe == "bert-attack" or "WordSwapMaskedLM" in options.transformation:
         ensure_mlm(options.mlm, ctx, force)
@@ -582,7 +596,8 @@ class TextAttackAugmenter(PoolAugmenter):
 
 def _prepare_augmenter(options: TextAttackAugmenterOptions, ctx: Context,
                        force: bool = False) -> None:
-    TextAttackAugmenter(options, ctx).make()
+    if _installed(ctx):
+        TextAttackAugmenter(options, ctx).make()
 
 
 @vladv.hookimpl

@@ -71,6 +71,13 @@ def test_without_textattack_the_error_is_one_line_with_the_install_recipe(batch,
     assert "\n" not in msg and "textattack extra" in msg and "constraints-textattack.txt" in msg
 
 
+@pytest.mark.skipif(HAS_TA, reason="TextAttack is installed")
+def test_pretrain_skips_the_plugin_without_textattack():
+    ctx = Context(progress=False)
+    P._prepare(P.TextAttackOptions(), ctx)  # `vladv pretrain` prepares every plugin: no error
+    P._prepare_augmenter(P.TextAttackAugmenterOptions(), ctx)
+
+
 def test_retrieval_values_follow_both_rule_sets():
     sims = torch.tensor([[0.9, 0.1], [0.2, 0.5]])
     paired = torch.tensor([0, 0])
