@@ -54,7 +54,7 @@ class CheckpointError(VladvError):
 
 
 class StorageError(VladvError):
-    """A file or folder cannot be created, read or written (a path that is a file, no permission)."""
+    """A file or folder cannot be created, read or written (a file in the way, no permission)."""
 
 
 def os_error_message(exc: OSError, action: str, path: object) -> str:

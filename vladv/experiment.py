@@ -31,6 +31,8 @@ from vladv.options import check_seed, options_to_dict, resolve_options
 from vladv.plugins import get_registry, plugin_version
 from vladv.results import (build_record, check_manifest, load_record, record_path, run_id,
                            save_example_images, write_record)
+from vladv.transfer import (check_fits, craft, craft_folder, craft_key, load_crafted,
+                            save_crafted, source_keys)
 from vladv.types import (Attack, Augmenter, Context, Defense, ImageTextDataset, PluginSpec,
                          ThreatModel)
 
@@ -115,6 +117,8 @@ class Cell:
     identity: dict[str, Any]
     run_id: str
     attack_obj: Any = None
+    source: ModelKey | None = None  # the model the attack is crafted on; None: white-box
+    craft_key: str | None = None  # the crafted examples' cache key (transfer cells)
 
 
 def _listify(value: Any) -> tuple:
@@ -125,7 +129,8 @@ def _listify(value: Any) -> tuple:
 
 
 def build_grid(*, backbone: Any = None, dataset: Any = None, defense: Any = None,
-               attack: Any = None, augment: Any = None, seed: Any = None,
+               attack: Any = None, augment: Any = None, seed: Any = None, model: Any = None,
+               source: Any = None,
                precision: str | None = None, batch_size: int | None = None,
                config: str | Path | None = None, options: Mapping[str, Mapping[str, Any]] | None = None,
                name: str | None = None) -> tuple[GridSpec, dict[str, Any]]:
@@ -133,8 +138,8 @@ def build_grid(*, backbone: Any = None, dataset: Any = None, defense: Any = None
     base, runtime = (load_experiment_file(config) if config is not None else (GridSpec(), {}))
     grid = merge(base, backbones=_listify(backbone), datasets=_listify(dataset),
                  defenses=_listify(defense), attacks=_listify(attack), augment=_listify(augment),
-                 seeds=_listify(seed), precision=precision, batch_size=batch_size,
-                 options=options or {}, name=name)
+                 seeds=_listify(seed), models=_listify(model), sources=_listify(source),
+                 precision=precision, batch_size=batch_size, options=options or {}, name=name)
     if len(set(grid.attacks)) != len(grid.attacks):
         raise OptionError(f"attack listed twice: {', '.join(grid.attacks)}")
     return grid, runtime
@@ -143,6 +148,7 @@ def build_grid(*, backbone: Any = None, dataset: Any = None, defense: Any = None
 def run(*, backbone: str | Sequence[str] | None = None, dataset: str | Sequence[str] | None = None,
         defense: str | Sequence[str] | None = None, attack: str | Sequence[str] | None = None,
         augment: Sequence[str] | None = None, seed: int | Sequence[int] | None = None,
+        model: str | Sequence[str] | None = None, source: str | Sequence[str] | None = None,
         config: str | Path | None = None, device: str | None = None,
         precision: str | None = None, batch_size: int | None = None,
         output: str | Path | None = None, backbone_options: Mapping[str, Any] | None = None,
@@ -156,6 +162,9 @@ def run(*, backbone: str | Sequence[str] | None = None, dataset: str | Sequence[
     """Run the grid backbone × dataset × defense × attack × seed; return one record per cell.
 
     Every axis takes a name or a list of names (a defense may carry augmenters: ``mat+eda``);
+    ``model`` lists model specs (``clip(model=vladv-tiny-align)/mat``) evaluated instead of
+    backbone × defense; ``source`` lists the model specs attacks are crafted on (transfer
+    attacks; ``self``, the default, is white-box);
     ``config`` is a TOML experiment file whose values these arguments override. Options are dicts
     of ``key: value`` (strings like ``"2/255"`` or typed values); ``"sga.eps"`` targets one plugin
     and ``"eps"`` every plugin of that kind that has it. With ``output``, records are written
@@ -169,7 +178,8 @@ def run(*, backbone: str | Sequence[str] | None = None, dataset: str | Sequence[
     if config is not None and not isinstance(config, str | Path):
         raise OptionError(f"config must be a path to a TOML file; got {config!r:.60}")
     grid, runtime = build_grid(backbone=backbone, dataset=dataset, defense=defense, attack=attack,
-                               augment=augment, seed=seed, precision=precision,
+                               augment=augment, seed=seed, model=model, source=source,
+                               precision=precision,
                                batch_size=batch_size, config=config, options=options)
     check_runtime({"output": output, "device": device, "num_workers": num_workers,
                    "save_examples": save_examples})
@@ -195,6 +205,7 @@ def run(*, backbone: str | Sequence[str] | None = None, dataset: str | Sequence[
         distributed.barrier()
     records: dict[str, dict[str, Any]] = {}
     order = [cell.run_id for _, cells in plan for cell in cells]
+    todo: list[tuple[ModelKey, list[Cell]]] = []
     for key, cells in plan:
         pending = []
         for cell in cells:
@@ -204,6 +215,9 @@ def run(*, backbone: str | Sequence[str] | None = None, dataset: str | Sequence[
                 console.print(f"[dim]skipping finished run {cell.run_id} (record exists)[/]")
             else:
                 pending.append(cell)
+        todo.append((key, pending))
+    _craft_sources([c for _, cells in todo for c in cells], grid, ctx)
+    for key, pending in todo:
         if pending:
             ctx.seed = key.seed
             for cell, record in zip(pending, _run_group(key, pending, grid, ctx, out,
@@ -223,25 +237,43 @@ def _plan_group(key: ModelKey, attacks: list[tuple[str, dict[str, Any]]], grid: 
     base = {"backbone": bb.to_dict(), "dataset": ds.to_dict(), "defense": df.to_dict(),
             "augmenters": [a.to_dict() for a in augs], "seed": key.seed,
             "precision": grid.precision, "batch_size": grid.batch_size}
-    cells = []
+    sources = source_keys(grid, key)
+    cells: dict[str, Cell] = {}
     for name, given in attacks:
         choice = resolve("attack", name, given)
         attack_obj = choice.build(ctx) if choice.spec is not None else None  # factories are cheap
         threat = attack_obj.threat_model.to_dict() if attack_obj is not None else None
-        identity = {**base, "attack": {**choice.to_dict(), "threat_model": threat}}
-        cells.append(Cell(choice, identity, run_id(identity), attack_obj))
-    return cells
+        attack = {**choice.to_dict(), "threat_model": threat}
+        for src in sources if attack_obj is not None else [None]:
+            source = source_identity(src) if src is not None else None
+            identity = {**base, "source": source, "attack": attack}
+            ck = None if src is None else craft_key(source, attack, base["dataset"], key.seed,
+                                                      grid.precision, grid.batch_size)
+            cell = Cell(choice, identity, run_id(identity), attack_obj, src, ck)
+            cells.setdefault(cell.run_id, cell)
+    return list(cells.values())
 
 
-def _run_group(key: ModelKey, cells: list[Cell], grid: GridSpec, ctx: Context,
-               out: Path | None, save_examples: int) -> Iterator[dict[str, Any]]:
-    """Build (or load) the model of one group once, then evaluate each pending cell."""
-    bb = resolve("backbone", key.backbone, dict(key.backbone_options))
-    ds = resolve("dataset", key.dataset, dict(key.dataset_options))
-    df = resolve("defense", key.defense, dict(key.defense_options))
-    augs = [resolve("augmenter", a, dict(o)) for a, o in key.augmenters]
+def _choices(key: ModelKey) -> tuple[Choice, Choice, Choice, list[Choice]]:
+    """The backbone, dataset, defense and augmenters of a model key, resolved."""
+    return (resolve("backbone", key.backbone, dict(key.backbone_options)),
+            resolve("dataset", key.dataset, dict(key.dataset_options)),
+            resolve("defense", key.defense, dict(key.defense_options)),
+            [resolve("augmenter", a, dict(o)) for a, o in key.augmenters])
+
+
+def source_identity(key: ModelKey) -> dict[str, Any]:
+    """A source model in records: its backbone, defense and augmenters with resolved options."""
+    bb, _, df, augs = _choices(key)
+    return {"backbone": bb.to_dict(), "defense": df.to_dict(),
+            "augmenters": [a.to_dict() for a in augs]}
+
+
+def _build(key: ModelKey, grid: GridSpec, ctx: Context
+           ) -> tuple[Backbone, ImageTextDataset, dict[str, float]]:
+    """The model of ``key`` (trained or loaded when defended), in eval mode, and its test split."""
+    bb, ds, df, augs = _choices(key)
     seed_everything(key.seed)
-    console = get_console(ctx)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     test_ds: ImageTextDataset = ds.build(ctx, "test")
@@ -250,7 +282,64 @@ def _run_group(key: ModelKey, cells: list[Cell], grid: GridSpec, ctx: Context,
     model: Backbone = bb.build(ctx).to(ctx.device).eval()
     timings["backbone"] = time.perf_counter() - t0
     model, timings["defense"] = _apply_defense(model, df, augs, ds, bb, ctx, key.seed)
-    model.eval()
+    return model.eval(), test_ds, timings
+
+
+def _craft_sources(cells: list[Cell], grid: GridSpec, ctx: Context) -> None:
+    """Craft (or find cached) the examples of every transfer cell: each source model is built
+    once, its clean gallery encoded once, and each (attack, seed) crafted once for all targets."""
+    todo: dict[ModelKey, dict[str, Cell]] = {}
+    for cell in cells:
+        if cell.source is not None and cell.craft_key is not None:
+            todo.setdefault(cell.source, {}).setdefault(cell.craft_key, cell)
+    for src, by_key in todo.items():
+        ctx.seed = src.seed
+        test_ds = _choices(src)[1].build(ctx, "test")
+        missing = {}
+        for ck, cell in by_key.items():
+            cached = load_crafted(craft_folder(ctx, cell.attack.name, ck))
+            if cached is None or not check_fits(cached, test_ds):
+                missing[ck] = cell
+        if not missing:
+            continue
+        console = get_console(ctx)
+        console.print(f"crafting {', '.join(c.attack.name for c in missing.values())} on source "
+                      f"[bold]{escape(source_label(source_identity(src)))}[/] (seed {src.seed})")
+        model, test_ds, _ = _build(src, grid, ctx)
+        clean = encode_clean(model, test_ds, ctx, grid.batch_size)
+        for ck, cell in missing.items():
+            seed_everything(src.seed)
+            crafted = craft(model, test_ds, cell.attack_obj, cell.attack.name, clean, ctx,
+                            grid.batch_size)
+            crafted.meta.update(source=source_identity(src), model=model.identity(),
+                                data=test_ds.describe(), attack=cell.identity["attack"],
+                                seed=src.seed)
+            if distributed.is_main():
+                save_crafted(craft_folder(ctx, cell.attack.name, ck), crafted)
+            distributed.barrier()
+        del model
+
+
+def source_label(source: Mapping[str, Any]) -> str:
+    """A source identity as a short model spec: options that differ from the defaults shown."""
+    parts = []
+    for kind in ("backbone", "defense"):
+        name, opts = source[kind]["name"], source[kind].get("options") or {}
+        if name == NONE:
+            continue
+        default = resolve(kind, name).to_dict()["options"]
+        shown = ", ".join(f"{k}={v}" for k, v in opts.items() if default.get(k) != v)
+        parts.append(name + (f"({shown})" if shown else ""))
+    aug = "".join(f"+{a['name']}" for a in source.get("augmenters") or [])
+    return "/".join(parts) + aug
+
+
+def _run_group(key: ModelKey, cells: list[Cell], grid: GridSpec, ctx: Context,
+               out: Path | None, save_examples: int) -> Iterator[dict[str, Any]]:
+    """Build (or load) the model of one group once, then evaluate each pending cell."""
+    bb, ds, df, augs = _choices(key)
+    console = get_console(ctx)
+    model, test_ds, timings = _build(key, grid, ctx)
     clean = encode_clean(model, test_ds, ctx, grid.batch_size)
     timings["clean"] = clean.seconds
     runtime = {"device": str(ctx.device), "num_workers": ctx.num_workers}
@@ -267,9 +356,17 @@ def _run_group(key: ModelKey, cells: list[Cell], grid: GridSpec, ctx: Context,
         extra: dict[str, Any] = {"warnings": []}
         if cell.attack_obj is not None:
             cell_versions["attack"] = plugin_version("attack", cell.attack.name)
+            crafted = None
+            if cell.source is not None and cell.craft_key is not None:
+                crafted = load_crafted(craft_folder(ctx, cell.attack.name, cell.craft_key))
+                if crafted is None or not check_fits(crafted, test_ds):
+                    raise VladvError(f"the examples crafted for run {cell.run_id} are missing "
+                                     f"or do not fit its test split; rerun to craft them")
+                cell_timings["craft"] = float(crafted.meta.get("seconds") or 0.0)
+                extra["source_model"] = crafted.meta.get("model")
             seed_everything(key.seed)
             result = evaluate_attack(model, test_ds, cell.attack_obj, cell.attack.name, clean,
-                                     ctx, grid.batch_size, save_examples)
+                                     ctx, grid.batch_size, save_examples, crafted)
             metrics.update(adversarial=result.gallery.metrics, asr=result.asr,
                            budget=result.budget)
             cell_timings["attack"] = result.seconds
@@ -284,8 +381,8 @@ def _run_group(key: ModelKey, cells: list[Cell], grid: GridSpec, ctx: Context,
         if record.get("warnings"):
             flags = record["warnings"]
             more = f" (+{len(flags) - 1} more in the record)" if len(flags) > 1 else ""
-            console.print(f"[yellow]warning[/]: run {cell.run_id} flagged: {escape(flags[0])}{more}",
-                          highlight=False, soft_wrap=True)
+            console.print(f"[yellow]warning[/]: run {cell.run_id} flagged: "
+                          f"{escape(flags[0])}{more}", highlight=False, soft_wrap=True)
         if out is not None and distributed.is_main():
             write_record(out, record)
         yield record
@@ -307,7 +404,7 @@ def _apply_defense(model: Backbone, df: Choice, augs: list[Choice], ds: Choice, 
     final = folder / "model.safetensors"
     console = get_console(ctx)
     if final.exists():
-        backup = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        backup = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         try:
             model.load_weights(final)
         except CheckpointError as exc:  # documented recovery: train afresh, replace the file

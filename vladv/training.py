@@ -264,7 +264,7 @@ def _resume(model: Backbone, optimizer: torch.optim.Optimizer, scheduler,
         return 0
     if not (workdir / "last.safetensors").exists():
         return 0
-    backup = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    backup = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     fresh_optimizer, fresh_scheduler = copy.deepcopy(optimizer.state_dict()), scheduler.state_dict()
     try:
         state = load_torch_file(workdir / "train_state.pt")
