@@ -30,7 +30,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
+# Piped or redirected output gets a wide console, so result tables never truncate their numbers.
+console = Console(width=None if sys.stdout.isatty() else 240)
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_NPROC = 256
