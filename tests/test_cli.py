@@ -82,3 +82,26 @@ def test_help_has_examples():
     for cmd in ("run", "pretrain", "plugins"):
         res = invoke(cmd, "--help")
         assert res.exit_code == 0 and "Examples" in res.output
+
+
+@pytest.mark.parametrize("width", [80, 240])
+def test_result_table_never_cuts_its_numbers(width):
+    import io
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from vladv.results import summary_table
+
+    folder = Path(__file__).resolve().parent.parent / "docs" / "results" / "records"
+    records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))
+               if p.stem != "experiment"][:6]
+    out = io.StringIO()
+    Console(file=out, width=width).print(summary_table(records))
+    text = out.getvalue()
+    for rec in records:
+        clean = rec["metrics"]["clean"]
+        assert f"{clean['tr_r1']:.1f}/{clean['ir_r1']:.1f}" in text
+        adv, asr = rec["metrics"]["adversarial"], rec["metrics"]["asr"]
+        assert f"{adv['tr_r1']:.1f}/{adv['ir_r1']:.1f}" in text
+        assert f"{asr['tr_r1_conditional']:.1f}/{asr['ir_r1_conditional']:.1f}" in text

@@ -205,7 +205,8 @@ def summary_table(records: Iterable[dict[str, Any]], title: str = "vladv results
     if attacked:
         table.add_column("attack", style="red")
         for col in ("clean TR/IR@1", "adv TR/IR@1", "ASR SGA", "ASR Δ", "ε·255", "words"):
-            table.add_column(col, justify="right", no_wrap=True, min_width=11)
+            table.add_column(col, justify="right", no_wrap=True, min_width=5 if col in (
+                "ε·255", "words") else 11)
     else:
         for col in ("TR@1", "TR@5", "TR@10", "IR@1", "IR@5", "IR@10", "RSUM"):
             table.add_column(col, justify="right", no_wrap=True, min_width=5)
