@@ -78,18 +78,23 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 def dry_run_table(cells: list[dict[str, Any]]) -> Table:
     """The planned cells of a grid, one row each."""
+    from vladv.experiment import source_label
     from vladv.results import defense_label
 
     done = sum(bool(c.get("done")) for c in cells)
     title = f"{len(cells)} planned run(s)" + (f", {done} already done (skipped)" if done else "")
     table = Table(title=title)
+    transfer = any(c.get("source") for c in cells)
     for col in ("run id", "backbone", "dataset", "defense", "attack", "attack options", "seed",
-                "status"):
+                *(("source",) if transfer else ()), "status"):
         table.add_column(col)
     for c in cells:
         opts = escape(", ".join(f"{k}={v}" for k, v in c["attack"]["options"].items()))
-        table.add_row(c["run_id"], c["backbone"]["name"], c["dataset"]["name"], defense_label(c),
-                      c["attack"]["name"], opts, str(c["seed"]),
+        model = source_label({**c, "augmenters": []}).partition("/")[0]
+        src = ((escape(source_label(c["source"])) if c.get("source") else "self",)
+               if transfer else ())
+        table.add_row(c["run_id"], escape(model), c["dataset"]["name"], defense_label(c),
+                      c["attack"]["name"], opts, str(c["seed"]), *src,
                       "[green]done[/]" if c.get("done") else "to run")
     return table
 
@@ -144,6 +149,12 @@ def run(
         help="Attack plugin (repeatable); none = clean evaluation only.")] = None,
     augment: Annotated[list[str] | None, typer.Option(
         help="Augmenter added to every training defense (repeatable).")] = None,
+    model: Annotated[list[str] | None, typer.Option(
+        metavar="SPEC", help="Evaluated model BACKBONE[(K=V,...)][/DEFENSE[+AUG]] instead of "
+        "--backbone × --defense (repeatable).")] = None,
+    source: Annotated[list[str] | None, typer.Option(
+        metavar="SPEC", help="Model the attacks are crafted on, same form as --model; self "
+        "(default) = white-box (repeatable).")] = None,
     backbone_opt: Annotated[list[str] | None, _opt("backbone")] = None,
     dataset_opt: Annotated[list[str] | None, _opt("dataset")] = None,
     attack_opt: Annotated[list[str] | None, typer.Option(
@@ -193,7 +204,7 @@ def run(
                "defense": parse_assignments(defense_opt, "--defense-opt"),
                "augmenter": parse_assignments(augment_opt, "--augment-opt")}
     axes = dict(backbone=backbone, dataset=dataset, defense=defense, attack=attack,
-                augment=augment, seed=seed)
+                augment=augment, seed=seed, model=model, source=source)
     if output is None:
         grid, runtime = build_grid(**axes, precision=precision, batch_size=batch_size,
                                    config=config, options=options)

@@ -74,8 +74,11 @@ def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
 
 def evaluate_attack(backbone: Backbone, dataset: ImageTextDataset, attack: Attack,
                     attack_name: str, clean: Gallery, ctx: Context, batch_size: int,
-                    keep_examples: int = 0) -> AttackResult:
+                    keep_examples: int = 0, crafted: Any = None) -> AttackResult:
     """Attack every batch, embed the adversarial images and texts, and score them.
+
+    With ``crafted`` (a :class:`vladv.transfer.Crafted`: examples made on another model), the
+    batches are those examples and ``backbone`` (the target) only embeds them, without gradients.
 
     Rows the attack left unchanged (the texts of an image attack, the images of a text attack)
     reuse the cached clean embeddings. Under torch.distributed each rank attacks its share of
@@ -95,7 +98,8 @@ def evaluate_attack(backbone: Backbone, dataset: ImageTextDataset, attack: Attac
         batch = dataclasses.replace(batch, image_emb=clean.image_emb[batch.image_ids],
                                     text_emb=clean.text_emb[batch.text_ids]).to(ctx.device)
         generator = ctx.generator("attack", attack_name, int(batch.image_ids[0]))
-        out = attack.perturb(backbone, batch, generator)
+        out = (attack.perturb(backbone, batch, generator) if crafted is None
+               else crafted.output(batch))
         _check_output(attack_name, batch, out, backbone.training != was_training)
         nonfinite += int((~torch.isfinite(out.images.detach())).flatten(1).any(1).sum())
         ib = image_budget(batch.images, out.images)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vladv.errors import OptionError, VladvError
+from vladv.modelspec import SELF, ModelSpec, parse_model
 from vladv.options import INT_MAX, check_seed, option_fields
 from vladv.plugins import get_registry
 
@@ -53,10 +54,13 @@ class GridSpec:
     batch_size: int = 32
     name: str = ""
     zip: tuple[tuple[str, ...], ...] = ()  # linked sweeps: "kind.plugin.key" entries per group
+    models: tuple[str, ...] = ()  # model specs evaluated instead of backbones × defenses
+    sources: tuple[str, ...] = ()  # model specs attacks are crafted on; () or "self" = white-box
 
     def __post_init__(self) -> None:
         """Check every field's type and range, whatever built the grid (CLI, TOML, Python)."""
-        for axis in ("backbones", "datasets", "defenses", "attacks", "augment"):
+        for axis in ("backbones", "datasets", "defenses", "attacks", "augment", "models",
+                     "sources"):
             values = getattr(self, axis)
             if not isinstance(values, tuple) or not all(isinstance(v, str) and v.strip()
                                                         for v in values):
@@ -78,6 +82,11 @@ class GridSpec:
             raise OptionError(f"options must map a kind ({', '.join(KINDS)}) to a mapping of "
                               f"option names to values")
         check_zip(self.zip, self.options)
+        for entry in self.models:
+            parse_model(entry)
+        for entry in self.sources:
+            if entry != SELF:
+                parse_model(entry)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "backbones": list(self.backbones),
@@ -86,7 +95,9 @@ class GridSpec:
                 "seeds": list(self.seeds), "precision": self.precision,
                 "batch_size": self.batch_size,
                 "options": {k: dict(v) for k, v in self.options.items() if v},
-                **({"zip": [list(g) for g in self.zip]} if self.zip else {})}
+                **({"zip": [list(g) for g in self.zip]} if self.zip else {}),
+                **({"models": list(self.models)} if self.models else {}),
+                **({"sources": list(self.sources)} if self.sources else {})}
 
 
 def _zip_entry(entry: str) -> tuple[str, str, str]:
@@ -187,7 +198,7 @@ def load_experiment_file(path: str | Path) -> tuple[GridSpec, dict[str, Any]]:
         raise VladvError(f"{path}: unknown table(s) {', '.join(sorted(unknown))}; "
                          f"use [experiment] and [options.<kind>]")
     grid_keys = {"backbones": str, "datasets": str, "defenses": str, "attacks": str,
-                 "augment": str, "seeds": int}
+                 "augment": str, "seeds": int, "models": str, "sources": str}
     kwargs: dict[str, Any] = {}
     runtime: dict[str, Any] = {}
     try:
@@ -257,6 +268,9 @@ def merge(base: GridSpec, **overrides: Any) -> GridSpec:
         _zip_entry(e)[0], {}).get(".".join(_zip_entry(e)[1:])), list)) for group in base.zip)
         if len(g) >= 2)  # linked sweeps whose plugins left the run are unlinked
     base = replace(base, options=base_options, zip=links)
+    if base.models and not overrides.get("models") and any(
+            overrides.get(axis) for axis in ("backbones", "defenses")):
+        base = replace(base, models=())  # a backbone or defense axis given replaces the models
     for key, value in overrides.items():
         if key == "options":
             merged = {k: dict(v) for k, v in base.options.items()}
@@ -353,39 +367,78 @@ def _freeze(d: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in d.items()))
 
 
+def targets(grid: GridSpec) -> list[ModelSpec]:
+    """The evaluated models: the ``models`` specs, else backbones × defenses (in that order)."""
+    if grid.models:
+        return [parse_model(m) for m in grid.models]
+    return [ModelSpec(b, (), d, (), tuple((a, ()) for a in augs))
+            for b in grid.backbones for d, augs in map(parse_defense, grid.defenses)]
+
+
+def model_names(grid: GridSpec) -> dict[str, list[str]]:
+    """Plugin names per kind of every evaluated and source model (for routing checks)."""
+    specs = targets(grid) + [parse_model(s) for s in grid.sources if s != SELF]
+    return {"backbone": [m.backbone for m in specs],
+            "defense": [m.defense for m in specs],
+            "augmenter": sorted({a for m in specs for a, _ in m.augmenters} | set(grid.augment))}
+
+
+def variants(kind: str, name: str, given: Mapping[str, Any], names: Sequence[str],
+             inline: Sequence[tuple[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`options_for` with a model spec's inline options on top (duplicates merged)."""
+    out = [{**o, **dict(inline)} for o in options_for(kind, name, given, names)]
+    return list({_freeze(o): o for o in out}.values())
+
+
 def expand(grid: GridSpec) -> list[tuple[ModelKey, list[tuple[str, dict[str, Any]]]]]:
     """The grid as model groups, each with its attack variants ``(name, options)``."""
     opts = {kind: dict(grid.options.get(kind, {})) for kind in KINDS}
-    defenses = [parse_defense(d) for d in grid.defenses]
-    all_augs = sorted({a for _, augs in defenses for a in augs} | set(grid.augment))
-    for kind, names in (("backbone", grid.backbones), ("dataset", grid.datasets),
-                        ("defense", [d for d, _ in defenses]), ("attack", grid.attacks),
-                        ("augmenter", all_augs)):
-        for n in names:
+    models = targets(grid)
+    names = model_names(grid)
+    own = {"backbone": [m.backbone for m in models], "defense": [m.defense for m in models],
+           "augmenter": sorted({a for m in models for a, _ in m.augmenters} | set(grid.augment))}
+    for kind, listed in (("backbone", names["backbone"]), ("dataset", grid.datasets),
+                         ("defense", names["defense"]), ("attack", grid.attacks),
+                         ("augmenter", names["augmenter"])):
+        for n in listed:
             if n != NONE or kind not in ("attack", "defense"):
                 get_registry().get(kind, n)  # unknown names fail before anything else
-        check_routing(kind, opts[kind], list(names))
+        check_routing(kind, opts[kind], list(listed))
     groups = []
     attacks = [(a, o) for a in grid.attacks
                for o in options_for("attack", a, opts["attack"], grid.attacks)]
-    for backbone, dataset, (defense, augs), seed in itertools.product(
-            grid.backbones, grid.datasets, defenses, grid.seeds):
-        augs = tuple(dict.fromkeys(augs + (grid.augment if defense != NONE else ())))
-        aug_variants = [[(a, o) for o in options_for("augmenter", a, opts["augmenter"], all_augs)]
-                        for a in augs]
+    for model, dataset, seed in itertools.product(models, grid.datasets, grid.seeds) \
+            if grid.models else _product_order(grid, models):
+        chosen: dict[str, tuple] = {}
+        for a, o in model.augmenters + (tuple((a, ()) for a in grid.augment)
+                                        if model.defense != NONE else ()):
+            chosen.setdefault(a, o)  # first mention wins
+        augs = tuple(chosen.items())
+        aug_variants = [variants("augmenter", a, opts["augmenter"], own["augmenter"], o)
+                        for a, o in augs]
         for bo, do, fo in itertools.product(
-                options_for("backbone", backbone, opts["backbone"], grid.backbones),
+                variants("backbone", model.backbone, opts["backbone"], own["backbone"],
+                         model.backbone_options),
                 options_for("dataset", dataset, opts["dataset"], grid.datasets),
-                options_for("defense", defense, opts["defense"],
-                            [parse_defense(d)[0] for d in grid.defenses])):
+                variants("defense", model.defense, opts["defense"], own["defense"],
+                         model.defense_options)):
             for aug_combo in itertools.product(*aug_variants) if aug_variants else [()]:
-                if not zipped(grid, {"backbone": [(backbone, bo)], "dataset": [(dataset, do)],
-                                     "defense": [(defense, fo)], "augmenter": list(aug_combo)}):
+                if not zipped(grid, {"backbone": [(model.backbone, bo)],
+                                     "dataset": [(dataset, do)],
+                                     "defense": [(model.defense, fo)],
+                                     "augmenter": list(aug_combo)}):
                     continue
-                key = ModelKey(backbone, _freeze(bo), dataset, _freeze(do), defense, _freeze(fo),
-                               tuple((a, _freeze(o)) for a, o in aug_combo), seed)
+                key = ModelKey(model.backbone, _freeze(bo), dataset, _freeze(do), model.defense,
+                               _freeze(fo), tuple((a, _freeze(o)) for a, o in aug_combo), seed)
                 groups.append((key, attacks))
     return groups
+
+
+def _product_order(grid: GridSpec, models: list[ModelSpec]) -> list[tuple[ModelSpec, str, int]]:
+    """backbones × datasets × defenses × seeds, the grid's historical order of model groups."""
+    n = len(grid.defenses)
+    return [(models[b * n + d], ds, seed) for b, ds, d, seed in itertools.product(
+        range(len(grid.backbones)), grid.datasets, range(n), grid.seeds)]
 
 
 def describe(groups: Iterable[tuple[ModelKey, list[tuple[str, dict[str, Any]]]]]) -> list[str]:

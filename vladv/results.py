@@ -21,7 +21,7 @@ from rich.table import Table
 from vladv.cache import atomic_write_json, config_hash, finite_json
 from vladv.errors import VladvError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA_CHANGES = {
     1: "first version: config, versions, data, model, metrics (clean, adversarial, asr, budget), "
        "timings",
@@ -30,6 +30,9 @@ SCHEMA_CHANGES = {
     3: "records are strict JSON: a number that is not finite (NaN, infinity) is stored as null "
        "and named in `warnings`, a list of one-line strings present only when the run was "
        "flagged (e.g. an attack returned non-finite pixels)",
+    4: "adds `config.source` (the model a transfer attack was crafted on: backbone, defense, "
+       "augmenters; null for white-box, where it is left out of the run id), `source_model` and "
+       "`timings.craft` on transfer records",
 }
 MANIFEST = "experiment.json"
 
@@ -59,7 +62,12 @@ def _git_commit() -> str | None:
 
 
 def run_id(identity: dict[str, Any]) -> str:
-    """The id of a cell: a hash of its resolved configuration (runtime settings excluded)."""
+    """The id of a cell: a hash of its resolved configuration (runtime settings excluded).
+
+    A null ``source`` (white-box) is left out, so white-box ids are those of schema 3.
+    """
+    if "source" in identity and identity["source"] is None:
+        identity = {k: v for k, v in identity.items() if k != "source"}
     return config_hash(identity, length=16)
 
 
@@ -67,17 +75,19 @@ def build_record(*, identity: dict[str, Any], runtime: dict[str, Any],
                  plugin_versions: dict[str, Any], data: dict[str, Any], model: dict[str, Any],
                  metrics: dict[str, Any], timings: dict[str, float],
                  experiment: str | None = None, examples: str | None = None,
-                 warnings: list[str] | None = None) -> dict[str, Any]:
+                 warnings: list[str] | None = None,
+                 source_model: dict[str, Any] | None = None) -> dict[str, Any]:
     """A strict-JSON record: non-finite numbers become null and are listed in ``warnings``."""
     record = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id(identity),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "experiment": experiment,
-        "config": {**identity, "runtime": runtime},
+        "config": {"source": None, **identity, "runtime": runtime},
         "versions": {**package_versions(), "plugins": plugin_versions},
         "data": data,
         "model": model,
+        **({"source_model": source_model} if source_model is not None else {}),
         "metrics": metrics,
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }
