@@ -6,40 +6,14 @@ import textwrap
 from pathlib import Path
 
 FOO_MODULE = '''
-from dataclasses import dataclass
-
-import torch
-
 import vladv
-from vladv.testing import tiny_plugin
-
-
-@dataclass(frozen=True)
-class FgsmOptions:
-    eps: float = vladv.option(4 / 255, "L-inf radius", min=0, max=1)
-
-
-class Fgsm(vladv.Attack):
-    modality = "image"
-
-    @property
-    def threat_model(self):
-        return vladv.ThreatModel("image", "linf", self.options.eps)
-
-    def perturb(self, backbone, batch, generator):
-        x = batch.images.clone().requires_grad_(True)
-        sim = backbone.encode_image(x) @ backbone.encode_text(batch.texts).T.detach()
-        own = sim.gather(1, batch.txt2img.view(1, -1).expand(len(x), -1))
-        mask = torch.nn.functional.one_hot(batch.txt2img, len(x)).T.float()
-        (grad,) = torch.autograd.grad((own * mask).sum(), x)
-        adv = (batch.images - self.options.eps * grad.sign()).clamp(0, 1)
-        return vladv.AttackOutput(adv.detach(), list(batch.texts))
+from vladv.testing import noise_attack_spec, tiny_plugin
 
 
 @vladv.hookimpl
 def vladv_attacks():
-    yield vladv.AttackSpec(name="foo-fgsm", summary="one-step FGSM from a third-party plugin",
-                           options=FgsmOptions, factory=Fgsm, modality="image")
+    yield noise_attack_spec("foo-fgsm", "one-step FGSM from a third-party plugin", mode="fgsm",
+                            eps=4 / 255)
 
 
 @vladv.hookimpl

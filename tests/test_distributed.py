@@ -11,36 +11,13 @@ from vladv.distributed import batch_shards
 TINY_WORLD = str(Path(__file__).with_name("tiny_world.py"))
 
 PLUGIN = '''
-from dataclasses import dataclass
-
-import torch
-
 import vladv
-
-
-@dataclass(frozen=True)
-class NoiseOptions:
-    eps: float = vladv.option(8 / 255, "radius", min=0, max=1)
-
-
-class Noise(vladv.Attack):
-    modality = "multimodal"
-
-    @property
-    def threat_model(self):
-        return vladv.ThreatModel("multimodal", "linf", self.options.eps, max_words=1)
-
-    def perturb(self, backbone, batch, generator):
-        noise = torch.rand(batch.images.shape, generator=generator) * 2 - 1
-        texts = [" ".join(t.split()[::-1]) if i % 3 == 0 else t for i, t in enumerate(batch.texts)]
-        return vladv.AttackOutput((batch.images + self.options.eps * noise).clamp(0, 1), texts)
+from vladv.testing import noise_attack_spec
 
 
 @vladv.hookimpl
 def vladv_attacks():
-    yield vladv.AttackSpec(name="noise", summary="noise", options=NoiseOptions, factory=Noise,
-                           modality="multimodal")
-
+    yield noise_attack_spec("noise", first_word="zebra")
 '''
 
 

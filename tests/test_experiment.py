@@ -1,5 +1,3 @@
-from dataclasses import dataclass
-
 import pytest
 import torch
 
@@ -7,27 +5,7 @@ import vladv
 import vladv.evaluation as evaluation
 from vladv.errors import OptionError
 from vladv.experiment import run
-from vladv.testing import registered_plugin
-
-
-@dataclass(frozen=True)
-class NoiseOptions:
-    eps: float = vladv.option(8 / 255, "L-inf radius", min=0, max=1)
-
-
-class SignNoise(vladv.Attack):
-    """Random ±eps noise: uses the generator, so it tests seeding end to end."""
-
-    modality = "image"
-
-    @property
-    def threat_model(self):
-        return vladv.ThreatModel("image", "linf", self.options.eps)
-
-    def perturb(self, backbone, batch, generator):
-        noise = torch.randint(0, 2, batch.images.shape, generator=generator).float() * 2 - 1
-        adv = (batch.images + self.options.eps * noise.to(batch.images.device)).clamp(0, 1)
-        return vladv.AttackOutput(adv, list(batch.texts))
+from vladv.testing import noise_attack_spec, registered_plugin
 
 
 class DropFirstWord(vladv.Attack):
@@ -44,8 +22,7 @@ class DropFirstWord(vladv.Attack):
 class AttackPlugin:
     @vladv.hookimpl
     def vladv_attacks(self):
-        yield vladv.AttackSpec(name="sign-noise", summary="random sign noise",
-                               options=NoiseOptions, factory=SignNoise)
+        yield noise_attack_spec("sign-noise", "random sign noise", mode="sign")
         yield vladv.AttackSpec(name="drop-word", summary="drops the first word",
                                factory=DropFirstWord, modality="text")
 
@@ -77,11 +54,13 @@ def test_several_attacks_share_one_clean_gallery(attacks, monkeypatch, tmp_path)
 
 def test_same_seed_same_result_and_seed_changes_noise(attacks):
     kw = dict(backbone="tiny", dataset="tiny", attack="sign-noise", progress=False,
-              dataset_options={"n_images": 16}, attack_options={"eps": "32/255"})
+              dataset_options={"n_images": 16},
+              attack_options={"eps": "32/255", "mode": "uniform"})  # continuous noise
     a, b = run(**kw, seed=1)[0], run(**kw, seed=1)[0]
     c = run(**kw, seed=2)[0]
     assert a["metrics"] == b["metrics"] and a["run_id"] == b["run_id"]
     assert c["run_id"] != a["run_id"] and c["config"]["seed"] == 2
+    assert c["metrics"]["budget"]["max_l2"] != a["metrics"]["budget"]["max_l2"]  # other noise
 
 
 def test_option_routing_across_attacks(attacks):

@@ -10,7 +10,8 @@ import vladv
 from vladv import hookspecs
 from vladv.errors import PluginError, UnknownPluginError
 from vladv.plugins import PluginRegistry, get_registry
-from vladv.testing import registered_plugin
+from vladv.experiment import run
+from vladv.testing import isolated_registry, registered_plugin
 
 from plugin_factory import BROKEN_MODULE, FOO_MODULE, write_distribution
 
@@ -23,11 +24,11 @@ FIRST_PARTY = {("backbone", "clip"), ("backbone", "hf"), ("dataset", "synthetic-
 
 def _spec(name, kind="attack"):
     @dataclass(frozen=True)
-    class O:
+    class Opts:
         pass
 
     cls = {"attack": vladv.AttackSpec, "defense": vladv.DefenseSpec}[kind]
-    return cls(name=name, summary=f"{name} summary", factory=lambda o, ctx: None, options=O)
+    return cls(name=name, summary=f"{name} summary", factory=lambda o, ctx: None, options=Opts)
 
 
 class _Plugin:
@@ -87,7 +88,7 @@ def test_spec_names_are_validated(name):
 def test_every_hook_is_documented():
     docs = (os.path.join(os.path.dirname(__file__), "..", "docs", "plugins.md"))
     text = open(docs).read()
-    for kind, hook in hookspecs.HOOKS.items():
+    for hook in hookspecs.HOOKS.values():
         func = getattr(hookspecs, hook)
         assert func.__doc__ and len(func.__doc__.strip()) > 40, hook
         assert f"## `{hook}()`" in text, f"docs/plugins.md lacks a section for {hook}"
@@ -155,3 +156,57 @@ def test_every_prepare_hook_takes_force():
             if entry.spec.prepare is not None:
                 params = inspect.signature(entry.spec.prepare).parameters
                 assert "force" in params, f"{kind} {name}: prepare() must accept force="
+
+
+def test_registered_plugin_accepts_a_plugin_installed_through_its_entry_point(site, monkeypatch):
+    monkeypatch.syspath_prepend(str(site))
+    with isolated_registry() as registry:
+        import vladv_foo
+
+        assert registry.name_of(vladv_foo) == "foo"  # loaded through its entry point
+        with registered_plugin(vladv_foo):
+            [rec] = run(backbone="tiny", dataset="tiny", attack="foo-fgsm", progress=False)
+        assert rec["versions"]["plugins"]["attack"]["distribution"] == "vladv-foo"
+        assert registry.name_of(vladv_foo) == "foo" and registry.plugins["foo"].status == "ok"
+    assert get_registry() is not registry and get_registry().name_of(vladv_foo) is None
+    with isolated_registry(load_entry_points=False), registered_plugin(vladv_foo):  # not installed
+        [again] = run(backbone="tiny", dataset="tiny", attack="foo-fgsm", progress=False)
+    assert again["metrics"] == rec["metrics"]
+
+
+MISSPELT = """
+import vladv
+
+
+@vladv.hookimpl
+def vladv_attack():
+    return []
+
+
+def vladv_defenses():
+    return []
+"""
+
+
+def test_misspelt_or_unmarked_hooks_make_a_plugin_broken(tmp_path):
+    path = tmp_path / "misspelt.py"
+    path.write_text(MISSPELT)
+    with pytest.raises(PluginError, match=r"vladv_attack is not a vladv hook \(did you mean "
+                                          r"vladv_attacks\?\); vladv_defenses is not marked"):
+        get_registry().register_file(path)
+    site = tmp_path / "site"
+    write_distribution(site, "vladv-misspelt", "vladv_misspelt", MISSPELT, entry_name="misspelt")
+    res = _cli(["plugins", "--json"], site)
+    [broken] = json.loads(res.stdout)["broken"]
+    assert broken["distribution"] == "vladv-misspelt" and "did you mean vladv_attacks" in broken["error"]
+
+
+def test_import_vladv_exposes_what_the_docs_use():
+    import importlib
+
+    fresh = subprocess.run([sys.executable, "-c", "import vladv; vladv.plugins.get_registry(); "
+                            "vladv.get_registry(); vladv.backbone.Backbone; vladv.Backbone; "
+                            "vladv.testing.registered_plugin"], capture_output=True, text=True,
+                           timeout=300)
+    assert fresh.returncode == 0, fresh.stderr
+    assert vladv.get_registry is importlib.import_module("vladv.plugins").get_registry

@@ -1,40 +1,18 @@
 import csv
 import json
-from dataclasses import dataclass
-
 import pytest
-import torch
 from typer.testing import CliRunner
 
 import vladv
 from vladv.cli import app
 from vladv.reports import aggregate, mark_changes
-from vladv.testing import registered_plugin
-
-
-@dataclass(frozen=True)
-class NoiseOptions:
-    eps: float = vladv.option(8 / 255, "radius", min=0, max=1)
-
-
-class Noise(vladv.Attack):
-    modality = "multimodal"
-
-    @property
-    def threat_model(self):
-        return vladv.ThreatModel("multimodal", "linf", self.options.eps, max_words=1)
-
-    def perturb(self, backbone, batch, generator):
-        noise = torch.randint(0, 2, batch.images.shape, generator=generator).float() * 2 - 1
-        texts = [" ".join(["zebra"] + t.split()[1:]) for t in batch.texts]
-        return vladv.AttackOutput((batch.images + self.options.eps * noise).clamp(0, 1), texts)
+from vladv.testing import noise_attack_spec, registered_plugin
 
 
 class Plugin:
     @vladv.hookimpl
     def vladv_attacks(self):
-        yield vladv.AttackSpec(name="noise", summary="noise + first word", options=NoiseOptions,
-                               factory=Noise, modality="multimodal")
+        yield noise_attack_spec("noise", "noise + first word", mode="sign", first_word="zebra")
 
 
 @pytest.fixture

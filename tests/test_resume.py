@@ -19,37 +19,13 @@ from vladv.testing import registered_plugin, tiny_plugin
 TINY_WORLD = str(Path(__file__).with_name("tiny_world.py"))
 
 PLUGIN = '''
-import time
-from dataclasses import dataclass
-
-import torch
-
 import vladv
-
-
-@dataclass(frozen=True)
-class SlowOptions:
-    eps: float = vladv.option(4 / 255, "radius", min=0, max=1)
-
-
-class Slow(vladv.Attack):
-    modality = "image"
-
-    @property
-    def threat_model(self):
-        return vladv.ThreatModel("image", "linf", self.options.eps)
-
-    def perturb(self, backbone, batch, generator):
-        time.sleep(0.4)
-        noise = torch.rand(batch.images.shape, generator=generator) * 2 - 1
-        return vladv.AttackOutput((batch.images + self.options.eps * noise).clamp(0, 1),
-                                  list(batch.texts))
+from vladv.testing import noise_attack_spec
 
 
 @vladv.hookimpl
 def vladv_attacks():
-    yield vladv.AttackSpec(name="slow", summary="slow noise", options=SlowOptions, factory=Slow)
-
+    yield noise_attack_spec("slow", "slow noise", eps=4 / 255, sleep=0.4)
 '''
 
 TOML = '''
@@ -122,7 +98,7 @@ def _slow_plugin(tmp_path):
 
 
 def test_a_different_grid_in_the_same_directory_is_refused(tmp_path):
-    (tmp_path / "slow_plugin.py").write_text(PLUGIN.replace("time.sleep(0.4)", "pass"))
+    (tmp_path / "slow_plugin.py").write_text(PLUGIN.replace("sleep=0.4", "sleep=0"))
     (tmp_path / "exp.toml").write_text(TOML.replace("seeds = [0, 1]", "seeds = [0]"))
     out = tmp_path / "out"
     with _slow_plugin(tmp_path):

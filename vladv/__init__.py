@@ -1,7 +1,19 @@
-"""vladv: attack and defend vision-language models, one plugin at a time."""
+"""vladv: attack and defend vision-language models, one plugin at a time.
 
+``import vladv`` gives what plugins and scripts use: the spec records and base classes, ``hookimpl``,
+``option``, ``get_registry()`` (the process-wide plugin registry), ``run`` and ``report``;
+``vladv.Backbone`` and the submodules (``vladv.testing``, ``vladv.backbone``, ...) load on first
+access.
+"""
+
+import importlib
+import importlib.util
+from typing import Any
+
+from vladv import plugins
 from vladv.hookspecs import hookimpl
 from vladv.options import NoOptions, option
+from vladv.plugins import get_registry
 from vladv.types import (
     Attack,
     AttackOutput,
@@ -41,8 +53,21 @@ def report(directory, output=None):
 
     return _report(directory, output)
 
+
+def __getattr__(name: str) -> Any:
+    """Lazy ``vladv.Backbone`` and submodules (``vladv.testing``, ``vladv.backbone``, ...)."""
+    if name == "Backbone":
+        from vladv.backbone import Backbone
+
+        return Backbone
+    if not name.startswith("_") and importlib.util.find_spec(f"vladv.{name}") is not None:
+        return importlib.import_module(f"vladv.{name}")
+    raise AttributeError(f"module 'vladv' has no attribute {name!r}")
+
+
 __all__ = [
-    "Attack", "AttackOutput", "AttackSpec", "Augmenter", "AugmenterSpec", "BackboneSpec", "Context",
-    "DatasetSpec", "Defense", "DefenseSpec", "ImageTextDataset", "NoOptions", "PairBatch",
-    "ThreatModel", "hookimpl", "option", "report", "run", "__version__",
+    "Attack", "AttackOutput", "AttackSpec", "Augmenter", "AugmenterSpec", "Backbone",
+    "BackboneSpec", "Context", "DatasetSpec", "Defense", "DefenseSpec", "ImageTextDataset",
+    "NoOptions", "PairBatch", "ThreatModel", "get_registry", "hookimpl", "option", "plugins",
+    "report", "run", "__version__",
 ]

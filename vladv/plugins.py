@@ -12,6 +12,7 @@ Environment:
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata as metadata
 import importlib.util
 import os
@@ -122,6 +123,9 @@ class PluginRegistry:
         info = PluginInfo(name=name, module=str(module), distribution=distribution, version=version)
         if name in self.plugins:
             raise PluginError(f"a plugin named '{name}' is already registered")
+        if self.name_of(plugin) is not None:
+            raise PluginError(f"this plugin is already registered as '{self.name_of(plugin)}' "
+                              f"(e.g. through its entry point)")
         self._register(plugin, info)
         self._specs = None
         if info.status == "broken":
@@ -160,11 +164,19 @@ class PluginRegistry:
         self._specs = None
 
     def _register(self, plugin: Any, info: PluginInfo) -> None:
+        self.plugins[info.name] = info
+        misnamed = _misnamed_hooks(self.pm, plugin)
+        if misnamed:  # registering it would provide nothing and look "ok"
+            info.status, info.error = "broken", misnamed
+            return
         try:
             self.pm.register(plugin, name=info.name)
         except PLUGIN_FAILURES as exc:  # e.g. a hookimpl with a wrong signature
             info.status, info.error = "broken", f"registration failed: {_short_error(exc)}"
-        self.plugins[info.name] = info
+
+    def name_of(self, plugin: Any) -> str | None:
+        """The name ``plugin`` (the same object) is registered under, or None."""
+        return self.pm.get_name(plugin) if self.pm.is_registered(plugin) else None
 
     # -- specs --------------------------------------------------------------------------------
     def _collect(self) -> dict[str, dict[str, SpecEntry]]:
@@ -231,6 +243,30 @@ class PluginRegistry:
     def broken(self) -> list[PluginInfo]:
         self.specs("backbone")
         return [p for p in self.plugins.values() if p.status == "broken"]
+
+
+def _misnamed_hooks(pm: pluggy.PluginManager, plugin: Any) -> str | None:
+    """A one-line error when ``plugin`` marks a function that is not a vladv hook (a misspelt
+    hook name) or names a function after a hook without marking it ``@vladv.hookimpl``."""
+    hooks = sorted(hookspecs.HOOKS.values())
+    problems = []
+    for attr in sorted(dir(plugin)):
+        if not attr.startswith("vladv_"):
+            continue
+        try:
+            value = getattr(plugin, attr)
+        except PLUGIN_FAILURES:
+            continue
+        if not callable(value):
+            continue
+        marked = pm.parse_hookimpl_opts(plugin, attr) is not None
+        if marked and attr not in hooks:
+            close = difflib.get_close_matches(attr, hooks, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else f" (hooks: {', '.join(hooks)})"
+            problems.append(f"{attr} is not a vladv hook{hint}")
+        elif not marked and attr in hooks:
+            problems.append(f"{attr} is not marked @vladv.hookimpl")
+    return "; ".join(problems) or None
 
 
 _registry: PluginRegistry | None = None

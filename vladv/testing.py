@@ -2,38 +2,58 @@
 
 - :class:`TinyBackbone`: a deterministic few-thousand-parameter dual encoder.
 - :func:`tiny_dataset`: random images with captions built from a small vocabulary.
-- :func:`registered_plugin`: register an inline plugin for the duration of a ``with`` block.
 - :data:`tiny_plugin`: a plugin object providing backbone ``tiny`` and dataset ``tiny``.
+- :class:`NoiseAttack`, :func:`noise_attack_spec`, :data:`noise_plugin`: the fake attack (random
+  or one-step FGSM noise within ε, optionally a one-word caption change) that tests and examples
+  use instead of writing their own.
+- :func:`registered_plugin`: register a plugin for the duration of a ``with`` block; a plugin
+  already registered through its entry point (an installed package under test) is used as is.
+- :func:`isolated_registry`: a fresh process-wide registry for a block (pytest-style isolation).
 
-Example (in a plugin's own test suite)::
+Example (in a plugin's own test suite; works whether or not the plugin is pip-installed)::
 
+    import vladv_foo
+    from vladv.experiment import run
     from vladv.testing import registered_plugin, tiny_plugin
-    import vladv.experiment as ex
 
     def test_my_attack():
-        with registered_plugin(tiny_plugin), registered_plugin(my_plugin_module):
-            [rec] = ex.run(backbone="tiny", dataset="tiny", attack="my-attack", progress=False)
-            assert rec["metrics"]["adversarial"]["tr_r1"] <= rec["metrics"]["clean"]["tr_r1"]
+        with registered_plugin(tiny_plugin), registered_plugin(vladv_foo):
+            [rec] = run(backbone="tiny", dataset="tiny", attack="my-attack", progress=False)
+        assert rec["metrics"]["adversarial"]["tr_r1"] <= rec["metrics"]["clean"]["tr_r1"]
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
+import time
+import typing
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from vladv import plugins as _plugins
 from vladv.backbone import Backbone
 from vladv.data import TensorImageDataset
+from vladv.errors import PluginError
 from vladv.hookspecs import hookimpl
 from vladv.options import option
 from vladv.plugins import PluginRegistry, get_registry
-from vladv.types import BackboneSpec, Context, DatasetSpec
+from vladv.types import (
+    Attack,
+    AttackOutput,
+    AttackSpec,
+    BackboneSpec,
+    Context,
+    DatasetSpec,
+    PairBatch,
+    ThreatModel,
+)
 
 COLORS = ("red", "green", "blue", "white", "black", "yellow")
 THINGS = ("house", "tree", "road", "lake", "field", "ship", "plane", "car")
@@ -156,11 +176,122 @@ class TinyPlugin:
 tiny_plugin = TinyPlugin()
 
 
+@dataclass(frozen=True)
+class NoiseAttackOptions:
+    eps: float = option(8 / 255, "L-inf radius in [0, 1] pixel space", min=0, max=1)
+    mode: Literal["uniform", "sign", "fgsm"] = option(
+        "uniform", "uniform: noise in the eps-ball; sign: +-eps per pixel; fgsm: one signed "
+        "gradient step away from each image's own captions")
+    first_word: str = option("", "when set, replaces the first word of every caption "
+                                 "(a one-word text change)")
+    sleep: float = option(0.0, "seconds to sleep per batch (tests of interruption)", min=0)
+
+
+class NoiseAttack(Attack):
+    """The fake attack of tests and examples: noise within ε, optionally one changed word.
+
+    Random modes draw only from ``generator`` (a seed changes the noise); ``fgsm`` is
+    deterministic. The threat model is image-only unless ``first_word`` is set.
+    """
+
+    modality = "image"
+
+    @property
+    def threat_model(self) -> ThreatModel:
+        o = self.options
+        if o.first_word:
+            return ThreatModel("multimodal", "linf", o.eps, max_words=1)
+        return ThreatModel("image", "linf", o.eps)
+
+    def perturb(self, backbone: Backbone, batch: PairBatch,
+                generator: torch.Generator) -> AttackOutput:
+        o = self.options
+        if o.sleep:
+            time.sleep(o.sleep)
+        if o.mode == "fgsm":
+            text_emb = batch.clean_text_embeddings(backbone)
+            x = batch.images.detach().clone().requires_grad_(True)
+            own = (backbone.encode_image(x)[batch.txt2img.to(x.device)] * text_emb).sum()
+            (grad,) = torch.autograd.grad(own, x)
+            step = -grad.sign()
+        elif o.mode == "sign":
+            step = torch.randint(0, 2, batch.images.shape, generator=generator).float() * 2 - 1
+        else:
+            step = torch.rand(batch.images.shape, generator=generator) * 2 - 1
+        adv = (batch.images + o.eps * step.to(batch.images.device)).clamp(0, 1).detach()
+        texts = list(batch.texts)
+        if o.first_word:
+            texts = [" ".join([o.first_word, *t.split()[1:]]) for t in texts]
+        return AttackOutput(adv, texts)
+
+
+def noise_attack_spec(name: str = "noise", summary: str = "noise within eps (vladv.testing)",
+                      **defaults: Any) -> AttackSpec:
+    """An :class:`AttackSpec` for :class:`NoiseAttack` named ``name`` whose options default to
+    ``defaults`` (any field of :class:`NoiseAttackOptions`)."""
+    options: type = NoiseAttackOptions
+    if defaults:
+        hints = typing.get_type_hints(NoiseAttackOptions)
+        fields = {f.name: f for f in dataclasses.fields(NoiseAttackOptions)}
+        unknown = sorted(set(defaults) - set(fields))
+        if unknown:
+            raise TypeError(f"NoiseAttackOptions has no field {', '.join(unknown)}")
+        options = dataclasses.make_dataclass("NoiseAttackOptions", [
+            (n, hints[n], dataclasses.field(default=defaults.get(n, f.default), metadata=f.metadata))
+            for n, f in fields.items()], frozen=True)
+    modality = "multimodal" if defaults.get("first_word") else "image"
+    return AttackSpec(name=name, summary=summary, options=options, factory=NoiseAttack,
+                      modality=modality)
+
+
+class NoisePlugin:
+    """Provides attack ``noise`` (:class:`NoiseAttack`); register it with
+    :func:`registered_plugin`."""
+
+    @hookimpl
+    def vladv_attacks(self):
+        yield noise_attack_spec()
+
+
+noise_plugin = NoisePlugin()
+
+
+@contextlib.contextmanager
+def isolated_registry(load_entry_points: bool = True) -> Iterator[PluginRegistry]:
+    """A fresh process-wide registry inside the block (the previous one is restored after).
+
+    With ``load_entry_points=False`` only what the block registers exists, so a test sees
+    neither installed third-party plugins nor vladv's own.
+    """
+    registry = PluginRegistry()
+    if load_entry_points:
+        registry.load_entry_points()
+    previous = _plugins._registry
+    _plugins._registry = registry
+    try:
+        yield registry
+    finally:
+        _plugins._registry = previous
+
+
 @contextlib.contextmanager
 def registered_plugin(plugin: Any, name: str | None = None,
                       registry: PluginRegistry | None = None) -> Iterator[PluginRegistry]:
-    """Register ``plugin`` (module, class instance or object with hookimpls) inside a block."""
+    """Register ``plugin`` (module, class instance or object with hookimpls) inside a block.
+
+    A plugin already registered in ``registry`` (a package under test that is also installed,
+    loaded through its entry point) is used as it is and left registered after the block; a
+    broken one raises :class:`~vladv.errors.PluginError` with its error.
+    """
     registry = registry or get_registry()
+    existing = registry.name_of(plugin)
+    if existing is not None:
+        registry.specs("backbone")  # call its hooks: a broken hook shows now
+        info = registry.plugins[existing]
+        if info.status != "ok":
+            raise PluginError(f"plugin '{existing}' is {info.status}: {info.error}")
+        yield registry
+        return
     name = registry.register(plugin, name=name or f"inline-{type(plugin).__name__}-{id(plugin)}")
     try:
         yield registry
