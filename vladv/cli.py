@@ -369,6 +369,33 @@ def plugins(
                       f"{' and '.join(c['plugins'])}", highlight=False)
 
 
+@app.command("new-plugin", epilog="""
+[bold]Examples[/]
+
+  vladv new-plugin my-attack --kind attack
+
+  vladv new-plugin my-data --kind dataset --dir ~/src
+""")
+@user_errors
+def new_plugin(
+    name: Annotated[str, typer.Argument(help="Plugin name: lower-case letters, digits and '-'.")],
+    kind: Annotated[str, typer.Option(
+        help="What it provides: attack, defense, augmenter, backbone or dataset.")] = "attack",
+    directory: Annotated[Path, typer.Option("--dir", help="Folder to create the package in.")] = (
+        Path(".")),
+) -> None:
+    """Write a plugin package vladv-NAME: pyproject with the entry point, module, passing test."""
+    from vladv.errors import PluginError
+    from vladv.plugins import get_registry
+    from vladv.scaffold import KINDS, new_plugin as scaffold
+
+    if kind in KINDS and name in get_registry().specs(kind):
+        raise PluginError(f"{kind} '{name}' is already installed; choose another name")
+    folder = scaffold(name, kind, directory)
+    console.print(f"[green]wrote[/] {escape(str(folder))}: cd there, then "
+                  + escape("pip install -e '.[test]' && python -m pytest"), highlight=False)
+
+
 def main() -> None:
     """Console-script entry point: usage errors are one line too (no usage panel)."""
     try:
