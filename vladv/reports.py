@@ -29,7 +29,7 @@ import json
 import shutil
 import statistics
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -77,6 +77,11 @@ def record_problem(rec: Any) -> str | None:
     if threat is not None and not (isinstance(threat, dict) and _number(threat.get("eps"))
                                    and _number(threat.get("max_words"))):
         return "malformed config.attack.threat_model"
+    source = cfg.get("source")
+    if source is not None and not (isinstance(source, dict) and _named(source.get("backbone"))
+                                   and _named(source.get("defense")) and all(
+                                       _named(a) for a in source.get("augmenters") or [])):
+        return "malformed config.source"
     if not isinstance(cfg.get("augmenters") or [], list) or not all(
             _named(a) for a in cfg.get("augmenters") or []):
         return "malformed config.augmenters"
@@ -134,11 +139,17 @@ def attack_label(config: dict[str, Any]) -> str:
     return config["attack"]["name"]
 
 
-def _group_key(rec: dict[str, Any]) -> tuple:
+def _group_key(rec: dict[str, Any], labels: dict[str, tuple[str, str]]) -> tuple:
+    """(backbone, dataset, defense, attack, attack options, source): the rows of a report.
+
+    The backbone is labelled with the options that differ between the folder's models and the
+    source is ``self`` for white-box records, so a folder without transfers keeps its rows.
+    """
     cfg = rec["config"]
     opts = json.dumps(cfg["attack"]["options"], sort_keys=True)
-    return (cfg["backbone"]["name"], cfg["dataset"]["name"], defense_label(cfg),
-            cfg["attack"]["name"], opts)
+    source = labels[rec["run_id"]][1] if isinstance(cfg.get("source"), dict) else "self"
+    return (labels[rec["run_id"]][0], cfg["dataset"]["name"], defense_label(cfg),
+            cfg["attack"]["name"], opts, source)
 
 
 def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
@@ -168,17 +179,24 @@ def aggregate(records: Iterable[dict[str, Any]],
     Rows follow the order of ``grid``'s defenses and attacks (an experiment manifest's grid) where
     given; otherwise ``none`` first, then by name.
     """
+    from vladv.report_transfer import model_labels
+
+    records = list(records)
+    backbones = model_labels(records, defenses=False)
+    full = model_labels(records)
+    labels = {rid: (backbones[rid][0], full[rid][1]) for rid in full}
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for rec in sorted(records, key=lambda r: (_group_key(r), r["config"]["seed"], r["run_id"])):
-        groups[_group_key(rec)].append(rec)
+    for rec in sorted(records, key=lambda r: (_group_key(r, labels), r["config"]["seed"],
+                                              r["run_id"])):
+        groups[_group_key(rec, labels)].append(rec)
     rows = []
-    for (backbone, dataset, defense, attack, _), recs in groups.items():
+    for (backbone, dataset, defense, attack, _, source), recs in groups.items():
         first = recs[0]["config"]
         threat = first["attack"].get("threat_model") or {}
         row: dict[str, Any] = {"backbone": backbone, "dataset": dataset, "defense": defense,
                                "attack": attack, "attack_label": attack_label(first),
                                "eps": threat.get("eps"), "max_words": threat.get("max_words"),
-                               "seeds": [r["config"]["seed"] for r in recs],
+                               "source": source, "seeds": [r["config"]["seed"] for r in recs],
                                "run_ids": [r["run_id"] for r in recs]}
         for block in ("clean", "adversarial"):
             for m in METRICS:
@@ -190,7 +208,7 @@ def aggregate(records: Iterable[dict[str, Any]],
         rows.append(row)
     order = grid_order(grid)
     rows.sort(key=lambda r: (r["backbone"], r["dataset"], *order(r["defense"], r["attack"]),
-                             r["eps"] or 0.0))
+                             r["eps"] or 0.0, r["source"] != "self", r["source"]))
     return rows
 
 
@@ -204,8 +222,9 @@ def _pm(row: dict[str, Any] | None, key: str) -> str:
 
 def _shared_columns(rows: Sequence[dict[str, Any]]) -> tuple[list[str], str]:
     """The id columns that vary between rows, and a caption naming those all rows share."""
-    shared = {k: {r[k] for r in rows} for k in ("backbone", "dataset")}
+    shared = {k: {r.get(k, "self") for r in rows} for k in ("backbone", "dataset", "source")}
     ids = [k for k, v in shared.items() if len(v) > 1]
+    shared.pop("source")
     return ids, "  ".join(f"{k}: {v.pop()}" for k, v in shared.items() if len(v) == 1)
 
 
@@ -293,12 +312,18 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
 
 def record_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Flat rows, one per record, for ``records.csv``."""
+    from vladv.report_transfer import model_labels
+
+    records = list(records)
+    labels = model_labels(records)
     rows = []
     for rec in records:
         cfg, m = rec["config"], rec["metrics"]
         row = {"run_id": rec["run_id"], "backbone": cfg["backbone"]["name"],
                "dataset": cfg["dataset"]["name"], "defense": defense_label(cfg),
-               "attack": attack_label(cfg), "seed": cfg["seed"]}
+               "attack": attack_label(cfg), "seed": cfg["seed"],
+               "source": labels[rec["run_id"]][1] if isinstance(cfg.get("source"), dict)
+               else "self"}
         for block in ("clean", "adversarial"):
             for k in METRICS:
                 row[f"{block}_{k}"] = (m.get(block) or {}).get(k)
@@ -425,7 +450,8 @@ def _nav(out: Path, here: str) -> str:
     """Links between the files of one report folder (those that exist), relative to the page."""
     names = {"index.html": "report", "gallery.html": "adversarial examples",
              "robust_vs_eps.png": "robust R@1 vs ε", "defenses_attacks.png": "R@1 per defense",
-             "summary.md": "summary.md", "summary.csv": "summary.csv", "records.csv": "records.csv"}
+             "summary.md": "summary.md", "summary.csv": "summary.csv", "records.csv": "records.csv",
+             "transfer.csv": "transfer.csv"}
     links = [f"<a href='{esc(quote(name))}'>{esc(label)}</a>" for name, label in names.items()
              if name != here and (name in ("index.html", "gallery.html") or (out / name).is_file())
              and (name != "gallery.html" or here == "index.html")]
@@ -550,7 +576,8 @@ def _config_html(directory: Path, grid: dict[str, Any] | None,
 
 
 def write_index(path: Path, directory: Path, grid: dict[str, Any] | None,
-                records: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]) -> Path:
+                records: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
+                transfer_plots: Mapping[str, Path] | None = None) -> Path:
     """``index.html``: configuration, the summary table, the plots and links to every file."""
     out = path.parent
     ids, caption = _shared_columns(rows)
@@ -565,6 +592,9 @@ def write_index(path: Path, directory: Path, grid: dict[str, Any] | None,
     plots = "".join(f"<figure class='plot'><img src='{name}.png' alt='{esc(label)}'>"
                     f"<figcaption>{esc(label)}</figcaption></figure>"
                     for name, label in PLOTS.items() if (out / f"{name}.png").is_file())
+    plots += "".join(f"<figure class='plot'><img src='{esc(quote(p.name))}' alt='{esc(label)}'>"
+                     f"<figcaption>{esc(label)} (source × target ASR@1)</figcaption></figure>"
+                     for label, p in (transfer_plots or {}).items())
     gallery = ("<p><a href='gallery.html'>Adversarial examples</a> (clean and adversarial images, "
                "perturbations, changed words)</p>" if (out / "gallery.html").is_file() else
                "<p>No saved adversarial examples (run with <code>--save-examples</code>).</p>")
@@ -594,7 +624,11 @@ def report(directory: str | Path, output: str | Path | None = None) -> dict[str,
         raise VladvError(f"report output {out} is a file, not a folder")
     inside = (directory / MANIFEST).resolve().is_relative_to(directory.resolve())
     grid = read_manifest(directory) if inside else None
+    from vladv.report_transfer import plot_transfer, transfer_markdown, transfer_rows
+
     rows = aggregate(records, grid)
+    white = [r for r in rows if r["source"] == "self"]  # the white-box tables and plots
+    transfer = transfer_rows(records, attack_label, _mean_std)
     order = grid_order(grid)
     records = sorted(records, key=lambda r: (
         *order(defense_label(r["config"]), r["config"]["attack"]["name"]), r["config"]["seed"]))
@@ -602,12 +636,17 @@ def report(directory: str | Path, output: str | Path | None = None) -> dict[str,
         out.mkdir(parents=True, exist_ok=True)
         files = {"summary_csv": write_csv(out / "summary.csv", rows),
                  "records_csv": write_csv(out / "records.csv", record_rows(records)),
-                 "summary_md": _write_text(out / "summary.md", markdown_tables(rows)),
-                 "robust_vs_eps": plot_robust_vs_eps(rows, out / "robust_vs_eps.png"),
-                 "defenses_attacks": plot_defense_bars(rows, out / "defenses_attacks.png"),
+                 "summary_md": _write_text(out / "summary.md", markdown_tables(white) + "\n"
+                                           + transfer_markdown(transfer, _md, _pm)),
+                 "robust_vs_eps": plot_robust_vs_eps(white, out / "robust_vs_eps.png"),
+                 "defenses_attacks": plot_defense_bars(white, out / "defenses_attacks.png"),
                  "gallery": write_gallery(directory, records, out / "gallery.html",
                                           warnings.append)}
-        files["index"] = write_index(out / "index.html", directory, grid, records, rows)
+        plots = plot_transfer(transfer, out, _mpl)
+        files.update({f"transfer_{i}": p for i, p in enumerate(plots.values())})
+        if transfer:
+            files["transfer_csv"] = write_csv(out / "transfer.csv", transfer)
+        files["index"] = write_index(out / "index.html", directory, grid, records, rows, plots)
     except OSError as exc:
         raise VladvError(f"cannot write the report to {out}: {exc}") from None
     return {"rows": rows, "records": len(records), "warnings": warnings,

@@ -1,0 +1,104 @@
+"""The report's source × target matrix, from synthetic records."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from vladv.reports import report
+
+MODELS = {"aerial": {"model": "vladv-tiny-aerial", "pretrain_seed": 0},
+          "align": {"model": "vladv-tiny-align", "pretrain_seed": 0},
+          "seed1": {"model": "vladv-tiny-aerial", "pretrain_seed": 1}}
+
+
+def _part(model: str, defense: str = "none") -> dict:
+    return {"backbone": {"name": "clip", "options": MODELS[model]},
+            "defense": {"name": defense, "options": {"steps": 5} if defense != "none" else {}},
+            "augmenters": []}
+
+
+def _record(target: str, source: str | None, attack: str, seed: int, asr: float,
+            defense: str = "none") -> dict:
+    metrics = dict.fromkeys(("tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5", "ir_r10", "rsum"),
+                            50.0)
+    adv = {**metrics, "tr_r1": 50.0 * (1 - asr / 100), "ir_r1": 50.0 * (1 - asr / 200)}
+    cfg = {**_part(target, defense), "dataset": {"name": "synthetic-aerial", "options": {}},
+           "attack": {"name": attack, "options": {},
+                      "threat_model": {"modality": "image", "norm": "linf", "eps": 2 / 255,
+                                       "max_words": 0}},
+           "seed": seed, "source": _part(source) if source else None}
+    rid = f"{target}-{defense}-{source}-{attack}-{seed}"
+    return {"schema_version": 4, "run_id": rid, "created": "2026-11-30T00:00:00+00:00",
+            "config": cfg, "metrics": {
+                "clean": metrics, "adversarial": adv,
+                "asr": {"tr_r1_conditional": asr, "ir_r1_conditional": asr / 2,
+                        "tr_r1_delta": 50.0 - adv["tr_r1"], "ir_r1_delta": 50.0 - adv["ir_r1"]},
+                "budget": {"max_linf": 2 / 255, "max_words_changed": 0}}}
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """PGD and SGA, 3 models × 3 sources (white-box on the diagonal), a MAT target, 2 seeds."""
+    out = tmp_path / "runs"
+    out.mkdir()
+    for attack, strength in (("pgd", 1.0), ("sga", 1.5)):
+        for seed in (0, 1):
+            for target in MODELS:
+                for source in MODELS:
+                    asr = (60.0 if source == target else 20.0) * strength + seed
+                    rec = _record(target, None if source == target else source, attack, seed,
+                                  min(asr, 100.0))
+                    (out / f"{rec['run_id']}.json").write_text(json.dumps(rec))
+            for source in (None, "aerial"):
+                rec = _record("aerial", source, attack, seed, 10.0 + seed, defense="mat")
+                (out / f"{rec['run_id']}.json").write_text(json.dumps(rec))
+    return out
+
+
+def test_report_draws_the_source_by_target_matrix(folder):
+    result = report(folder)
+    files = result["files"]
+    pngs = {k: v for k, v in files.items() if v.endswith(".png") and "transfer_" in v}
+    assert len(pngs) == 2  # one heatmap per attack
+    md = (folder / "report" / "summary.md").read_text()
+    assert "## Transfer: source (rows) × target (columns)" in md
+    assert md.count("conditional ASR@1") >= 2 and md.count("Co-Attack's ASR@1") == 2
+    header = ("| source \\ target | clip(model=vladv-tiny-aerial, pretrain_seed=0) | "
+              "clip(model=vladv-tiny-align, pretrain_seed=0) | "
+              "clip(model=vladv-tiny-aerial, pretrain_seed=1) | "
+              "clip(model=vladv-tiny-aerial, pretrain_seed=0)/mat |")
+    assert header in md
+    pgd = md[md.index("### pgd ε=2/255"):md.index("### sga")]
+    # white-box diagonal (60 + seed → 60.5±0.7), transfer off the diagonal (20.5±0.7 / 10.2±0.4)
+    row = next(line for line in pgd.splitlines()
+               if line.startswith("| clip(model=vladv-tiny-align"))
+    assert "20.5±0.7 / 10.2±0.4 | 60.5±0.7 / 30.2±0.4 | 20.5±0.7" in row
+    assert row.endswith("| – / – |")  # no align-crafted examples against the MAT target
+    first = next(line for line in pgd.splitlines()
+                 if line.startswith("| clip(model=vladv-tiny-aerial, pretrain_seed=0) |"))
+    assert first.endswith("| 10.5±0.7 / 5.2±0.4 |")
+    rows = list(csv.DictReader((folder / "report" / "transfer.csv").open()))
+    assert len(rows) == 2 * (9 + 2)
+    assert {r["source"] for r in rows} >= {"clip(model=vladv-tiny-align, pretrain_seed=0)"}
+
+
+def test_white_box_tables_keep_their_rows(folder):
+    result = report(folder)
+    white = [r for r in result["rows"] if r["source"] == "self"]
+    assert len(white) == 2 * 4  # 3 undefended + 1 MAT model per attack
+    assert all(r["seeds"] == [0, 1] for r in result["rows"])
+    md = (folder / "report" / "summary.md").read_text()
+    assert md.index("R@1, TR / IR") < md.index("## Transfer")
+    html = (folder / "report" / "index.html").read_text()
+    assert "transfer_pgd" in html and "source × target ASR@1" in html
+
+
+def test_a_malformed_source_is_skipped_with_a_warning(folder):
+    rec = _record("aerial", "align", "pgd", 5, 30.0)
+    rec["config"]["source"] = {"backbone": "clip"}
+    (folder / "bad.json").write_text(json.dumps(rec))
+    result = report(folder)
+    assert any("malformed config.source" in w for w in result["warnings"])

@@ -1,0 +1,188 @@
+"""The transfer part of a report: source × target matrices per attack, from records alone.
+
+A record's target is its backbone (with options), defense and augmenters; its source is
+``config.source`` (null = white-box: the target itself). Models are labelled as short model specs
+(``clip(model=vladv-tiny-align)/mat+eda``) showing only the options that differ between the
+models of the folder, so labels stay short and distinct.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+CONVENTIONS = (("conditional", "SGA's conditional ASR@1: % of queries correct before the attack "
+                               "that fail after it"),
+               ("delta", "Co-Attack's ASR@1: clean R@1 − adversarial R@1 (points)"))
+
+
+def _part(cfg: Mapping[str, Any], source: bool) -> dict[str, Any]:
+    """The model part (backbone, defense, augmenters) of a record's target or source."""
+    src = cfg.get("source") if source else None
+    return src if isinstance(src, dict) else cfg
+
+
+def _options(block: Any) -> dict[str, Any]:
+    opts = block.get("options") if isinstance(block, dict) else None
+    return opts if isinstance(opts, dict) else {}
+
+
+def model_labels(records: Iterable[dict[str, Any]],
+                 defenses: bool = True) -> dict[str, tuple[str, str]]:
+    """``run_id`` → (target label, source label) for every record (backbones only unless
+    ``defenses``)."""
+    records = list(records)
+    parts = [_part(r["config"], s) for r in records for s in (False, True)]
+    varying: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for kind in ("backbone", "defense"):
+        seen: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for p in parts:
+            block = p.get(kind) or {}
+            for k, v in _options(block).items():
+                seen[(block.get("name", "?"), k)].add(json.dumps(v, sort_keys=True, default=str))
+        for (name, key), values in seen.items():
+            if len(values) > 1:
+                varying[(kind, name)].add(key)
+
+    def label(p: Mapping[str, Any]) -> str:
+        out = []
+        for kind in ("backbone", "defense") if defenses else ("backbone",):
+            block = p.get(kind) or {}
+            name = str(block.get("name", "?"))
+            if kind == "defense" and name == "none":
+                continue
+            keys = sorted(varying.get((kind, name), ()))
+            opts = _options(block)
+            shown = ", ".join(f"{k}={opts[k]}" for k in keys if k in opts)
+            out.append(name + (f"({shown})" if shown else ""))
+        augs = (p.get("augmenters") or []) if defenses else []
+        return "/".join(out) + "".join(f"+{a.get('name', '?')}" for a in augs
+                                       if isinstance(a, dict))
+
+    return {r["run_id"]: (label(_part(r["config"], False)), label(_part(r["config"], True)))
+            for r in records}
+
+
+def transfer_rows(records: Sequence[dict[str, Any]], attack_label: Any,
+                  mean_std: Any) -> list[dict[str, Any]]:
+    """Mean ± std over seeds per (dataset, attack, source, target): ASRs and adversarial R@1.
+
+    Empty unless some record is a transfer record (a non-null ``config.source``).
+    """
+    if not any(isinstance(r["config"].get("source"), dict) for r in records):
+        return []
+    labels = model_labels(records)
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        cfg = rec["config"]
+        if cfg["attack"]["name"] == "none":
+            continue
+        target, source = labels[rec["run_id"]]
+        groups[(cfg["dataset"]["name"], attack_label(cfg), source, target)].append(rec)
+    rows = []
+    for (dataset, attack, source, target), recs in groups.items():
+        row: dict[str, Any] = {"dataset": dataset, "attack": attack, "source": source,
+                               "target": target, "seeds": sorted(r["config"]["seed"] for r in recs)}
+        for conv in ("conditional", "delta"):
+            for side in ("tr", "ir"):
+                key = f"{side}_r1_{conv}"
+                row[f"asr_{key}_mean"], row[f"asr_{key}_std"] = mean_std(
+                    [(r["metrics"].get("asr") or {}).get(key) for r in recs])
+        for side in ("tr", "ir"):
+            row[f"adversarial_{side}_r1_mean"], row[f"adversarial_{side}_r1_std"] = mean_std(
+                [(r["metrics"].get("adversarial") or {}).get(f"{side}_r1") for r in recs])
+        rows.append(row)
+    return rows
+
+
+def _axes(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """Sources (those that attack other models first) and targets (sources first), in the order
+    first seen."""
+    crafting = [r["source"] for r in rows if r["source"] != r["target"]]
+    sources = list(dict.fromkeys(crafting + [r["source"] for r in rows]))
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    return sources, [s for s in sources if s in targets] + [t for t in targets
+                                                            if t not in sources]
+
+
+def _by_attack(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    out: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        out[(r["dataset"], r["attack"])].append(r)
+    return out
+
+
+def transfer_markdown(rows: Sequence[dict[str, Any]], md: Any, pm: Any) -> str:
+    """Source × target Markdown tables per attack, for both ASR conventions (TR / IR)."""
+    if not rows:
+        return ""
+    out = ["## Transfer: source (rows) × target (columns)\n",
+           "The diagonal (source = target) is white-box. Each cell: TR / IR, mean±std over "
+           "seeds.\n"]
+    for (dataset, attack), group in _by_attack(rows).items():
+        sources, targets = _axes(group)
+        cell = {(r["source"], r["target"]): r for r in group}
+        seeds = sorted({s for r in group for s in r["seeds"]})
+        for conv, meaning in CONVENTIONS:
+            out.append(f"### {md(attack)} on {md(dataset)}: {meaning} (seeds "
+                       f"{', '.join(map(str, seeds))})\n")
+            out.append("| source \\ target | " + " | ".join(map(md, targets)) + " |")
+            out.append("| --- " * (len(targets) + 1) + "|")
+            for s in sources:
+                vals = [f"{pm(cell.get((s, t)), f'asr_tr_r1_{conv}')} / "
+                        f"{pm(cell.get((s, t)), f'asr_ir_r1_{conv}')}" for t in targets]
+                out.append(f"| {md(s)} | " + " | ".join(vals) + " |")
+            out.append("")
+    return "\n".join(out)
+
+
+def plot_transfer(rows: Sequence[dict[str, Any]], folder: Path, mpl: Any) -> dict[str, Path]:
+    """One heatmap PNG per attack (``transfer_<n>.png``): both conventions × TR and IR."""
+    if not rows:
+        return {}
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    files: dict[str, Path] = {}
+    for (dataset, attack), group in _by_attack(rows).items():
+        sources, targets = _axes(group)
+        cell = {(r["source"], r["target"]): r for r in group}
+        models = list(dict.fromkeys(sources + targets))  # numbered on the axes, named below
+        number = {m: str(i + 1) for i, m in enumerate(models)}
+        height = 1.2 + 1.0 * len(sources)
+        fig, axes = plt.subplots(2, 2, figsize=(3 + 1.3 * len(targets), 2 * height
+                                                + 0.22 * len(models)), squeeze=False)
+        for i, (conv, _) in enumerate(CONVENTIONS):
+            for j, side in enumerate(("tr", "ir")):
+                key = f"asr_{side}_r1_{conv}_mean"
+                grid = np.array([[np.nan if (r := cell.get((s, t))) is None or r[key] is None
+                                  else r[key] for t in targets] for s in sources], dtype=float)
+                ax = axes[i][j]
+                ax.imshow(grid, cmap="Reds", vmin=0, vmax=100, aspect="auto")
+                for (y, x), v in np.ndenumerate(grid):
+                    if not np.isnan(v):
+                        ax.text(x, y, f"{v:.0f}", ha="center", va="center", fontsize=8,
+                                color="white" if v > 60 else "black")
+                ax.set_xticks(range(len(targets)), [number[t] for t in targets], fontsize=8)
+                ax.set_yticks(range(len(sources)), [number[s] for s in sources], fontsize=8)
+                ax.set_title(f"{'TR' if side == 'tr' else 'IR'} ASR@1, {conv}", fontsize=9)
+                ax.set_xlabel("target", fontsize=8)
+                ax.set_ylabel("source", fontsize=8)
+        fig.suptitle(mpl(f"{attack} on {dataset}: transfer (%)"), fontsize=10)
+        key = "\n".join(mpl(f"{number[m]}: {m}") for m in models)
+        share = 0.22 * len(models) / fig.get_figheight()
+        fig.text(0.02, 0.01, key, fontsize=7, va="bottom", family="monospace")
+        fig.tight_layout(rect=(0, share + 0.02, 1, 0.96))
+        stem = "transfer_" + re.sub(r"[^A-Za-z0-9.-]+", "_", f"{attack} {dataset}").strip("_")
+        path = folder / f"{stem}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        files[f"transfer: {attack} on {dataset}"] = path
+    return files
