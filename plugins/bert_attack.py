@@ -198,7 +198,7 @@ class WordSubstitutionSearch:
         ids = top.ids[rows, :self.bpe_topk]
         logp = top.logits[rows, :self.bpe_topk] - top.logsumexp[rows].unsqueeze(1)
         combos: list[tuple[int, ...]] = [()]
-        for r in range(len(rows)):  # lexicographic product, pruned to the first combinations
+        for _ in range(len(rows)):  # lexicographic product, pruned to the first combinations
             combos = [c + (j,) for c in combos[:self.bpe_combos] for j in range(ids.shape[1])]
         combos = combos[:self.bpe_combos]
         nll = [-sum(float(logp[r, j]) for r, j in enumerate(c)) / len(c) for c in combos]

@@ -14,7 +14,7 @@ from vladv.experiment import run
 from vladv.grid import GridSpec, load_experiment_file
 from vladv.modelspec import ModelSpec, parse_model
 from vladv.results import run_id
-from vladv.testing import TinyBackbone, registered_plugin, tiny_plugin
+from vladv.testing import TinyBackbone, registered_plugin
 
 CALLS: Counter = Counter()  # (seed, "grad" | "no-grad") → forward passes of counting backbones
 

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 import torch
 from vladv_plugins import synthetic
 from vladv_plugins.aerial.captions import captions_for

@@ -174,7 +174,9 @@ class PairBatch:
     text_emb: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> PairBatch:
-        move = (lambda t: None if t is None else t.to(device))
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
         return dataclasses.replace(self, images=self.images.to(device), txt2img=self.txt2img.to(device),
                                    image_emb=move(self.image_emb), text_emb=move(self.text_emb))
 
@@ -299,7 +301,7 @@ class Defense(ABC):
         """Return the defended backbone (it may be ``backbone`` itself, trained in place)."""
 
 
-class Augmenter(ABC):
+class Augmenter(ABC):  # noqa: B024 (both methods have a default; a subclass overrides one)
     """An augmenter adds training pairs tied to their source image (the 1:N relationship)."""
 
     modality: ClassVar[Literal["text", "image"]] = "text"
