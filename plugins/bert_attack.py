@@ -1,6 +1,7 @@
 """Attack plugin ``bert-attack``: BERT-Attack word substitution against a dual encoder.
 
-:class:`WordSubstitutionSearch` is the text machinery SGA and Co-Attack share (ALGORITHMS.md §4):
+:class:`WordSubstitutionSearch` is the text machinery SGA and Co-Attack share
+(docs/algorithms.md#bert-attack-word-substitution):
 rank words by importance, take candidates from a masked LM, and greedily substitute up to
 ``max_words`` words, batched across *all* captions: one scoring call for the importance of every
 word of every caption, then one call per round (each caption still under budget tries its next

@@ -1,6 +1,6 @@
 """Attack plugin ``co-attack``: Co-Attack (Zhang, Yi, Sang; ACM MM 2022) for dual encoders.
 
-ALGORITHMS.md §3.2 (``MultiModalAttacker.run_before_fusion``, adv=4):
+docs/algorithms.md#co-attack (``MultiModalAttacker.run_before_fusion``, adv=4):
 
 1. t' = BERT-Attack(t), image-independent, with the KL objective
    KL(softmax(e_T(t)) ‖ softmax(e_T(t'))) (``kl_score``);

@@ -1,4 +1,4 @@
-"""Augmenter plugin ``eda`` (Easy Data Augmentation, ALGORITHMS.md §6) and the caption pools.
+"""Augmenter plugin ``eda`` (Easy Data Augmentation, docs/algorithms.md#eda) and the caption pools.
 
 EDA follows jasonwei20/eda_nlp ``code/eda.py`` operation for operation (SR, RI, RS, RD; one
 operation per augmented sentence; ``⌊num_aug/4⌋+1`` sentences per enabled operation, shuffled,
@@ -192,7 +192,7 @@ def wordnet_synonyms(ctx: Context | None = None) -> Synonyms:
 
 
 # ----------------------------------------------------------------------------------------------
-# EDA operations (ALGORITHMS.md §6)
+# EDA operations (docs/algorithms.md#eda)
 # ----------------------------------------------------------------------------------------------
 def clean_text(line: str) -> str:
     """EDA's ``get_only_chars``: lower-case letters and single spaces only."""

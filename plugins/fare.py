@@ -1,6 +1,6 @@
 """Defense ``fare``: unsupervised adversarial fine-tuning of the image tower (FARE).
 
-ALGORITHMS.md §5.3: min_φ E_x max_{‖z−x‖∞≤ε} ‖φ(z) − φ_org(x)‖²₂ with φ_org the frozen original
+docs/algorithms.md#fare: min_φ E_x max_{‖z−x‖∞≤ε} ‖φ(z) − φ_org(x)‖²₂ with φ_org the frozen original
 image encoder and *unnormalized* embeddings; inner PGD with momentum 0.9 on the normalized
 gradient. No labels and no texts are used.
 """

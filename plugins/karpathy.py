@@ -1,6 +1,6 @@
 """Dataset plugin ``karpathy``: real image-caption data on disk.
 
-Two annotation formats are detected automatically (ALGORITHMS.md §7.1–7.3):
+Two annotation formats are detected automatically (docs/algorithms.md#data-formats-and-ids):
 
 * ALBEF/SGA list — ``[{"image": "flickr30k-images/1.jpg", "caption": ["...", ...]}, ...]``
   (test/val files: one image per entry), or one pair per entry with ``"caption": "..."`` (ALBEF

@@ -1,6 +1,7 @@
 """Defense ``mat``: multimodal adversarial training with one-to-many (1:N) augmentation.
 
-ALGORITHMS.md §1.3 (the MAT paper's training details could not be confirmed; the defaults
+docs/algorithms.md#mat-and-its-1n-pools (the MAT paper's training details could not be
+confirmed; the defaults
 below are the documented, claimed ones and every choice is an option):
 
 - per step, adversarial images by PGD (ε 2/255, 2 steps of 1/255, uniform start) ascending the

@@ -1,6 +1,7 @@
 """Attack plugin ``pgd`` and the shared projected-gradient primitive.
 
-:func:`projected_gradient` is the one image-perturbation inner loop of vladv (ALGORITHMS.md §9a):
+:func:`projected_gradient` is the one image-perturbation inner loop of vladv
+(docs/algorithms.md#projected-gradient-descent-pgd):
 SGA, Co-Attack and the adversarial-training defenses (MAT, TeCoA, FARE) call it with their own
 objective, start, momentum and input views. It works in [0, 1] pixel space, ascends the objective,
 and after every step projects onto the ε-ball (L∞ or L2) around the clean images and onto the

@@ -1,4 +1,6 @@
-"""Attack plugin ``sga``: Set-level Guidance Attack (Lu et al., ICCV 2023), ALGORITHMS.md §2.2.
+"""Attack plugin ``sga``: Set-level Guidance Attack (Lu et al., ICCV 2023).
+
+Algorithm and differences from the reference: docs/algorithms.md#sga-set-level-guidance-attack.
 
 One adversarial image per image against its *whole* caption set, plus one changed word per
 caption. For a batch (X, T, txt2img):

@@ -1,6 +1,6 @@
 """Defense ``tecoa``: text-guided contrastive adversarial training for retrieval (TeCoA-ITR).
 
-ALGORITHMS.md §5.1–5.2. TeCoA fine-tunes only the image tower against PGD that maximizes the
+docs/algorithms.md#tecoa. TeCoA fine-tunes only the image tower against PGD that maximizes the
 classification loss over text embeddings. For retrieval the "classes" are the in-batch captions:
 L = CE_rows(s · f_I(x') · f_T(t)ᵀ, diag), x' = PGD maximizing the same L; the text tower is frozen.
 """

@@ -1,4 +1,4 @@
-"""EDA (ALGORITHMS.md §6): each operation, the driver, WordNet loading, caption pools."""
+"""EDA (docs/algorithms.md#eda): each operation, the driver, WordNet loading, caption pools."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from vladv.types import Context
 
 HAS_TA = importlib.util.find_spec("textattack") is not None
 needs_ta = pytest.mark.skipif(not HAS_TA, reason="TextAttack is not installed (the textattack "
-                              "extra lives in a second environment: docs/attacks.md#textattack)")
+                              "extra lives in a second environment: docs/attacks.md#installing-the-extra)")
 
 
 @pytest.fixture(scope="module")

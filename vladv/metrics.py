@@ -1,6 +1,7 @@
 """Retrieval metrics: TR/IR R@1/5/10, RSUM, and both ASR conventions.
 
-Ranks follow ALGORITHMS.md §7.5: TR rank of image i = best position of any of its captions in
+Ranks follow docs/algorithms.md#retrieval-metrics-and-asr: TR rank of image i = best position of
+any of its captions in
 row i sorted by similarity (descending); IR rank of caption t = position of its image in column t.
 Ties are broken deterministically: among equal scores, the lower gallery index ranks first.
 Similarities are computed in chunks, so large galleries never need the full matrix in memory.
