@@ -23,6 +23,7 @@ from vladv_plugins.clip_pretrain import (
     ALIGN_MODEL,
     DEFAULT_MODEL,
     EMBEDDED_MODELS,
+    encode_text,
     TINY_CONFIG,
     evaluate_clip,
     get_tokenizer,
@@ -111,7 +112,7 @@ class ClipBackbone(Backbone):
         return self.tokenizer(list(texts))
 
     def text_features(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_text(tokens)
+        return encode_text(self.model, tokens)
 
     @property
     def image_tower(self) -> nn.Module:

@@ -44,7 +44,7 @@ Domain = Literal["real", "generated", "mixed"]
 
 @dataclass(frozen=True)
 class SyntheticOptions:
-    train_size: int = vladv.option(5000, "number of training images", min=1, max=1_000_000)
+    train_size: int = vladv.option(20000, "number of training images", min=1, max=1_000_000)
     test_size: int = vladv.option(1000, "number of test images", min=1, max=20_000)
     image_size: int = vladv.option(64, "image side in pixels", min=16, max=512)
     seed: int = vladv.option(0, "generator seed (train and test use disjoint streams)", min=0)

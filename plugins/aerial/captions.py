@@ -46,13 +46,13 @@ GROUND_CLAUSES = {"green": ("with green grass", "in summer"), "dry": ("with dry 
 class CaptionStyle:
     """How often a caption states each optional attribute (the scene and objects always)."""
 
-    count: float = 0.8
-    color: float = 0.85
-    size: float = 0.5
-    position: float = 0.6
-    layout: float = 0.6
-    trees: float = 0.5
-    ground: float = 0.5
+    count: float = 0.9
+    color: float = 0.95
+    size: float = 0.75
+    position: float = 0.8
+    layout: float = 0.8
+    trees: float = 0.7
+    ground: float = 0.7
 
 
 HUMAN = CaptionStyle()

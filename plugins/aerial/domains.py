@@ -40,11 +40,11 @@ def camera(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     c = (np.arange(s, dtype=np.float32) + 0.5) / s - 0.5
     ramp = np.cos(theta) * c[None, :] + np.sin(theta) * c[:, None]
     x = x * gain * (1.0 + rng.uniform(0.0, 0.25) * ramp)[..., None] * rng.uniform(0.85, 1.12)
-    x = _gaussian_blur(x, float(rng.uniform(0.0, 0.8)))
-    x = x + rng.uniform(0.004, 0.025) * rng.standard_normal(x.shape).astype(np.float32)
+    x = _gaussian_blur(x, float(rng.uniform(0.0, 0.5)))
+    x = x + rng.uniform(0.004, 0.02) * rng.standard_normal(x.shape).astype(np.float32)
     out = (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     buf = io.BytesIO()
-    Image.fromarray(out).save(buf, format="JPEG", quality=int(rng.integers(55, 91)))
+    Image.fromarray(out).save(buf, format="JPEG", quality=int(rng.integers(70, 96)))
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"), dtype=np.uint8)
 
 
