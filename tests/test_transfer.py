@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 
@@ -173,3 +174,16 @@ def test_sources_from_an_experiment_file_and_the_cli(world, tmp_path):
                                       "steps=2", "--dry-run", "--json"])
     assert result.exit_code == 0, result.output
     assert '"source"' in result.output and '"seed": 1' in result.output
+
+
+def test_the_shipped_transfer_experiment_plans_its_matrix():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "experiments" / "transfer.toml"
+    cells = run(config=path, dry_run=True, progress=False)
+    transfer = [c for c in cells if c["source"] is not None]
+    assert len(cells) == 372 and len(cells) - len(transfer) == (4 + 3) * 4 * 3  # white-box
+    crafts = {(json.dumps(c["source"], sort_keys=True), c["attack"]["name"], c["seed"])
+              for c in transfer}
+    assert len(crafts) == 4 * 4 * 3  # each source crafts each attack once per seed
+    assert all(c["source"]["defense"]["name"] == "none" for c in transfer)
