@@ -187,3 +187,12 @@ def test_the_shipped_transfer_experiment_plans_its_matrix():
               for c in transfer}
     assert len(crafts) == 4 * 4 * 3  # each source crafts each attack once per seed
     assert all(c["source"]["defense"]["name"] == "none" for c in transfer)
+
+
+def test_a_target_of_another_resolution_embeds_the_pixels_itself(tiny, tmp_path):
+    [rec] = run(model="tiny(image_size=12, embed_dim=8)", source="tiny", dataset="tiny",
+                attack="pgd", attack_options=PGD, progress=False)
+    assert rec["config"]["source"]["backbone"]["options"]["image_size"] == 16
+    assert rec["config"]["backbone"]["options"]["image_size"] == 12
+    assert 0 < rec["metrics"]["budget"]["max_linf"] <= 8.01 / 255
+    assert rec["metrics"]["adversarial"]["tr_r1"] is not None
