@@ -1,8 +1,8 @@
 """The shipped examples: the installable third-party plugin package, scripts, experiment files."""
 
-import importlib.util
 import json
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import vladv
 from vladv.experiment import run
-from vladv.testing import registered_plugin
+from vladv.testing import isolated_registry, registered_plugin, tiny_plugin
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,20 +45,42 @@ def test_example_plugin_package_installs_and_runs(installed_example, tmp_path):
     assert rec["versions"]["plugins"]["attack"]["distribution"] == "vladv-example-plugin"
 
 
-def test_inline_attack_example(tiny):
-    spec = importlib.util.spec_from_file_location("inline_attack", ROOT / "examples" /
-                                                  "inline_attack.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # __main__ guard: defines the plugin only
-    with registered_plugin(module.InlinePlugin()):
-        [rec] = run(backbone="tiny", dataset="tiny", attack="uniform-noise", progress=False,
-                    attack_options={"eps": "8/255"})
-    assert rec["metrics"]["budget"]["max_linf"] <= 8 / 255 + 1e-6
+TEXT_ATTACKS = {"sga", "co-attack", "bert-attack"}
 
 
-@pytest.mark.parametrize("script", sorted((ROOT / "examples").glob("*.py")))
-def test_example_scripts_compile(script):
-    compile(script.read_text(), str(script), "exec")
+def _tiny_run(real, mlm):
+    """vladv.run with the example's grid kept but models, data and steps made tiny."""
+
+    def names(value):
+        return {value} if isinstance(value, str) else set(value or ())
+
+    def run_tiny(**kw):
+        kw["attack_options"] = {**(kw.get("attack_options") or {}), "steps": "2",
+                                **({"mlm": mlm} if TEXT_ATTACKS & names(kw.get("attack")) else {})}
+        defenses = names(kw.get("defense"))
+        if defenses - {"none"}:  # MAT's inner text attack gets the tiny MLM too (no pretraining)
+            kw["defense_options"] = {"steps": "2", "batch_size": "4",
+                                     **({"mlm": mlm} if "mat" in defenses else {})}
+        kw.update(backbone="tiny", dataset="tiny", progress=False,
+                  dataset_options={"n_images": 4, "captions_per_image": 2})
+        return real(**kw)
+
+    return run_tiny
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "examples").glob("*.py")),
+                         ids=lambda p: p.name)
+def test_example_scripts_run(script, tiny_mlm, monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)  # the scripts write runs/... under the working directory
+    monkeypatch.setenv("VLADV_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(vladv, "run", _tiny_run(vladv.run, tiny_mlm))
+    with isolated_registry(), registered_plugin(tiny_plugin):  # what a script registers goes
+        runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "TR@1" in out and (tmp_path / "runs").is_dir()
+    for record in (tmp_path / "runs").glob("*/*.json"):
+        json.loads(record.read_text())
+    assert not list((tmp_path / "home").glob("models/*")), "an embedded model was pretrained"
 
 
 def test_synthetic_experiment_file_resolves():

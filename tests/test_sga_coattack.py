@@ -12,7 +12,7 @@ import torch
 from vladv.budget import text_budget
 from vladv.data import pair_loader
 from vladv.experiment import run
-from vladv.testing import COLORS, PLACES, THINGS, TinyBackbone, registered_plugin, tiny_dataset
+from vladv.testing import TinyBackbone, registered_plugin, tiny_dataset
 from vladv.testing import tiny_plugin
 from vladv.types import Context
 from vladv_plugins.co_attack import CoAttack, CoAttackOptions, co_attack_loss
@@ -195,25 +195,6 @@ def test_co_attack_moves_away_from_clean_and_adversarial_text(model, batch):
 # ----------------------------------------------------------------------------------------------
 # End to end with a real (tiny, random) masked LM
 # ----------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_mlm(tmp_path_factory):
-    pytest.importorskip("vladv_plugins.bert_attack")
-    from transformers import BertConfig, BertForMaskedLM
-
-    from vladv_plugins.mlm import build_tokenizer
-
-    corpus = [f"a {c} {t} {p} a {u} number {i}" for i in range(8) for c in COLORS
-              for t in THINGS for p in PLACES for u in THINGS[:2]]
-    tokenizer = build_tokenizer(corpus, vocab_size=120)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=64)
-    folder = tmp_path_factory.mktemp("tiny_mlm")
-    BertForMaskedLM(config).eval().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
-
-
 @pytest.mark.parametrize("name,cls,opts", [
     ("sga", SGA, SGAOptions), ("co-attack", CoAttack, CoAttackOptions),
 ])
