@@ -249,7 +249,7 @@ class NoisePlugin:
     :func:`registered_plugin`."""
 
     @hookimpl
-    def vladv_attacks(self):
+    def vladv_attacks(self) -> Iterator[AttackSpec]:
         yield noise_attack_spec()
 
 
