@@ -1,5 +1,6 @@
 import importlib.util
 import re
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,3 +68,20 @@ def test_hook_reference_names_every_field_and_argument():
     undocumented = sorted(n for n in names if not any(
         form.format(n) in text for form in ("`{}`", "{}(", " {},", "({},", "{}=")))
     assert not undocumented, f"docs/hooks.md does not mention {undocumented}"
+
+
+def test_plugins_md_example_plugin_and_its_test_run(tmp_path, monkeypatch):
+    """docs/plugins.md's vladv_foo.py and its test, as printed, run against the tiny world."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "plugins.md").read_text(), re.S)
+    [module] = [b for b in blocks if b.startswith("# vladv_foo.py")]
+    [test] = [b for b in blocks if "def test_fgsm_lowers_recall" in b]
+    (tmp_path / "vladv_foo.py").write_text(module)
+    (tmp_path / "test_foo.py").write_text(test)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("VLADV_HOME", str(tmp_path / "home"))
+    namespace: dict = {}
+    try:
+        exec(compile(test, "test_foo.py", "exec"), namespace)
+        namespace["test_fgsm_lowers_recall"]()
+    finally:
+        sys.modules.pop("vladv_foo", None)  # test_plugins installs another vladv_foo
