@@ -100,13 +100,13 @@ def transfer_rows(records: Sequence[dict[str, Any]], attack_label: Any,
 
 
 def _axes(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[str]]:
-    """Sources (those that attack other models first) and targets (sources first), in the order
-    first seen."""
-    crafting = [r["source"] for r in rows if r["source"] != r["target"]]
-    sources = list(dict.fromkeys(crafting + [r["source"] for r in rows]))
-    targets = list(dict.fromkeys(r["target"] for r in rows))
-    return sources, [s for s in sources if s in targets] + [t for t in targets
-                                                            if t not in sources]
+    """Sources and targets: models that attack others first, then by label (deterministic)."""
+    crafting = {r["source"] for r in rows if r["source"] != r["target"]}
+
+    def order(models: Iterable[str]) -> list[str]:
+        return sorted(set(models), key=lambda m: (m not in crafting, m))
+
+    return order(r["source"] for r in rows), order(r["target"] for r in rows)
 
 
 def _by_attack(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
