@@ -5,8 +5,11 @@
 own WordPiece tokenizer, on first use, and caches under ``VLADV_HOME/models`` (safetensors).
 
 :class:`MaskedLM` wraps tokenizer and model with a batched :meth:`MaskedLM.topk` over *unmasked*
-sentences (one forward for all texts) and a cache of clean results, so attacking the same clean
-captions twice (SGA) runs the MLM once.
+sentences (one forward per length bucket for all texts) and a cache of clean results, so attacking
+the same clean captions twice (SGA) runs the MLM once. A text's result does not depend on the
+other texts of its forward nor on which call computed it first: each text runs padded to its own
+length bucket (see :data:`LENGTH_BUCKET`), so a cached result is bit-identical to a recomputation
+and attacks and trainings do not depend on the process's history.
 """
 
 from __future__ import annotations
@@ -30,14 +33,19 @@ from vladv.console import get_console, make_progress
 from vladv.errors import VladvError
 from vladv.types import Context
 
-__all__ = ["EMBEDDED_MLM", "MLMTopK", "MaskedLM", "TinyMLMConfig", "get_mlm", "mlm_path",
-           "prepare_mlm", "save_random_mlm", "train_tiny_mlm"]
+__all__ = ["EMBEDDED_MLM", "LENGTH_BUCKET", "MLMTopK", "MaskedLM", "TinyMLMConfig", "get_mlm",
+           "mlm_path", "prepare_mlm", "save_random_mlm", "train_tiny_mlm"]
 
 EMBEDDED_MLM = "vladv-tiny-mlm"
 _FORMAT_VERSION = 2  # 2: dropout seeded (bit-reproducible weights)
 _SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 _ALPHABET = list("abcdefghijklmnopqrstuvwxyz0123456789.,;:!?'\"()-/&%+=*#")
 _LOADED: dict[tuple[str, str], MaskedLM] = {}
+# Texts run padded to their sub-token count rounded up to a multiple of this. Padding changes the
+# float reductions (logits move by ~1e-5), so padding every text to the longest of its batch would
+# make its result depend on the batch it happened to be computed in first (cached results then
+# depend on the process's history); a length that is a function of the text alone does not.
+LENGTH_BUCKET = 16
 
 
 # == The wrapper ===========================================================================
@@ -81,24 +89,40 @@ class MaskedLM:
     def topk(self, texts: list[str], k: int, max_length: int = 512) -> list[MLMTopK]:
         """Top-``k`` token ids and logits per sub-token position of each *unmasked* text.
 
-        Texts not seen before (with the same ``k`` and ``max_length``) run in one forward
-        (chunks of ``batch_size`` for very long lists); seen ones come from the cache.
+        Texts not seen before (with the same ``k`` and ``max_length``) run in one forward per
+        length bucket (chunks of ``batch_size`` for very long lists); seen ones come from the
+        cache. Each text is padded to its own bucket (:data:`LENGTH_BUCKET`), so its result is
+        the same whichever texts share its forward and whichever call computed it first.
         """
         keys = [(t, int(k), int(max_length)) for t in texts]
         todo = list(dict.fromkeys(key[0] for key in keys if key not in self._cache))
-        for start in range(0, len(todo), self.batch_size):
-            chunk = todo[start:start + self.batch_size]
-            for text, res in zip(chunk, self._forward(chunk, k, max_length), strict=True):
-                self._cache[(text, int(k), int(max_length))] = res
+        for length, group in self._length_buckets(todo, max_length):
+            for start in range(0, len(group), self.batch_size):
+                chunk = group[start:start + self.batch_size]
+                for text, res in zip(chunk, self._forward(chunk, k, length), strict=True):
+                    self._cache[(text, int(k), int(max_length))] = res
         for key in keys:
             self._cache.move_to_end(key)  # least recently used results leave first
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return [self._cache[key] for key in keys]
 
+    def _length_buckets(self, texts: list[str], max_length: int) -> list[tuple[int, list[str]]]:
+        """``texts`` grouped by padded length (sub-tokens after truncation, rounded up to a
+        multiple of :data:`LENGTH_BUCKET`, at most ``max_length``), shortest bucket first."""
+        if not texts:
+            return []
+        ids = self.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        groups: dict[int, list[str]] = {}
+        for text, row in zip(texts, ids, strict=True):
+            bucket = min(max_length, -(-len(row) // LENGTH_BUCKET) * LENGTH_BUCKET)
+            groups.setdefault(bucket, []).append(text)
+        return sorted(groups.items())
+
     @torch.no_grad()
-    def _forward(self, texts: list[str], k: int, max_length: int) -> list[MLMTopK]:
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=max_length,
+    def _forward(self, texts: list[str], k: int, length: int) -> list[MLMTopK]:
+        """One forward of ``texts``, each truncated and padded to exactly ``length`` sub-tokens."""
+        enc = self.tokenizer(texts, padding="max_length", truncation=True, max_length=length,
                              return_offsets_mapping=True, return_tensors="pt")
         offsets = enc.pop("offset_mapping")
         enc.pop("token_type_ids", None)

@@ -54,6 +54,27 @@ def test_topk_is_one_forward_per_batch_and_cached(tiny_mlm_path):
     assert mlm.forwards == 2  # another k is another key
 
 
+def test_results_do_not_depend_on_the_batch_nor_on_the_history(tiny_mlm_path):
+    """A text's top-k is bit-identical whether it ran alone or first met longer texts in a batch,
+    so cached results (computed in whichever batch came first) equal a recomputation."""
+    mlm = M.MaskedLM(*M._load_hf(str(tiny_mlm_path), "fixture"))
+    texts = [f"a {c} {t} {p} a {u}" for c in COLORS[:3] for t in THINGS[:3]
+             for p in PLACES[:2] for u in THINGS[3:5]]
+    longer = ["a red house near a lake and a blue ship beside a small green tree " * 3,
+              "farmhouses with orange roofs near a river"]
+    alone = []
+    for text in texts:
+        mlm.clear_cache()
+        alone.append(mlm.topk([text], 5, 77)[0])
+    mlm.clear_cache()
+    mixed = mlm.topk(longer + texts, 5, 77)[len(longer):]
+    cached = mlm.topk(texts, 5, 77)
+    for a, b, c in zip(alone, mixed, cached, strict=True):
+        assert torch.equal(a.ids, b.ids) and torch.equal(a.logits, b.logits)
+        assert torch.equal(a.logsumexp, b.logsumexp) and a.offsets == b.offsets and c is b
+    assert mlm.forwards == len(texts) + 2  # then one forward per length bucket (two here)
+
+
 def test_unknown_mlm_is_a_one_line_error_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(VladvError, match="cannot load masked LM 'no-such/mlm-xyz' offline"):

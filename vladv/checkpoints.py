@@ -6,7 +6,9 @@ Pickle payloads are never executed; a corrupt, truncated or untrusted file gives
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -17,22 +19,51 @@ from vladv.errors import CheckpointError
 
 def save_state_dict(state: dict[str, torch.Tensor], path: str | Path,
                     metadata: dict[str, str] | None = None) -> Path:
-    """Write ``state`` as safetensors, atomically (temporary file, then rename)."""
+    """Write ``state`` as safetensors, atomically (temporary file, then rename).
+
+    The file's bytes are a function of ``state`` and ``metadata`` alone: safetensors writes its
+    metadata table in the order of a Rust ``HashMap``, randomized per process (two keys: two
+    different files half of the time), so the table is written here, in sorted key order.
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if metadata is not None and not all(isinstance(k, str) and isinstance(v, str)
+                                        for k, v in metadata.items()):
+        raise TypeError("safetensors metadata keys and values must be strings")
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
+    raw = f"{tmp}.raw"
     try:
-        save_file(tensors, tmp, metadata=metadata)
+        if metadata:
+            save_file(tensors, raw)  # no metadata: deterministic bytes
+            _add_sorted_metadata(raw, tmp, metadata)
+        else:
+            save_file(tensors, tmp)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600 files; cached artifacts are shareable
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        for leftover in (tmp, raw):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
     return path
+
+
+def _add_sorted_metadata(source: str, target: str, metadata: dict[str, str]) -> None:
+    """Copy the safetensors file ``source`` to ``target`` with ``metadata`` (sorted by key) as
+    its ``__metadata__``; the tensor data are streamed, never held in memory."""
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        size = int.from_bytes(src.read(8), "little")
+        header = json.loads(src.read(size))
+        header.pop("__metadata__", None)
+        header = {"__metadata__": dict(sorted(metadata.items())), **header}
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        text += b" " * (-len(text) % 8)  # the data start 8-byte aligned, as safetensors writes
+        dst.write(len(text).to_bytes(8, "little"))
+        dst.write(text)
+        shutil.copyfileobj(src, dst, 1 << 24)
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
