@@ -124,7 +124,8 @@ def test_white_box_records_keep_their_run_id(tiny, tmp_path):
     assert rec["config"]["source"] is None and rec["schema_version"] == 4
     assert "source_model" not in rec and "craft" not in rec["timings"]
     [same] = run(backbone="tiny", dataset="tiny", attack="pgd", attack_options={"steps": 2},
-                 source=["self", "tiny"], progress=False)  # the target itself: white-box
+                 source=["self", "tiny", "tiny(seed=0, image_size=16)"],
+                 progress=False)  # the target itself, however spelled: white-box
     assert same["run_id"] == rec["run_id"]
     assert same["metrics"]["adversarial"] == rec["metrics"]["adversarial"]
 
@@ -196,3 +197,21 @@ def test_a_target_of_another_resolution_embeds_the_pixels_itself(tiny, tmp_path)
     assert rec["config"]["backbone"]["options"]["image_size"] == 12
     assert 0 < rec["metrics"]["budget"]["max_linf"] <= 8.01 / 255
     assert rec["metrics"]["adversarial"]["tr_r1"] is not None
+
+
+def test_model_specs_expand_like_the_backbone_and_defense_axes():
+    from vladv.grid import expand
+    from vladv.transfer import source_keys
+
+    options = {"defense": {"mat.steps": 7}, "augmenter": {"eda.alpha": 0.2}}
+    axes = expand(GridSpec(defenses=("none", "mat+eda"), augment=("caption",), options=options))
+    specs = expand(GridSpec(models=("clip", "clip/mat+eda"), augment=("caption",),
+                            options=options))
+    assert [k for k, _ in axes] == [k for k, _ in specs]
+    mat = specs[1][0]
+    assert [a for a, _ in mat.augmenters] == ["eda", "caption"]
+    grid = GridSpec(models=("clip",), sources=("self", "clip/mat+eda", "clip(pretrain_seed=1)"),
+                    augment=("caption",), options=options)
+    none, defended, other = source_keys(grid, expand(grid)[0][0])
+    assert none is None and defended == mat  # the same model, the same cached checkpoint
+    assert dict(other.backbone_options)["pretrain_seed"] == 1

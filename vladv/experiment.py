@@ -246,6 +246,8 @@ def _plan_group(key: ModelKey, attacks: list[tuple[str, dict[str, Any]]], grid: 
         attack = {**choice.to_dict(), "threat_model": threat}
         for src in sources if attack_obj is not None else [None]:
             source = source_identity(src) if src is not None else None
+            if source is not None and source == {k: base[k] for k in source}:
+                src = source = None  # the target itself, spelled differently: white-box
             identity = {**base, "source": source, "attack": attack}
             ck = None if src is None else craft_key(source, attack, base["dataset"], key.seed,
                                                       grid.precision, grid.batch_size)

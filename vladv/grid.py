@@ -27,7 +27,7 @@ from typing import Any
 
 from vladv.errors import OptionError, VladvError
 from vladv.modelspec import SELF, ModelSpec, parse_model
-from vladv.options import INT_MAX, check_seed, option_fields
+from vladv.options import INT_MAX, check_seed, option_fields, options_to_dict, resolve_options
 from vladv.plugins import get_registry
 
 KINDS = ("backbone", "dataset", "defense", "attack", "augmenter")
@@ -383,10 +383,19 @@ def model_names(grid: GridSpec) -> dict[str, list[str]]:
             "augmenter": sorted({a for m in specs for a, _ in m.augmenters} | set(grid.augment))}
 
 
+def typed(kind: str, name: str, inline: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """A model spec's inline options (strings) as the plugin's typed values."""
+    if not inline or name == NONE:
+        return dict(inline)
+    spec = get_registry().get(kind, name)
+    resolved = options_to_dict(resolve_options(f"{kind} '{name}'", spec.options, dict(inline)))
+    return {k: resolved[k.replace("-", "_")] for k, _ in inline}
+
+
 def variants(kind: str, name: str, given: Mapping[str, Any], names: Sequence[str],
              inline: Sequence[tuple[str, Any]]) -> list[dict[str, Any]]:
     """:func:`options_for` with a model spec's inline options on top (duplicates merged)."""
-    out = [{**o, **dict(inline)} for o in options_for(kind, name, given, names)]
+    out = [{**o, **typed(kind, name, inline)} for o in options_for(kind, name, given, names)]
     return list({_freeze(o): o for o in out}.values())
 
 
@@ -414,8 +423,8 @@ def expand(grid: GridSpec) -> list[tuple[ModelKey, list[tuple[str, dict[str, Any
                                         if model.defense != NONE else ()):
             chosen.setdefault(a, o)  # first mention wins
         augs = tuple(chosen.items())
-        aug_variants = [variants("augmenter", a, opts["augmenter"], own["augmenter"], o)
-                        for a, o in augs]
+        aug_variants = [[(a, v) for v in variants("augmenter", a, opts["augmenter"],
+                                                  own["augmenter"], o)] for a, o in augs]
         for bo, do, fo in itertools.product(
                 variants("backbone", model.backbone, opts["backbone"], own["backbone"],
                          model.backbone_options),

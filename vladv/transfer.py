@@ -34,6 +34,7 @@ from vladv.grid import (
     _is_sweep,
     model_names,
     options_for,
+    typed,
 )
 from vladv.modelspec import SELF, parse_model
 from vladv.types import Attack, AttackOutput, Context, ImageTextDataset, PairBatch
@@ -67,7 +68,8 @@ def source_keys(grid: GridSpec, key: ModelKey) -> list[ModelKey | None]:
 
         def chosen(kind: str, name: str, inline: Sequence[tuple[str, Any]]) -> dict[str, Any]:
             given = _fixed(kind, name, opts.get(kind, {}))
-            return {**options_for(kind, name, given, names[kind])[0], **dict(inline)}
+            return {**options_for(kind, name, given, names[kind])[0],
+                    **typed(kind, name, inline)}
 
         augs: dict[str, tuple] = {}
         if spec.defense != NONE:
