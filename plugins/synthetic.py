@@ -55,8 +55,8 @@ class SyntheticOptions:
                                     min=0, max=100)
     mismatch_rate: float = vladv.option(0.1, "generated images whose content contradicts their "
                                         "captions (a missing, extra or recolored object)", min=0, max=1)
-    test_min_distance: int = vladv.option(2, "test images differ in at least this many captioned "
-                                          "attributes (2: no near-duplicate neighbours)", min=0, max=4)
+    test_min_distance: int = vladv.option(3, "test images differ in at least this many captioned "
+                                          "attributes (2 or more: no near-duplicate neighbours)", min=0, max=4)
 
 
 def _check_split(split: str) -> int:

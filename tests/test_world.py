@@ -24,13 +24,13 @@ def _attribute_table(scenes):
 
 def test_default_test_split_has_no_near_duplicate_neighbours():
     opts = SyntheticOptions()
-    assert opts.test_size == 1000 and opts.captions_per_image == 5
+    assert opts.test_size == 1000 and opts.captions_per_image == 5 and opts.test_min_distance == 3
     scenes, captions = scene_records(opts, "test")
     assert len(scenes) == 1000 and all(len(c) == 5 for c in captions)
     table = _attribute_table(scenes)
     same = (table[:, None, :] == table[None, :, :]).sum(-1)
     np.fill_diagonal(same, 0)
-    assert same.max() <= len(ATTRIBUTES) - 2  # every two test images differ in ≥ 2 attributes
+    assert same.max() <= len(ATTRIBUTES) - 3  # every two test images differ in ≥ 3 attributes
     # the train split is drawn freely: near duplicates occur there, so the check is not vacuous
     train = _attribute_table(scene_records(SyntheticOptions(train_size=1000), "train")[0])
     same = (train[:, None, :] == train[None, :, :]).sum(-1)
