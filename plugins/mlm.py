@@ -103,9 +103,10 @@ class MaskedLM:
                     self._cache[(text, int(k), int(max_length))] = res
         for key in keys:
             self._cache.move_to_end(key)  # least recently used results leave first
+        out = [self._cache[key] for key in keys]  # before eviction: a call may exceed cache_size
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
-        return [self._cache[key] for key in keys]
+        return out
 
     def _length_buckets(self, texts: list[str], max_length: int) -> list[tuple[int, list[str]]]:
         """``texts`` grouped by padded length (sub-tokens after truncation, rounded up to a

@@ -73,6 +73,8 @@ def test_results_do_not_depend_on_the_batch_nor_on_the_history(tiny_mlm_path):
         assert torch.equal(a.ids, b.ids) and torch.equal(a.logits, b.logits)
         assert torch.equal(a.logsumexp, b.logsumexp) and a.offsets == b.offsets and c is b
     assert mlm.forwards == len(texts) + 2  # then one forward per length bucket (two here)
+    small = M.MaskedLM(mlm.tokenizer, mlm.model, cache_size=2)  # a call larger than the cache
+    assert [r.ids.tolist() for r in small.topk(texts, 5, 77)] == [r.ids.tolist() for r in alone]
 
 
 def test_unknown_mlm_is_a_one_line_error_offline(monkeypatch):

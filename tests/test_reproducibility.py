@@ -27,6 +27,7 @@ SAVES = 3  # each process writes the model this many times (the metadata order w
 
 SCRIPT = """
 import sys
+from pathlib import Path
 
 import torch
 
