@@ -1,6 +1,8 @@
-"""Write docs/world/domains.png: the same scenes in both domains, with one caption of each.
+"""docs/world.md's figure and calibration table.
 
-    python docs/gen_world.py
+    python docs/gen_world.py            # docs/world/domains.png: both domains, same scenes
+    python docs/gen_world.py --table    # the calibration table, from `vladv report` on the
+                                        # committed records in docs/world/records
 """
 
 from __future__ import annotations
@@ -15,7 +17,46 @@ import matplotlib.pyplot as plt  # noqa: E402
 from vladv_plugins.synthetic import SyntheticOptions, drawn_scenes, generate  # noqa: E402
 
 OUT = Path(__file__).parent / "world" / "domains.png"
+RECORDS = Path(__file__).parent / "world" / "records"
 N = 6
+# SGA's published white-box table, CLIP ViT-B/16 on Flickr30k, conditional ASR@1 TR / IR
+PUBLISHED = {"pgd": (70.92, 78.61), "bert-attack": (28.34, 39.08), "co-attack": (93.25, 95.86),
+             "sga": (99.08, 98.94)}
+PUBLISHED_SETTINGS = {"pgd": {}, "bert-attack": {"objective": "kl"},
+                      "co-attack": {"reference_compat": True}, "sga": {"reference_compat": True}}
+
+
+def calibration_table(records: Path = RECORDS) -> str:
+    """The Markdown table of docs/world.md, from ``vladv report``'s summary.csv of ``records``."""
+    import csv
+    import json
+    import tempfile
+
+    from vladv.reports import report
+
+    by_id = {p.stem: json.loads(p.read_text()) for p in records.glob("*.json")
+             if p.stem != "experiment"}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = report(records, Path(tmp) / "report")
+        rows = list(csv.DictReader(open(out["files"]["summary_csv"])))
+    lines = ["| attack | settings | clean TR / IR R@1 | ASR@1 TR / IR (vladv) | "
+             "published CLIP ViT-B/16 | difference |", "| --- | --- | --- | --- | --- | --- |"]
+    order = list(PUBLISHED)
+    for row in sorted(rows, key=lambda r: (order.index(r["attack"]), r["run_ids"])):
+        attack = row["attack"]
+        options = by_id[row["run_ids"].split()[0]]["config"]["attack"]["options"]
+        published = all(options.get(k) == v for k, v in PUBLISHED_SETTINGS[attack].items())
+        setting = "published" if published else "vladv default"
+        tr, ir = float(row["asr_tr_r1_conditional_mean"]), float(row["asr_ir_r1_conditional_mean"])
+        ptr, pir = PUBLISHED[attack]
+        diff = f"{tr - ptr:+.1f} / {ir - pir:+.1f}" if published else "–"
+        if attack == "pgd":
+            setting, diff = "published = default", f"{tr - ptr:+.1f} / {ir - pir:+.1f}"
+        extra = ", ".join(f"{k}={v}" for k, v in PUBLISHED_SETTINGS[attack].items())
+        lines.append(f"| {attack} | {setting}{f' ({extra})' if published and extra else ''} | "
+                     f"{float(row['clean_tr_r1_mean']):.1f} / {float(row['clean_ir_r1_mean']):.1f} | "
+                     f"{tr:.1f} / {ir:.1f} | {ptr:.1f} / {pir:.1f} | {diff} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -40,4 +81,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    print(calibration_table()) if "--table" in sys.argv else main()

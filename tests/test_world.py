@@ -190,3 +190,16 @@ def test_text_encoding_cut_after_the_longest_caption_is_exact():
     model.positional_embedding.register_hook(lambda g: calls.append(g.shape))
     encode_text(model.train(), tokens).sum().backward()  # gradients flow through the cut path
     assert calls and calls[0][0] == 64
+
+
+def test_docs_world_calibration_table_is_the_committed_records_report():
+    import importlib.util
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    spec = importlib.util.spec_from_file_location("gen_world", docs / "gen_world.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    table = gen.calibration_table()
+    assert table.count("\n") == 8  # header, rule, 7 attack settings
+    assert table in (docs / "world.md").read_text()
