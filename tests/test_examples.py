@@ -138,3 +138,26 @@ def test_rsicd_experiment_runs_on_a_tiny_fixture(tiny, tmp_path):
     assert rec["data"]["images"] == 3 and rec["data"]["texts"] == 15
     assert rec["config"]["dataset"]["name"] == "karpathy"
     assert rec["metrics"]["budget"]["max_linf"] <= 2 / 255 + 1e-6
+
+
+@pytest.mark.parametrize("name", ["rsicd", "rsicd_published", "flickr30k"])
+def test_real_data_experiments_use_fine_tuning_recipes(tiny, tmp_path, name):
+    data = _rsicd_fixture(tmp_path / "RSICD")
+    opts = {"path": str(data), "image_root": str(tmp_path / "RSICD" / "RSICD_images"),
+            "train_path": str(data), "image_size": "32"}
+    cells = run(config=ROOT / "experiments" / f"{name}.toml", dataset_options=opts, dry_run=True,
+                progress=False)
+    assert len(cells) == 72
+    for cell in cells:
+        defense = cell["defense"]
+        if defense["name"] != "none":  # a pretrained ViT-B/16 is fine-tuned gently
+            assert defense["options"]["lr"] == 1e-5 and defense["options"]["weight_decay"] == 1e-4
+        for aug in cell["augmenters"]:
+            if aug["name"] == "caption":  # a real captioner, not the synthetic-aerial one
+                assert aug["options"]["model"] != "vladv-tiny-captioner"
+        attack = cell["attack"]
+        published = name == "rsicd_published"
+        if attack["name"] == "bert-attack":
+            assert (attack["options"]["objective"] == "kl") is published
+        if attack["name"] in ("bert-attack", "sga", "co-attack"):
+            assert attack["options"]["reference_compat"] is published

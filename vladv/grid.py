@@ -264,6 +264,11 @@ def merge(base: GridSpec, **overrides: Any) -> GridSpec:
             names |= {a for v in value for a in parse_defense(v)[1]}
         base_options[kind] = {k: v for k, v in base_options.get(kind, {}).items()
                               if "." not in k or k.partition(".")[0] in names}
+        if kind == "defense":  # the augmenters ride on the defense entries
+            augs = {a for v in value for a in parse_defense(v)[1]} | set(
+                overrides.get("augment") or base.augment)
+            base_options["augmenter"] = {k: v for k, v in base_options.get("augmenter", {}).items()
+                                         if "." not in k or k.partition(".")[0] in augs}
     links = tuple(g for g in (tuple(e for e in group if isinstance(base_options.get(
         _zip_entry(e)[0], {}).get(".".join(_zip_entry(e)[1:])), list)) for group in base.zip)
         if len(g) >= 2)  # linked sweeps whose plugins left the run are unlinked
