@@ -249,7 +249,8 @@ def is_cached(options: ClipOptions, ctx: vladv.Context) -> bool:
 def vladv_backbones():
     yield vladv.BackboneSpec(
         name="clip",
-        summary="open_clip dual encoder; default: vladv's tiny CLIP pretrained on synthetic-aerial",
+        summary="open_clip dual encoder; embedded: vladv's tiny CLIP (default) and ALIGN-style model, "
+                "pretrained on synthetic-aerial",
         options=ClipOptions,
         factory=build_clip,
         prepare=prepare_clip,
