@@ -68,6 +68,12 @@ class ClipOptions:
     pretrain_seed: int = vladv.option(0, "embedded model: seed of init, shuffling and captions", min=0)
     pretrain_images: int = vladv.option(0, "embedded model: train images (0 = synthetic-aerial default)",
                                         min=0)
+    pretrain_text_noise: float = vladv.option(
+        0.0, "embedded model: share of caption tokens replaced by random caption tokens while "
+             "pretraining (word noise, as web captions have)", min=0, max=1)
+    pretrain_image_noise: float = vladv.option(
+        0.03, "embedded model: largest std of the Gaussian pixel noise added to training images "
+              "(each image draws its own std up to this)", min=0, max=1)
     pretrain_data: Literal["real", "generated", "mixed"] = vladv.option(
         "real", "embedded model: synthetic-aerial training domain (real, generated or mixed 1:3)")
     pretrain_text_init: str = vladv.option(

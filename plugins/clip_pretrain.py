@@ -47,7 +47,8 @@ TINY_CONFIG: dict[str, Any] = {
                  "layers": 2, "mlp_ratio": 2.0},  # vocab_size: see tiny_config()
 }
 _PRETRAIN_KEYS = ("pretrain_steps", "pretrain_batch_size", "pretrain_lr", "pretrain_warmup",
-                  "pretrain_weight_decay", "pretrain_seed", "pretrain_images", "pretrain_data")
+                  "pretrain_weight_decay", "pretrain_seed", "pretrain_images", "pretrain_data",
+                  "pretrain_text_noise", "pretrain_image_noise")
 # pretrain_text_init is part of the model identity (its config hash), not of the recipe
 _registered: dict[str, str] = {}
 ALIGN_MODEL = "vladv-tiny-align"
@@ -286,11 +287,15 @@ def batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Ten
 def train_clip(model: nn.Module, preprocess: nn.Module, images: torch.Tensor, tokens: torch.Tensor,
                *, steps: int, batch_size: int, lr: float, warmup: int = 0, weight_decay: float = 0.05,
                seed: int = 0, device: torch.device | str = "cpu", autocast: Any = None,
+               text_noise: float = 0.0, image_noise: float = 0.0,
                on_step: Callable[[int, float], None] | None = None) -> list[float]:
     """Contrastive training of an open_clip ``model`` in place; returns the loss of every step.
 
     ``images``: uint8 (N, 3, H, W); ``tokens``: (N, K, L), the K tokenized captions of each image
-    (one is sampled per image and step)
+    (one is sampled per image and step). ``text_noise``: the share of caption tokens replaced by
+    a random token of the training captions (the start and end tokens and padding are kept);
+    ``image_noise``: the largest std of Gaussian pixel noise (each image draws its std uniformly
+    below it). Both are drawn from the training generator, so training stays deterministic.
     """
     device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
@@ -306,14 +311,24 @@ def train_clip(model: nn.Module, preprocess: nn.Module, images: torch.Tensor, to
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    content = _content_mask(tokens)
+    pool = torch.unique(tokens[content]) if text_noise > 0 else None
     model.train()
     losses: list[float] = []
     stream = batches(n, batch_size, gen)
     for step in range(steps):
         idx = next(stream)
         cap = torch.randint(k, (len(idx),), generator=gen)
-        x = images[idx].to(device, non_blocking=True).float().div_(255.0)
-        t = tokens[idx, cap].to(device, non_blocking=True)
+        x = images[idx].float().div_(255.0)
+        t = tokens[idx, cap]
+        if pool is not None:
+            swap = content[idx, cap] & (torch.rand(t.shape, generator=gen) < text_noise)
+            t = torch.where(swap, pool[torch.randint(len(pool), t.shape, generator=gen)], t)
+        if image_noise > 0:
+            std = torch.rand(len(idx), 1, 1, 1, generator=gen) * image_noise
+            x = (x + std * torch.randn(x.shape, generator=gen)).clamp_(0.0, 1.0)
+        x = x.to(device, non_blocking=True)
+        t = t.to(device, non_blocking=True)
         with autocast if autocast is not None else torch.autocast(device.type, enabled=False):
             img = F.normalize(model.encode_image(preprocess(x)).float(), dim=-1)
             txt = F.normalize(encode_text(model, t).float(), dim=-1)
@@ -330,6 +345,15 @@ def train_clip(model: nn.Module, preprocess: nn.Module, images: torch.Tensor, to
             on_step(step, losses[-1])
     model.eval()
     return losses
+
+
+def _content_mask(tokens: torch.Tensor) -> torch.Tensor:
+    """True at the word tokens of (..., L) token rows: not padding, not the first (start/CLS)
+    and not the last non-padding token (end/SEP)."""
+    nonpad = tokens != 0
+    pos = torch.arange(tokens.shape[-1])
+    last = (nonpad * pos).amax(-1, keepdim=True)
+    return nonpad & (pos > 0) & (pos < last)
 
 
 @torch.no_grad()
@@ -403,7 +427,8 @@ def pretrain_clip(options: Any, ctx: vladv.Context | None = None, force: bool = 
                             batch_size=options.pretrain_batch_size, lr=options.pretrain_lr,
                             warmup=options.pretrain_warmup, weight_decay=options.pretrain_weight_decay,
                             seed=options.pretrain_seed, device=ctx.device, autocast=ctx.autocast(),
-                            on_step=on_step)
+                            text_noise=options.pretrain_text_noise,
+                            image_noise=options.pretrain_image_noise, on_step=on_step)
     t_train = time.perf_counter() - t0 - t_data
     from vladv_plugins.clip import ClipBackbone
 

@@ -35,7 +35,7 @@ from vladv.errors import DatasetError
 from vladv.options import options_to_dict
 
 NAME = "synthetic-aerial"
-GENERATOR_VERSION = 4  # world v2; bump when images or captions change, so caches are rebuilt
+GENERATOR_VERSION = 5  # world v2; bump when images or captions change, so caches are rebuilt
 SPLITS = {"train": 1, "test": 2}
 _ATTR_STREAM, _RENDER_STREAM, _DOMAIN_STREAM, _MISMATCH_STREAM = 0, 1, 2, 3
 SCENE_TYPES = tuple(s.key for s in SCENES)

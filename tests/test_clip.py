@@ -158,6 +158,30 @@ def test_training_lowers_loss(ctx):
     assert len(losses) == 12 and sum(losses[-3:]) / 3 < losses[0] - 0.5
 
 
+def test_pretraining_noise_keeps_special_tokens_and_is_seeded(ctx):
+    tok = clip_pretrain.get_tokenizer(clip_pretrain.DEFAULT_MODEL)
+    tokens = tok(["a red house.", "three large planes near the runway."])
+    mask = clip_pretrain._content_mask(tokens)
+    n = (tokens != 0).sum(1)
+    assert mask.sum(1).tolist() == (n - 2).tolist()  # every word token, not start/end/padding
+    assert not mask[:, 0].any() and not mask[0, n[0] - 1] and not mask[1, n[1] - 1]
+
+    data = load_synthetic(SyntheticOptions(train_size=8, test_size=4), ctx, "train")
+    backbone = ClipBackbone(create_open_clip(clip_pretrain.DEFAULT_MODEL), tok)
+    tokens = backbone.tokenize(data.captions).view(8, 5, -1)
+
+    def losses(text_noise: float, image_noise: float) -> list[float]:
+        torch.manual_seed(0)
+        model = create_open_clip(clip_pretrain.DEFAULT_MODEL)
+        return clip_pretrain.train_clip(model, backbone.preprocess, data.images, tokens, steps=3,
+                                        batch_size=8, lr=2e-3, seed=0, text_noise=text_noise,
+                                        image_noise=image_noise)
+
+    clean = losses(0.0, 0.0)
+    assert losses(0.5, 0.0) == losses(0.5, 0.0) != clean  # seeded, and it changes the captions
+    assert losses(0.0, 0.1) == losses(0.0, 0.1) != clean  # seeded, and it changes the pixels
+
+
 def test_plugin_registration():
     from vladv_plugins import clip
 

@@ -44,7 +44,11 @@ GROUND_CLAUSES = {"green": ("with green grass", "in summer"), "dry": ("with dry 
 
 @dataclass(frozen=True)
 class CaptionStyle:
-    """How often a caption states each optional attribute (the scene and objects always)."""
+    """How often a caption states each optional attribute (the scene and objects always).
+
+    ``detailed``: the share of captions that state every attribute (a careful annotator's long
+    caption); the others state each attribute with its own probability.
+    """
 
     count: float = 0.9
     color: float = 0.95
@@ -53,9 +57,11 @@ class CaptionStyle:
     layout: float = 0.8
     trees: float = 0.7
     ground: float = 0.7
+    detailed: float = 0.0
 
 
-HUMAN = CaptionStyle()
+HUMAN = CaptionStyle(detailed=0.7)
+DETAILED = CaptionStyle(count=1.0, color=1.0, size=1.0, position=1.0, layout=1.0, trees=1.0, ground=1.0)
 MACHINE = CaptionStyle(count=0.95, color=0.95, size=0.9, position=0.9, layout=0.9, trees=0.9,
                        ground=0.9)
 
@@ -147,6 +153,8 @@ def _join(extras: list[str]) -> str:
 
 def human_caption(s: Scene, frame: int, rng: np.random.Generator, style: CaptionStyle = HUMAN) -> str:
     """One human-style caption of ``s`` in sentence frame ``frame`` (0..N_FRAMES-1)."""
+    if style.detailed and rng.random() < style.detailed:
+        style = DETAILED
     scene, pos, extras = _facts(s, rng, style)
     objs = object_phrase(s, rng, style)
     plural = s.count != 1
