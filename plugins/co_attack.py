@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 
 import vladv
+from vladv.kit.gradient import projected_gradient
 from vladv.options import MAX_STEPS, option
 from vladv.types import Attack, AttackOutput, AttackSpec, Context, PairBatch, ThreatModel
-from vladv_plugins.pgd import projected_gradient
 
 __all__ = ["CoAttack", "CoAttackOptions", "co_attack_loss", "vladv_attacks"]
 

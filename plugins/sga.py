@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 
 import vladv
+from vladv.kit.gradient import (View, caption_set_loss, caption_sums, draw_random,
+                                projected_gradient)
 from vladv.options import MAX_STEPS, option
 from vladv.types import Attack, AttackOutput, AttackSpec, Context, PairBatch, ThreatModel
-from vladv_plugins.pgd import (View, caption_set_loss, caption_sums, draw_random,
-                               projected_gradient)
 
 __all__ = ["SGA", "SGAOptions", "bicubic_resize", "scale_views", "vladv_attacks"]
 
