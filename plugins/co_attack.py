@@ -100,7 +100,8 @@ class CoAttack(Attack):
     def search(self) -> Any:
         """The word-substitution search, built on first use (factories stay cheap)."""
         if self._search is None:
-            from vladv_plugins.bert_attack import WordSubstitutionSearch, get_mlm
+            from vladv.kit.mlm import get_mlm
+            from vladv.kit.words import WordSubstitutionSearch
 
             o = self.options
             with torch.enable_grad():  # a first use may train the embedded MLM
@@ -115,7 +116,7 @@ class CoAttack(Attack):
         txt2img = batch.txt2img.to(images.device)
         adv_texts = texts
         if o.max_words > 0:
-            from vladv_plugins.bert_attack import kl_score
+            from vladv.kit.words import kl_score
 
             with self.ctx.autocast():
                 clean_txt = batch.clean_text_embeddings(backbone)
@@ -135,7 +136,7 @@ class CoAttack(Attack):
 
 def _prepare(options, ctx: Context, force: bool = False) -> None:
     """``vladv pretrain``: build (or load) the masked LM ahead of the first attack."""
-    from vladv_plugins.mlm import ensure_mlm
+    from vladv.kit.mlm import ensure_mlm
 
     if options.max_words > 0:
         ensure_mlm(options.mlm, ctx, force)

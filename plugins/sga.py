@@ -119,11 +119,12 @@ class SGA(Attack):
     def threat_model(self) -> ThreatModel:
         return ThreatModel("multimodal", "linf", self.options.eps, self.options.max_words)
 
-    # -- text side (vladv_plugins.bert_attack) --------------------------------------------------
+    # -- text side (vladv.kit.words) --------------------------------------------------------------
     def _build_search(self) -> None:
         """Load the MLM and the word-substitution search on first use (factories stay cheap)."""
         if self._search is None:
-            from vladv_plugins.bert_attack import WordSubstitutionSearch, get_mlm
+            from vladv.kit.mlm import get_mlm
+            from vladv.kit.words import WordSubstitutionSearch
 
             o = self.options
             with torch.enable_grad():  # a first use may train the embedded MLM
@@ -144,7 +145,7 @@ class SGA(Attack):
     def _text_attack(self, backbone, texts: list[str], guidance: torch.Tensor) -> list[str]:
         if self.options.max_words == 0:
             return list(texts)
-        from vladv_plugins.bert_attack import image_guided_score
+        from vladv.kit.words import image_guided_score
 
         # the score embeds candidates under no_grad and ctx.autocast itself
         return self.search.run(list(texts), image_guided_score(backbone, guidance, self.ctx))
@@ -189,7 +190,7 @@ class SGA(Attack):
 
 def _prepare(options, ctx: Context, force: bool = False) -> None:
     """``vladv pretrain``: build (or load) the masked LM ahead of the first attack."""
-    from vladv_plugins.mlm import ensure_mlm
+    from vladv.kit.mlm import ensure_mlm
 
     if options.max_words > 0:
         ensure_mlm(options.mlm, ctx, force)
