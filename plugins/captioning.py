@@ -29,6 +29,7 @@ import vladv
 from vladv.cache import config_hash, file_sha256
 from vladv.console import get_console, make_progress
 from vladv.errors import VladvError
+from vladv.kit.pools import PoolAugmenter, dedupe_captions, image_seed
 from vladv.options import option
 from vladv.types import Context, ImageTextDataset, iter_chunks
 from vladv_plugins.captioning_model import (
@@ -38,7 +39,6 @@ from vladv_plugins.captioning_model import (
     save_captioner,
     train_captioner,
 )
-from vladv.pools import PoolAugmenter, dedupe_captions, image_seed
 
 __all__ = ["EMBEDDED_CAPTIONER", "MAX_ROUNDS", "CaptionAugmenter", "CaptionOptions", "Captioner",
            "HFCaptioner", "TinyCaptionerRunner", "caption_quality", "captioner_config", "captioner_path",
@@ -296,7 +296,7 @@ def caption_quality(pools: list[list[str]], dataset: ImageTextDataset, backbone:
     captions whose own image is the backbone's top match among all images, for the pool and for
     the ground truth captions.
     """
-    from vladv.pools import caption_key
+    from vladv.kit.pools import caption_key
 
     texts = [(i, t) for i, pool in enumerate(pools) for t in pool]
     out: dict[str, float] = {"images": len(pools), "captions": len(texts),

@@ -22,9 +22,9 @@ from typing import Any
 
 import vladv
 from vladv.console import track
+from vladv.kit.pools import PoolAugmenter, image_seed
 from vladv.kit.text import STOP_WORDS, load_wordnet
 from vladv.options import option
-from vladv.pools import PoolAugmenter, image_seed
 from vladv.types import Context, ImageTextDataset
 
 # Kept for code written before the kit (tests); new code calls vladv.kit.text.locate_wordnet.

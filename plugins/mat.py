@@ -26,11 +26,11 @@ import vladv
 from vladv.backbone import Backbone
 from vladv.kit.gradient import projected_gradient
 from vladv.kit.mlm import get_mlm
+from vladv.kit.pools import build_text_pool
+from vladv.kit.training import (PairSampler, TrainBatch, TrainingOptions, contrastive_loss,
+                                step_generator, train)
 from vladv.kit.words import WordSubstitutionSearch, image_guided_score
 from vladv.options import MAX_STEPS, option
-from vladv.pools import build_text_pool
-from vladv.training import (PairSampler, TrainBatch, TrainingOptions, contrastive_loss,
-                            step_generator, train)
 from vladv.types import Augmenter, Defense, DefenseSpec, ImageTextDataset
 
 

@@ -17,8 +17,8 @@ import vladv
 from vladv.backbone import Backbone
 from vladv.errors import OptionError
 from vladv.kit.gradient import projected_gradient
+from vladv.kit.training import PairSampler, TrainBatch, TrainingOptions, step_generator, train
 from vladv.options import MAX_STEPS, option
-from vladv.training import PairSampler, TrainBatch, TrainingOptions, step_generator, train
 from vladv.types import Augmenter, Defense, DefenseSpec, ImageTextDataset
 
 

@@ -38,10 +38,10 @@ import torch.nn.functional as F
 import vladv
 from vladv.errors import VladvError
 from vladv.kit.mlm import EMBEDDED_MLM, ensure_mlm, get_mlm
+from vladv.kit.pools import PoolAugmenter, image_seed
 from vladv.kit.text import STOP_WORDS, load_wordnet
 from vladv.kit.words import FILTER_WORDS, WORD_PATTERN, TextScore
 from vladv.options import option
-from vladv.pools import PoolAugmenter, image_seed
 from vladv.types import (
     Attack,
     AttackOutput,
