@@ -167,3 +167,57 @@ def test_kit_package_exports_and_the_guide():
             assert f"{name}" in text, f"docs/kit.md does not mention {name}"
     for name in vladv.kit.MODULES:
         assert f"vladv.kit.{name}" in text, f"docs/kit.md does not cover vladv.kit.{name}"
+
+
+# ----------------------------------------------------------------------------------------------
+# docs/kit.md's two example attacks, as printed, run against the tiny world
+# ----------------------------------------------------------------------------------------------
+def _kit_md_plugin(marker: str, monkeypatch) -> dict:
+    """The docs/kit.md code block containing ``marker``, run as a module (as a plugin file is)."""
+    import re
+    import sys
+    import types
+
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "kit.md").read_text(), re.S)
+    [code] = [b for b in blocks if marker in b]
+    module = types.ModuleType(f"kit_md_{marker.split()[-1].lower()}")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(compile(code, f"docs/kit.md ({marker})", "exec"), module.__dict__)  # noqa: S102
+    return module.__dict__
+
+
+def _tiny_batch():
+    from vladv.data import pair_loader
+    from vladv.testing import TinyBackbone, tiny_dataset
+
+    return TinyBackbone().eval(), next(iter(pair_loader(tiny_dataset(3, captions_per_image=2), 3)))
+
+
+def test_kit_md_image_attack_example_runs(monkeypatch):
+    import torch
+
+    import vladv
+
+    ns = _kit_md_plugin("class Drift", monkeypatch)
+    backbone, batch = _tiny_batch()
+    [spec] = list(ns["vladv_attacks"]())
+    attack = spec.factory(ns["DriftOptions"](eps=0.5, steps=3), vladv.Context())
+    out = attack.perturb(backbone, batch, torch.Generator().manual_seed(0))
+    delta = (out.images - batch.images).flatten(1).norm(dim=1)
+    assert float(delta.max()) <= 0.5 + 1e-5 and float(delta.max()) > 0
+    assert out.texts == list(batch.texts)
+
+
+def test_kit_md_text_attack_example_runs(tiny_mlm, monkeypatch):
+    import torch
+
+    import vladv
+
+    ns = _kit_md_plugin("class Swap", monkeypatch)
+    backbone, batch = _tiny_batch()
+    [spec] = list(ns["vladv_attacks"]())
+    attack = spec.factory(ns["SwapOptions"](mlm=tiny_mlm, max_words=1), vladv.Context())
+    out = attack.perturb(backbone, batch, torch.Generator().manual_seed(0))
+    assert len(out.texts) == len(batch.texts) and torch.equal(out.images, batch.images)
+    for clean, adv in zip(batch.texts, out.texts, strict=True):
+        assert sum(a != b for a, b in zip(clean.split(), adv.split(), strict=True)) <= 1
