@@ -63,6 +63,12 @@ def _imported_plugin_modules(path: Path, root: Path = PLUGINS) -> list[tuple[int
                 found.append((node.lineno, parts[1]))
             else:  # from vladv_plugins import x, y
                 found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.Call) and node.args:  # importlib.import_module("vladv_plugins.x")
+            name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+            arg = node.args[0]
+            if (name in ("import_module", "__import__") and isinstance(arg, ast.Constant)
+                    and isinstance(arg.value, str) and arg.value.startswith(f"{PACKAGE}.")):
+                found.append((node.lineno, arg.value.split(".")[1]))
     return found
 
 
@@ -101,10 +107,11 @@ def test_the_import_check_sees_every_import_form(tmp_path):
     (fake / "mod.py").write_text(
         "import vladv_plugins.pgd\nfrom vladv_plugins.mlm import get_mlm\n"
         "from vladv_plugins import eda, sga\nfrom . import hf\nfrom .aerial.world import X\n"
-        "import vladv.kit\ndef f():\n    from vladv_plugins.clip import ClipBackbone\n")
+        "import vladv.kit\ndef f():\n    from vladv_plugins.clip import ClipBackbone\n"
+        "    importlib.import_module('vladv_plugins.karpathy')\n")
     (fake / "sub" / "inner.py").write_text("from .. import clip\nfrom . import other\n")
     assert [t for _, t in _imported_plugin_modules(fake / "mod.py", fake)] == [
-        "pgd", "mlm", "eda", "sga", "hf", "aerial", "clip"]
+        "pgd", "mlm", "eda", "sga", "hf", "aerial", "clip", "karpathy"]
     assert [t for _, t in _imported_plugin_modules(fake / "sub" / "inner.py", fake)] == [
         "clip", "sub"]
 
