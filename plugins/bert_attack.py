@@ -13,12 +13,14 @@ from typing import Any, Literal
 import torch
 
 import vladv
-from vladv.kit.mlm import EMBEDDED_MLM, ensure_mlm, get_mlm
-from vladv.kit.words import TextScore, WordSubstitutionSearch, image_guided_score, kl_score
+from vladv.kit.mlm import EMBEDDED_MLM, ensure_mlm
+from vladv.kit.words import (TextScore, WordSubstitutionSearch, image_guided_score, kl_score,
+                             load_search)
 from vladv.options import option
 from vladv.types import Attack, AttackOutput, Context, PairBatch, ThreatModel
 
 # Re-exported for code written before the kit (tests, older scripts); new code imports vladv.kit.
+from vladv.kit.mlm import get_mlm  # noqa: F401, E402
 from vladv.kit.words import FILTER_WORDS, ImageGuidedScore, KLScore  # noqa: F401, E402
 
 __all__ = ["BertAttack", "BertAttackOptions", "vladv_attacks"]
@@ -58,8 +60,8 @@ class BertAttack(Attack):
     def search(self) -> WordSubstitutionSearch:
         if self._search is None:
             o = self.options
-            self._search = WordSubstitutionSearch(
-                get_mlm(o.mlm, self.ctx), k=o.k, max_words=o.max_words,
+            self._search = load_search(
+                o.mlm, self.ctx, k=o.k, max_words=o.max_words,
                 reference_compat=o.reference_compat, max_length=o.max_length,
                 max_rounds=o.max_rounds)
         return self._search

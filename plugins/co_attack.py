@@ -100,14 +100,11 @@ class CoAttack(Attack):
     def search(self) -> Any:
         """The word-substitution search, built on first use (factories stay cheap)."""
         if self._search is None:
-            from vladv.kit.mlm import get_mlm
-            from vladv.kit.words import WordSubstitutionSearch
+            from vladv.kit.words import load_search
 
             o = self.options
-            with torch.enable_grad():  # a first use may train the embedded MLM
-                mlm = get_mlm(o.mlm, self.ctx)
-            self._search = WordSubstitutionSearch(mlm, k=o.k, max_words=o.max_words,
-                                                  reference_compat=o.reference_compat)
+            self._search = load_search(o.mlm, self.ctx, k=o.k, max_words=o.max_words,
+                                       reference_compat=o.reference_compat)
         return self._search
 
     def perturb(self, backbone, batch: PairBatch, generator: torch.Generator) -> AttackOutput:

@@ -123,14 +123,12 @@ class SGA(Attack):
     def _build_search(self) -> None:
         """Load the MLM and the word-substitution search on first use (factories stay cheap)."""
         if self._search is None:
-            from vladv.kit.mlm import get_mlm
-            from vladv.kit.words import WordSubstitutionSearch
+            from vladv.kit.words import load_search
 
             o = self.options
-            with torch.enable_grad():  # a first use may train the embedded MLM
-                self._mlm = get_mlm(o.mlm, self.ctx)
-            self._search = WordSubstitutionSearch(self._mlm, k=o.k, max_words=o.max_words,
-                                                  reference_compat=o.reference_compat)
+            self._search = load_search(o.mlm, self.ctx, k=o.k, max_words=o.max_words,
+                                       reference_compat=o.reference_compat)
+            self._mlm = self._search.mlm
 
     @property
     def search(self) -> Any:

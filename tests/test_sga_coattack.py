@@ -70,14 +70,14 @@ class FakeSearch:
 
 @pytest.fixture
 def fake_text(monkeypatch):
-    from vladv.kit import mlm, words
+    from vladv.kit import words
 
     def get_mlm(name, ctx):  # a first use may *train* the embedded MLM: grad must be on
         assert torch.is_grad_enabled()
         return types.SimpleNamespace(name=name)
 
     monkeypatch.setattr(words, "WordSubstitutionSearch", FakeSearch)
-    monkeypatch.setattr(mlm, "get_mlm", get_mlm)
+    monkeypatch.setattr(words, "get_mlm", get_mlm)
     monkeypatch.setattr(words, "image_guided_score",
                         lambda backbone, guidance, ctx=None: ("image", guidance.clone()))
     monkeypatch.setattr(words, "kl_score", lambda backbone, emb, ctx=None: ("kl", emb.clone()))

@@ -9,7 +9,7 @@ on each engine, is docs/kit.md.
   :func:`random_delta`, :func:`draw_random` and SGA's set-level objective
   (:func:`caption_sums`, :func:`caption_set_loss`);
 - :mod:`vladv.kit.words` — the word-substitution search (:class:`WordSubstitutionSearch`,
-  BERT-Attack) and its scores (:class:`TextScore`, :func:`image_guided_score`, :func:`kl_score`),
+  BERT-Attack; :func:`load_search` builds one over a masked LM by name) and its scores (:class:`TextScore`, :func:`image_guided_score`, :func:`kl_score`),
   :data:`FILTER_WORDS`, :data:`WORD_PATTERN`;
 - :mod:`vladv.kit.mlm` — masked language models: :func:`get_mlm` / :func:`ensure_mlm`,
   :class:`MaskedLM` (batched, cached top-k), the embedded ``vladv-tiny-mlm``;
@@ -48,6 +48,7 @@ from vladv.kit.words import (
     WordSubstitutionSearch,
     image_guided_score,
     kl_score,
+    load_search,
 )
 
 __all__ = [
@@ -55,7 +56,7 @@ __all__ = [
     "KLScore", "MLMTopK", "MaskedLM", "PairSampler", "PoolAugmenter", "TextScore", "TrainBatch",
     "TrainingOptions", "View", "WordSubstitutionSearch", "build_text_pool", "caption_set_loss",
     "caption_sums", "contrastive_loss", "draw_random", "ensure_mlm", "get_mlm", "hub_offline",
-    "image_guided_score", "image_seed", "kl_score", "load_wordnet", "project",
+    "image_guided_score", "image_seed", "kl_score", "load_search", "load_wordnet", "project",
     "projected_gradient", "quiet_transformers", "random_delta", "step_generator", "train",
 ]
 

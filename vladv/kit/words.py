@@ -35,11 +35,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from vladv.kit.mlm import MaskedLM, MLMTopK
+from vladv.kit.mlm import MaskedLM, MLMTopK, get_mlm
 from vladv.types import Context
 
 __all__ = ["FILTER_WORDS", "WORD_PATTERN", "ImageGuidedScore", "KLScore", "Score", "TextScore",
-           "WordSubstitutionSearch", "image_guided_score", "kl_score"]
+           "WordSubstitutionSearch", "image_guided_score", "kl_score", "load_search"]
 
 Score = Callable[[list[str], torch.Tensor], torch.Tensor]
 """``score(candidates, owner) -> values``: higher is better for the attacker; ``owner[i]`` is the
@@ -334,3 +334,17 @@ class WordSubstitutionSearch:
             raise ValueError("early_stop needs a score that returns (values, succeeded)")
         values = values.detach().float().cpu().reshape(-1)
         return values, (ok.detach().cpu().reshape(-1).bool() if ok is not None else None)
+
+
+def load_search(mlm: str, ctx: Context, **settings: Any) -> WordSubstitutionSearch:
+    """A :class:`WordSubstitutionSearch` over the masked LM ``mlm`` with ``settings`` (``k``,
+    ``max_words``, ``reference_compat``, ...): the setup every attack of the search shares.
+
+    ``mlm`` is any :func:`~vladv.kit.mlm.get_mlm` name (the embedded ``vladv-tiny-mlm``, a
+    folder, a hub name). It loads with gradients enabled: a first use may train the embedded
+    MLM, also from inside an attack's ``no_grad``. Build the search on first use, not in the
+    attack's factory (factories stay cheap).
+    """
+    with torch.enable_grad():
+        model = get_mlm(mlm, ctx)
+    return WordSubstitutionSearch(model, **settings)
