@@ -292,9 +292,9 @@ def caption_quality(pools: list[list[str]], dataset: ImageTextDataset, backbone:
     ``distinct_global``: distinct captions / all captions over the whole dataset (low = generic
     captions); ``p1`` / ``p2``: clipped unigram / bigram precision against the image's ground truth
     (BLEU's modified precision); ``color_acc`` (datasets with ``scenes`` and ``color_words``, i.e.
-    synthetic-aerial): share of captions that name the true object color and no other color; ``ir_r1`` / ``ir_r1_gt`` (with a ``backbone``): share of
-    captions whose own image is the backbone's top match among all images, for the pool and for
-    the ground truth captions.
+    synthetic-aerial): share of captions that name the true object color and no other color;
+    ``ir_r1`` / ``ir_r1_gt`` (with a ``backbone``): share of captions whose own image is the
+    backbone's top match among all images, for the pool and for the ground truth captions.
     """
     from vladv.kit.pools import caption_key
 

@@ -246,8 +246,6 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-
-
 def clip_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
     """CLIP's symmetric InfoNCE on L2-normalized embeddings."""
     logits = logit_scale.exp().clamp(max=100.0) * img @ txt.T
