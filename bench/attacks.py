@@ -76,10 +76,8 @@ def _sync_for(device: torch.device) -> Callable[[], None]:
 
 def _mlm_meter(sync: Callable[[], None]) -> Meter:
     meter = Meter()
-    try:
-        from vladv_plugins import mlm
-    except ImportError:
-        return meter
+    from vladv.kit import mlm
+
     mlm.MaskedLM._forward = meter.wrap(mlm.MaskedLM._forward, sync)
     return meter
 
@@ -128,11 +126,9 @@ def image_floor(name: str, attack, backbone, images, ctx, sync) -> float:
 # ----------------------------------------------------------------------------------------------
 def _clear_mlm_caches() -> None:
     """Forget cached clean MLM predictions, so a repeat costs what a first run costs."""
-    try:
-        from vladv_plugins import mlm
-    except ImportError:
-        return
-    for model in getattr(mlm, "_LOADED", {}).values():
+    from vladv.kit import mlm
+
+    for model in mlm._LOADED.values():
         model.clear_cache()
 
 
@@ -199,7 +195,7 @@ def bench_torchattacks(backbone, batches, ctx, sync, eps: float, step: float, st
         import torchattacks
     except ImportError:
         return "torchattacks is not installed (pip install -c constraints.txt torchattacks)"
-    from vladv_plugins.pgd import projected_gradient
+    from vladv.kit.gradient import projected_gradient
 
     diffs, t_vladv, t_ta = [], 0.0, 0.0
     for batch in batches:

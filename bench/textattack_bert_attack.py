@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from vladv_plugins.bert_attack import WordSubstitutionSearch
-    from vladv_plugins.mlm import get_mlm
+    from vladv.kit.mlm import get_mlm
+    from vladv.kit.words import WordSubstitutionSearch
     from vladv_plugins.textattack_plugin import (
         RetrievalScore,
         TextAttackAttack,

@@ -1,336 +1,29 @@
 """Attack plugin ``bert-attack``: BERT-Attack word substitution against a dual encoder.
 
-:class:`WordSubstitutionSearch` is the text machinery SGA and Co-Attack share
-(docs/algorithms.md#bert-attack-word-substitution):
-rank words by importance, take candidates from a masked LM, and greedily substitute up to
-``max_words`` words, batched across *all* captions: one scoring call for the importance of every
-word of every caption, then one call per round (each caption still under budget tries its next
-most important word), so the number of text-encoder forwards does not grow with the batch.
-
-Deliberate differences from the reference code (Zoky-2020/SGA, Co-Attack ``bert_attack.py``):
-
-* MLM candidates for a word come from its *own* sub-token positions; the reference reads the
-  previous position (``[CLS]`` for the first word). ``reference_compat=True`` reproduces that
-  off-by-one, the 30-token MLM truncation, the 0.3 logit threshold and KL word importance.
-* Word importance is the attack objective itself evaluated on the sentence with the word replaced
-  by ``[UNK]`` (image similarity for SGA); the reference uses the KL between text embeddings even
-  in SGA. Only words that can be substituted (non-filter, with candidates) are scored.
-* Multi-sub-token candidates (top-4 per piece, ≤12 pieces, first 24 combinations) are ranked by
-  their perplexity under the clean sentence's MLM logits, not by an extra MLM forward on the
-  combination alone.
-* Leading/trailing punctuation and a capital initial stay in place (``"River."`` → ``"Lake."``);
-  candidates must be single alphanumeric words, so one substitution is one changed word.
-* The walk over words stops after ``max_rounds`` scoring rounds (0: no limit, as the reference).
+Built on the kit's word-substitution search (:class:`vladv.kit.words.WordSubstitutionSearch`,
+docs/kit.md; docs/algorithms.md#bert-attack-word-substitution, where the deliberate differences
+from the reference code are listed) with the image-guided (SGA's) or KL (Co-Attack's) objective.
 """
 
 from __future__ import annotations
 
-import contextlib
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 
 import vladv
+from vladv.kit.mlm import EMBEDDED_MLM, ensure_mlm
+from vladv.kit.words import (TextScore, WordSubstitutionSearch, image_guided_score, kl_score,
+                             load_search)
 from vladv.options import option
 from vladv.types import Attack, AttackOutput, Context, PairBatch, ThreatModel
-from vladv_plugins.mlm import EMBEDDED_MLM, MaskedLM, MLMTopK, ensure_mlm, get_mlm
 
-__all__ = ["FILTER_WORDS", "BertAttack", "BertAttackOptions", "ImageGuidedScore", "KLScore",
-           "TextScore", "WordSubstitutionSearch", "get_mlm", "image_guided_score", "kl_score"]
+# Re-exported for code written before the kit (tests, older scripts); new code imports vladv.kit.
+from vladv.kit.mlm import get_mlm  # noqa: F401, E402
+from vladv.kit.words import FILTER_WORDS, ImageGuidedScore, KLScore  # noqa: F401, E402
 
-Score = Callable[[list[str], torch.Tensor], torch.Tensor]
-
-# Words never substituted nor used as substitutes: English function words and punctuation.
-FILTER_WORDS: frozenset[str] = frozenset("""
-a an the this that these those some any each every either neither no none all both half few
-many much more most less least several such what which whose whichever whatever
-i me my mine myself we us our ours ourselves you your yours yourself yourselves he him his
-himself she her hers herself it its itself they them their theirs themselves one ones oneself
-who whom whoever someone somebody something anyone anybody anything everyone everybody
-everything nobody noone nothing somewhere anywhere everywhere nowhere elsewhere
-about above across after against along alongside amid amidst among amongst around as at
-before behind below beneath beside besides between beyond by despite down during except for
-from in inside into like near nearby of off on onto opposite out outside over past per since
-than through throughout thru till to toward towards under underneath unlike until unto up upon
-via with within without
-and but or nor so yet if unless because although though while whereas whether once lest
-whenever wherever however therefore thus hence moreover furthermore meanwhile otherwise
-nevertheless nonetheless instead indeed also too either else
-am is are was were be been being have has had having do does did doing done can could may
-might must shall should will would ought need dare
-isn isn't aren aren't wasn wasn't weren weren't hasn hasn't haven haven't hadn hadn't doesn
-doesn't don don't didn didn't won won't wouldn wouldn't shan shan't shouldn shouldn't can't
-cannot couldn couldn't mightn mightn't mustn mustn't needn needn't ain it's that's there's
-here there where when why how then now again already always never ever often sometimes soon
-still just only even very quite rather almost enough really perhaps maybe not yes
-s t d ll m o re ve y b
-'s n't
-. , ; : ! ? ' " ` - -- — – / \\ | ( ) [ ] { } < > @ # $ % ^ & * + = ~ _ · … ～
-""".split())
-
-_AFFIX = re.compile(r"^(\W*)(.*?)(\W*)$", re.S)
-_WORD = re.compile(r"^[^\W_]+(?:['-][^\W_]+)*$")
-
-
-def _noop() -> contextlib.AbstractContextManager:
-    return contextlib.nullcontext()
-
-
-# ----------------------------------------------------------------------------------------------
-# Objectives (higher = better for the attacker)
-# ----------------------------------------------------------------------------------------------
-class TextScore:
-    """Scores candidate captions with a backbone's text tower (no grad, autocast, chunked)."""
-
-    def __init__(self, backbone: Any, ctx: Context | None = None, chunk_size: int = 1024):
-        self.backbone = backbone
-        self.ctx = ctx
-        self.chunk_size = chunk_size
-
-    @torch.no_grad()
-    def embed(self, texts: list[str]) -> torch.Tensor:
-        autocast = self.ctx.autocast if self.ctx is not None else _noop
-        out = []
-        for start in range(0, len(texts), self.chunk_size):
-            with autocast():
-                out.append(self.backbone.encode_text(texts[start:start + self.chunk_size]).float())
-        return torch.cat(out)
-
-    def __call__(self, candidates: list[str], owner: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-
-class ImageGuidedScore(TextScore):
-    """SGA: ``-cos(f_T(candidate), guidance[owner])`` (guidance rows are normalized)."""
-
-    def __init__(self, backbone: Any, guidance: torch.Tensor, ctx: Context | None = None):
-        super().__init__(backbone, ctx)
-        self.guidance = F.normalize(guidance.detach().float(), dim=-1)
-
-    def __call__(self, candidates: list[str], owner: torch.Tensor) -> torch.Tensor:
-        emb = self.embed(candidates)
-        guide = self.guidance.to(emb.device)[owner.to(emb.device)]
-        return -(emb * guide).sum(-1)
-
-
-class KLScore(TextScore):
-    """Co-Attack: ``KL(softmax(e_clean[owner]) ‖ softmax(e_candidate))``, embeddings as logits."""
-
-    def __init__(self, backbone: Any, clean_text_emb: torch.Tensor, ctx: Context | None = None):
-        super().__init__(backbone, ctx)
-        self.clean = clean_text_emb.detach().float()
-
-    def __call__(self, candidates: list[str], owner: torch.Tensor) -> torch.Tensor:
-        emb = self.embed(candidates)
-        target = self.clean.to(emb.device)[owner.to(emb.device)].softmax(-1)
-        return F.kl_div(emb.log_softmax(-1), target, reduction="none").sum(-1)
-
-
-def image_guided_score(backbone: Any, guidance: torch.Tensor,
-                       ctx: Context | None = None) -> ImageGuidedScore:
-    """Score = −cos(f_T(candidate), guidance[owner]); ``guidance`` (T, D), one row per caption."""
-    return ImageGuidedScore(backbone, guidance, ctx)
-
-
-def kl_score(backbone: Any, clean_text_emb: torch.Tensor, ctx: Context | None = None) -> KLScore:
-    """Score = KL(softmax(e_orig[owner]) ‖ softmax(e_cand)) (Co-Attack's unimodal objective)."""
-    return KLScore(backbone, clean_text_emb, ctx)
-
-
-# ----------------------------------------------------------------------------------------------
-# The search
-# ----------------------------------------------------------------------------------------------
-@dataclass
-class _Slot:
-    """A substitutable word: its index, punctuation around it and candidate replacements."""
-
-    index: int
-    prefix: str
-    suffix: str
-    candidates: list[str]
-
-
-class WordSubstitutionSearch:
-    """Greedy BERT-Attack word substitution over a batch of captions.
-
-    ``run(texts, score)`` changes at most ``max_words`` space-separated words per caption, each a
-    substitution by an MLM candidate that strictly raises ``score``. ``last_stats`` reports the
-    scoring calls of the latest run.
-    """
-
-    def __init__(self, mlm: MaskedLM, *, k: int = 10, max_words: int = 1,
-                 reference_compat: bool = False, max_length: int = 77, max_rounds: int = 5,
-                 threshold: float | None = None, bpe_pieces: int = 12, bpe_topk: int = 4,
-                 bpe_combos: int = 24, filter_words: frozenset[str] = FILTER_WORDS):
-        if k < 1 or max_words < 0 or max_rounds < 0:
-            raise ValueError("k must be ≥ 1, max_words and max_rounds ≥ 0")
-        self.mlm = mlm
-        self.k, self.max_words, self.max_rounds = k, max_words, max_rounds
-        self.reference_compat = reference_compat
-        self.max_length = min(max_length, 30) if reference_compat else max_length
-        self.threshold = (0.3 if reference_compat else 0.0) if threshold is None else threshold
-        self.bpe_pieces, self.bpe_topk, self.bpe_combos = bpe_pieces, bpe_topk, bpe_combos
-        self.filter_words = filter_words
-        tok = mlm.tokenizer
-        self._special = set(tok.all_special_tokens)
-        self.last_stats: dict[str, int] = {"score_calls": 0, "rounds": 0, "changed": 0}
-
-    # -- candidates ---------------------------------------------------------------------------
-    def _token_string(self, ids: list[int]) -> str | None:
-        tokens = self.mlm.tokenizer.convert_ids_to_tokens(ids)
-        if any(t in self._special for t in tokens) or tokens[0].startswith("##"):
-            return None
-        return self.mlm.tokenizer.convert_tokens_to_string(tokens).strip()
-
-    def _raw_candidates(self, top: MLMTopK, rows: list[int]) -> list[str]:
-        if len(rows) == 1:
-            out = []
-            for tid, logit in zip(top.ids[rows[0]].tolist(), top.logits[rows[0]].tolist(),
-                                  strict=True):
-                if self.threshold != 0 and logit < self.threshold:
-                    break
-                out.append(self._token_string([tid]))
-            return [s for s in out if s]
-        rows = rows[:self.bpe_pieces]
-        ids = top.ids[rows, :self.bpe_topk]
-        logp = top.logits[rows, :self.bpe_topk] - top.logsumexp[rows].unsqueeze(1)
-        combos: list[tuple[int, ...]] = [()]
-        for _ in range(len(rows)):  # lexicographic product, pruned to the first combinations
-            combos = [c + (j,) for c in combos[:self.bpe_combos] for j in range(ids.shape[1])]
-        combos = combos[:self.bpe_combos]
-        nll = [-sum(float(logp[r, j]) for r, j in enumerate(c)) / len(c) for c in combos]
-        ranked = [c for _, c in sorted(zip(nll, combos, strict=True), key=lambda p: p[0])]
-        out = [self._token_string([int(ids[r, j]) for r, j in enumerate(c)]) for c in ranked]
-        return [s for s in out if s]
-
-    def _slots(self, text: str, top: MLMTopK) -> list[_Slot]:
-        """Substitutable words of ``text`` with their filtered candidates."""
-        slots = []
-        spans = [(s, e) for s, e in top.offsets if e > s]
-        rows_of = {span: p for p, span in enumerate(top.offsets) if span[1] > span[0]}
-        start = 0
-        for index, word in enumerate(text.split(" ")):
-            begin, start = start, start + len(word) + 1
-            m = _AFFIX.match(word)
-            prefix, core, suffix = m.group(1), m.group(2), m.group(3)
-            if (not core or any(ch.isspace() for ch in word) or core.lower() in self.filter_words
-                    or word.lower() in self.filter_words):
-                continue
-            lo, hi = begin + len(prefix), begin + len(prefix) + len(core)
-            inside = [(s, e) for s, e in spans if s >= lo and e <= hi]
-            if not inside or sum(e - s for s, e in inside) != hi - lo:
-                continue  # truncated away, or tokens straddle the word's edges
-            rows = [rows_of[span] for span in inside]
-            if self.reference_compat:
-                rows = [p - 1 for p in rows]
-                if rows[0] < 0:
-                    continue
-            seen, cands = {core.lower()}, []
-            for cand in self._raw_candidates(top, rows):
-                low = cand.lower()
-                if low in seen or "##" in cand or not _WORD.match(cand) or low in self.filter_words:
-                    continue
-                seen.add(low)
-                if core[:1].isupper() and core[1:].islower():
-                    cand = cand[:1].upper() + cand[1:]
-                cands.append(cand)
-            if cands:
-                slots.append(_Slot(index, prefix, suffix, cands))
-        return slots
-
-    # -- search -------------------------------------------------------------------------------
-    def run(self, texts: list[str], score: Score, *, importance: Score | None = None,
-            early_stop: bool = False) -> list[str]:
-        """Adversarial versions of ``texts`` (same order), at most ``max_words`` words changed each.
-
-        ``score(candidates, owner)`` → higher is better for the attacker; ``owner[i]`` is the index
-        in ``texts`` of candidate ``i``. ``importance`` scores the ``[UNK]``-masked sentences
-        (default: ``score``; with ``reference_compat`` and a :class:`TextScore`, the reference's KL
-        between text embeddings). ``early_stop`` applies TextAttack's rules: ``score`` returns
-        ``(values, succeeded)``, captions whose clean text already succeeds are left unchanged
-        and a caption stops at its first successful substitution (one more score call).
-        """
-        texts = list(texts)
-        self.last_stats = {"score_calls": 0, "rounds": 0, "changed": 0}
-        if self.max_words == 0 or not texts:
-            return texts
-        skip: set[int] = set()
-        if early_stop:
-            _, ok = self._call(score, texts, list(range(len(texts))), flags=True)
-            skip = {c for c, s in enumerate(ok.tolist()) if s}
-        tops = self.mlm.topk(texts, self.k, self.max_length)
-        slots = [[] if c in skip else self._slots(t, top)
-                 for c, (t, top) in enumerate(zip(texts, tops, strict=True))]
-        words = [t.split(" ") for t in texts]
-        if importance is None and self.reference_compat and isinstance(score, TextScore):
-            importance = kl_score(score.backbone, score.embed(texts), score.ctx)
-        importance = importance or score
-
-        unk, masked, owner = self.mlm.unk_token, [], []
-        for c, caption_slots in enumerate(slots):
-            for slot in caption_slots:
-                masked.append(" ".join(words[c][:slot.index] + [unk] + words[c][slot.index + 1:]))
-                owner.append(c)
-        if not masked:
-            return texts
-        imp = self._call(importance, masked, owner)[0].tolist()
-        order: list[list[_Slot]] = [[] for _ in texts]
-        pos = 0
-        for c, caption_slots in enumerate(slots):
-            values = imp[pos:pos + len(caption_slots)]
-            pos += len(caption_slots)
-            ranked = sorted(range(len(caption_slots)), key=lambda i: values[i], reverse=True)
-            order[c] = [caption_slots[i] for i in ranked]
-
-        changed = [0] * len(texts)
-        nxt = [0] * len(texts)
-        active = [c for c in range(len(texts)) if order[c]]
-        while active and (self.max_rounds == 0 or self.last_stats["rounds"] < self.max_rounds):
-            sentences = [" ".join(words[c]) for c in active]
-            owner = list(active)
-            tried: list[tuple[int, _Slot, str]] = []
-            for c in active:
-                slot = order[c][nxt[c]]
-                nxt[c] += 1
-                for cand in slot.candidates:
-                    new = list(words[c])
-                    new[slot.index] = slot.prefix + cand + slot.suffix
-                    sentences.append(" ".join(new))
-                    owner.append(c)
-                    tried.append((c, slot, new[slot.index]))
-            values, ok = self._call(score, sentences, owner, flags=early_stop)
-            values = values.tolist()
-            self.last_stats["rounds"] += 1
-            best = {c: (values[i], None, None, i) for i, c in enumerate(active)}
-            for i, ((c, slot, word), value) in enumerate(zip(tried, values[len(active):],
-                                                             strict=True), len(active)):
-                if value > best[c][0]:
-                    best[c] = (value, slot, word, i)
-            for c, (_, slot, word, i) in best.items():
-                if slot is not None:
-                    words[c][slot.index] = word
-                    changed[c] += 1
-                    if early_stop and ok[i]:
-                        skip.add(c)
-            active = [c for c in active if changed[c] < self.max_words and nxt[c] < len(order[c])
-                      and c not in skip]
-        self.last_stats["changed"] = sum(changed)
-        return [" ".join(w) for w in words]
-
-    def _call(self, score: Score, sentences: list[str], owner: list[int], flags: bool = False
-              ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(values, succeeded flags or None); ``flags`` requires a score returning both."""
-        self.last_stats["score_calls"] += 1
-        out: Any = score(sentences, torch.tensor(owner, dtype=torch.long))
-        values, ok = out if isinstance(out, tuple) else (out, None)
-        if flags and ok is None:
-            raise ValueError("early_stop needs a score that returns (values, succeeded)")
-        values = values.detach().float().cpu().reshape(-1)
-        return values, (ok.detach().cpu().reshape(-1).bool() if ok is not None else None)
+__all__ = ["BertAttack", "BertAttackOptions", "vladv_attacks"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -367,8 +60,8 @@ class BertAttack(Attack):
     def search(self) -> WordSubstitutionSearch:
         if self._search is None:
             o = self.options
-            self._search = WordSubstitutionSearch(
-                get_mlm(o.mlm, self.ctx), k=o.k, max_words=o.max_words,
+            self._search = load_search(
+                o.mlm, self.ctx, k=o.k, max_words=o.max_words,
                 reference_compat=o.reference_compat, max_length=o.max_length,
                 max_rounds=o.max_rounds)
         return self._search

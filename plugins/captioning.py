@@ -29,6 +29,7 @@ import vladv
 from vladv.cache import config_hash, file_sha256
 from vladv.console import get_console, make_progress
 from vladv.errors import VladvError
+from vladv.kit.pools import PoolAugmenter, dedupe_captions, image_seed
 from vladv.options import option
 from vladv.types import Context, ImageTextDataset, iter_chunks
 from vladv_plugins.captioning_model import (
@@ -38,13 +39,13 @@ from vladv_plugins.captioning_model import (
     save_captioner,
     train_captioner,
 )
-from vladv.pools import PoolAugmenter, dedupe_captions, image_seed
 
 __all__ = ["EMBEDDED_CAPTIONER", "MAX_ROUNDS", "CaptionAugmenter", "CaptionOptions", "Captioner",
            "HFCaptioner", "TinyCaptionerRunner", "caption_quality", "captioner_config", "captioner_path",
            "get_captioner", "hf_identity", "prepare_captioner", "vladv_augmenters"]
 
 EMBEDDED_CAPTIONER = "vladv-tiny-captioner"
+WORLD_DATASET = "synthetic-aerial"  # the captioner's training data, reached through the registry
 MAX_ROUNDS = 4
 _FORMAT = 1
 _LABEL = "augmenter 'caption'"
@@ -169,21 +170,24 @@ def captioner_config(options: CaptionOptions) -> CaptionerConfig:
     return dataclasses.replace(CaptionerConfig(), steps=options.pretrain_steps)
 
 
-def _train_options(options: CaptionOptions) -> Any:
-    from vladv_plugins.synthetic import SyntheticOptions
+def _world() -> Any:
+    """The synthetic-aerial dataset spec (the embedded captioner's data), from the registry."""
+    return vladv.get_registry().get("dataset", WORLD_DATASET)
 
+
+def _train_options(options: CaptionOptions) -> Any:
+    data_options = _world().options
     n = options.pretrain_images
     domain = options.pretrain_data
-    return (SyntheticOptions(train_domain=domain) if not n else
-            SyntheticOptions(train_size=n, test_size=max(8, n // 4), train_domain=domain))
+    return (data_options(train_domain=domain) if not n else
+            data_options(train_size=n, test_size=max(8, n // 4), train_domain=domain))
 
 
 def captioner_path(options: CaptionOptions, ctx: Context) -> Path:
     from vladv.options import options_to_dict
-    from vladv_plugins.synthetic import GENERATOR_VERSION
 
     key = config_hash({"format": _FORMAT, "config": dataclasses.asdict(captioner_config(options)),
-                       "data": options_to_dict(_train_options(options)), "data_version": GENERATOR_VERSION})
+                       "data": options_to_dict(_train_options(options)), "data_version": _world().version})
     return ctx.cache_dir("models") / f"{EMBEDDED_CAPTIONER}-{key}"
 
 
@@ -194,13 +198,11 @@ def prepare_captioner(options: CaptionOptions, ctx: Context, force: bool = False
     path = captioner_path(options, ctx)
     if (path / "training.json").is_file() and not force:
         return path
-    from vladv_plugins.synthetic import load_synthetic
-
     console = get_console(ctx)
     console.print(f"building the embedded captioner '{EMBEDDED_CAPTIONER}' (first use: "
                   f"{options.pretrain_steps} steps on {options.pretrain_data} synthetic-aerial "
                   f"images; the time grows with the CPU's speed and load) → {path}")
-    data = load_synthetic(_train_options(options), ctx, "train")
+    data = _world().factory(_train_options(options), ctx, "train")
     captions = [[data.captions[t] for t in ids] for ids in data.img2txt]
     model, vocab, stats = train_captioner(data.images, captions, captioner_config(options), ctx)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
@@ -289,12 +291,12 @@ def caption_quality(pools: list[list[str]], dataset: ImageTextDataset, backbone:
     ``fill``: share of images with a non-empty pool; ``per_image``: mean pool size;
     ``distinct_global``: distinct captions / all captions over the whole dataset (low = generic
     captions); ``p1`` / ``p2``: clipped unigram / bigram precision against the image's ground truth
-    (BLEU's modified precision); ``color_acc`` (synthetic-aerial only): share of captions that name
-    the true object color and no other color; ``ir_r1`` / ``ir_r1_gt`` (with a ``backbone``): share of
-    captions whose own image is the backbone's top match among all images, for the pool and for
-    the ground truth captions.
+    (BLEU's modified precision); ``color_acc`` (datasets with ``scenes`` and ``color_words``, i.e.
+    synthetic-aerial): share of captions that name the true object color and no other color;
+    ``ir_r1`` / ``ir_r1_gt`` (with a ``backbone``): share of captions whose own image is the
+    backbone's top match among all images, for the pool and for the ground truth captions.
     """
-    from vladv.pools import caption_key
+    from vladv.kit.pools import caption_key
 
     texts = [(i, t) for i, pool in enumerate(pools) for t in pool]
     out: dict[str, float] = {"images": len(pools), "captions": len(texts),
@@ -313,12 +315,11 @@ def caption_quality(pools: list[list[str]], dataset: ImageTextDataset, backbone:
             total += sum(cand.values())
         out[f"p{n}"] = hit / max(1, total)
     scenes = getattr(dataset, "scenes", None)
-    if scenes is not None and texts:
-        from vladv_plugins.synthetic_world import COLORS
-
+    colors = set(getattr(dataset, "color_words", ()))
+    if scenes is not None and colors and texts:
         def right(i: int, t: str) -> bool:
             words = set(caption_key(t).split())
-            return scenes[i].color in words and not (words & (set(COLORS) - {scenes[i].color}))
+            return scenes[i].color in words and not (words & (colors - {scenes[i].color}))
 
         out["color_acc"] = sum(right(i, t) for i, t in texts) / len(texts)
     if backbone is not None and texts:

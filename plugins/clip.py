@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,12 +17,11 @@ from typing import Any, Literal
 import open_clip
 import torch
 from torch import nn
-from vladv_plugins.mlm import quiet_transformers
+from vladv_plugins.clip_backbone import ClipBackbone
 from vladv_plugins.clip_pretrain import (
     ALIGN_MODEL,
     DEFAULT_MODEL,
     EMBEDDED_MODELS,
-    encode_text,
     TINY_CONFIG,
     evaluate_clip,
     get_tokenizer,
@@ -34,10 +32,10 @@ from vladv_plugins.clip_pretrain import (
 )
 
 import vladv
-from vladv.backbone import Backbone
 from vladv.cache import file_sha256
 from vladv.checkpoints import load_into, load_state_dict
 from vladv.errors import CheckpointError, OptionError, VladvError
+from vladv.kit.hub import quiet_transformers
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -81,64 +79,6 @@ class ClipOptions:
             f"embedded vladv-tiny-mlm)")
 
 
-class TextTower(nn.Module):
-    """The text parameters of an open_clip ``CLIP`` (kept at its top level) under one module."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.transformer = model.transformer
-        self.token_embedding = model.token_embedding
-        self.positional_embedding = model.positional_embedding
-        self.ln_final = model.ln_final
-        if model.text_projection is not None:  # an nn.Linear or an nn.Parameter
-            self.text_projection = model.text_projection
-
-
-class ClipBackbone(Backbone):
-    """An open_clip model behind the vladv :class:`~vladv.backbone.Backbone` contract."""
-
-    name = "clip"
-
-    def __init__(self, model: nn.Module, tokenizer: Any, info: dict[str, Any] | None = None):
-        cfg = open_clip.get_model_preprocess_cfg(model)
-        size = cfg.get("size", 224)
-        size = size if isinstance(size, int) else min(size)
-        super().__init__(size, cfg.get("mean", open_clip.OPENAI_DATASET_MEAN),
-                         cfg.get("std", open_clip.OPENAI_DATASET_STD),
-                         cfg.get("interpolation", "bicubic"))
-        self.model = model
-        self.tokenizer = tokenizer
-        self.info = dict(info or {})
-        self.eval()
-
-    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_image(pixels)
-
-    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
-        return self.tokenizer(list(texts))
-
-    def text_features(self, tokens: torch.Tensor) -> torch.Tensor:
-        return encode_text(self.model, tokens)
-
-    @property
-    def image_tower(self) -> nn.Module:
-        return self.model.visual
-
-    @property
-    def text_tower(self) -> nn.Module:
-        text = getattr(self.model, "text", None)
-        return text if isinstance(text, nn.Module) else TextTower(self.model)
-
-    @property
-    def logit_scale_param(self) -> nn.Parameter:
-        return self.model.logit_scale
-
-    def identity(self) -> dict[str, Any]:
-        return {"name": self.name, **self.info}
-
-    def open_clip_state_dict(self) -> dict[str, torch.Tensor]:
-        """The weights with open_clip's own key names (loadable by plain open_clip)."""
-        return self.model.state_dict()
 
 
 def _first_line(exc: BaseException, limit: int = 240) -> str:

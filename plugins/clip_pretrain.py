@@ -22,22 +22,22 @@ from pathlib import Path
 from typing import Any
 
 import open_clip
-from open_clip.transformer import text_global_pool
 import torch
 import torch.nn.functional as F
 from torch import nn
-from vladv_plugins.mlm import quiet_transformers
-from vladv_plugins.synthetic import GENERATOR_VERSION, SyntheticOptions, load_synthetic
+from vladv_plugins.clip_backbone import ClipBackbone, encode_text
 
 import vladv
 from vladv.backbone import PixelPreprocess
 from vladv.cache import config_hash, file_sha256
 from vladv.errors import OptionError
 from vladv.checkpoints import save_state_dict
+from vladv.kit.hub import quiet_transformers
 from vladv.metrics import retrieval_metrics
 from vladv.options import options_to_dict
 
 DEFAULT_MODEL = "vladv-tiny-aerial"
+WORLD_DATASET = "synthetic-aerial"  # reached through the registry (world_dataset)
 PRETRAIN_VERSION = 2
 TINY_CONFIG: dict[str, Any] = {
     "embed_dim": 128,
@@ -62,6 +62,12 @@ EMBEDDED_MODELS = (DEFAULT_MODEL, ALIGN_MODEL)
 _SPECIAL = 4  # pad, unk, start, end
 
 
+def world_dataset() -> vladv.DatasetSpec:
+    """The synthetic-aerial dataset the embedded models learn, from the plugin registry (its
+    options class, loader, captions reader and generator version)."""
+    return vladv.get_registry().get("dataset", WORLD_DATASET)
+
+
 @functools.lru_cache(maxsize=1)
 def world_vocabulary() -> tuple[int, ...]:
     """The BPE ids (of open_clip's 49,408) that synthetic-aerial's captions use, both domains.
@@ -71,16 +77,16 @@ def world_vocabulary() -> tuple[int, ...]:
     world never shows. Unknown words map to one ``unk`` embedding (docs/world.md).
     """
     from open_clip.tokenizer import SimpleTokenizer
-    from vladv_plugins.synthetic import SyntheticOptions, scene_records
 
     from vladv.cache import vladv_home
 
-    path = vladv_home() / "models" / f"{DEFAULT_MODEL}-vocabulary-v{GENERATOR_VERSION}.json"
+    world = world_dataset()
+    path = vladv_home() / "models" / f"{DEFAULT_MODEL}-vocabulary-v{world.version}.json"
     with contextlib.suppress(OSError, ValueError, TypeError):
         return tuple(int(i) for i in json.loads(path.read_text()))
     words: set[str] = set()
     for domain in ("real", "generated"):
-        for caps in scene_records(SyntheticOptions(train_domain=domain), "train")[1]:
+        for caps in world.captions(world.options(train_domain=domain), "train"):
             for c in caps:
                 words.update(c.lower().replace(".", " . ").replace(",", " , ").split())
     ids = tuple(sorted(set(SimpleTokenizer().encode(" ".join(sorted(words))))))
@@ -154,7 +160,7 @@ def align_config(ctx: vladv.Context, text_init: str = "") -> tuple[dict[str, Any
                               f"model folder (no config.json)")
         init = file_sha256(mlm / "config.json")
     else:
-        from vladv_plugins.mlm import prepare_mlm
+        from vladv.kit.mlm import prepare_mlm
 
         mlm = prepare_mlm(ctx)
         init = mlm.name
@@ -199,13 +205,14 @@ def _tokenizer(name: str, config: str) -> Any:
         return open_clip.get_tokenizer(name)
 
 
-def dataset_options(options: Any) -> SyntheticOptions:
+def dataset_options(options: Any) -> Any:
     """The synthetic-aerial options the embedded model is pretrained (and evaluated) on."""
     n = options.pretrain_images
     domain = getattr(options, "pretrain_data", "real")
+    data_options = world_dataset().options
     if not n:
-        return SyntheticOptions(train_domain=domain)
-    return SyntheticOptions(train_size=n, test_size=max(8, min(500, n // 4)), train_domain=domain)
+        return data_options(train_domain=domain)
+    return data_options(train_size=n, test_size=max(8, min(500, n // 4)), train_domain=domain)
 
 
 def pretrain_config(options: Any, ctx: vladv.Context | None = None) -> dict[str, Any]:
@@ -238,34 +245,6 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
         else:
             decay.append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def encode_text(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    """``model.encode_text(tokens)``, computed only up to the batch's longest caption.
-
-    For an open_clip ``CLIP`` whose text tower is causal and pools the end token (every CLIP
-    text tower), padding after a caption's end token cannot change its embedding, so the
-    sequence is cut after the longest caption of the batch (rounded up to 8): the same result,
-    for a fraction of the work on short captions (the default context is 77 tokens on real CLIP,
-    64 on the embedded one). Other models use their own ``encode_text``.
-    """
-    mask = getattr(model, "attn_mask", None)
-    if (type(model) is not open_clip.CLIP or mask is None or tokens.ndim != 2
-            or getattr(model, "text_pool_type", "argmax") != "argmax"):
-        return model.encode_text(tokens)
-    used = int((tokens != 0).sum(1).max()) if tokens.numel() else 0
-    n = min(tokens.shape[1], max(8, -(-used // 8) * 8))
-    if n == tokens.shape[1]:
-        return model.encode_text(tokens)
-    tokens = tokens[:, :n]
-    cast = model.transformer.get_cast_dtype()
-    x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:n].to(cast)
-    x = model.ln_final(model.transformer(x, attn_mask=mask[:n, :n]))
-    x = text_global_pool(x, tokens, "argmax")
-    proj = model.text_projection
-    if proj is not None:
-        x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
-    return x
 
 
 def clip_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
@@ -404,7 +383,8 @@ def pretrain_clip(options: Any, ctx: vladv.Context | None = None, force: bool = 
               f"({options.pretrain_data} training images), {options.pretrain_steps} steps -> {path}")
     t0 = time.perf_counter()
     data_opts = dataset_options(options)
-    train = load_synthetic(data_opts, ctx, "train")
+    world = world_dataset()
+    train = world.factory(data_opts, ctx, "train")
     register_embedded(name, ctx, options.pretrain_text_init)
     with torch.random.fork_rng(devices=[]), quiet_open_clip(), quiet_transformers():
         torch.manual_seed(options.pretrain_seed)  # seeded init, global RNG untouched
@@ -430,9 +410,7 @@ def pretrain_clip(options: Any, ctx: vladv.Context | None = None, force: bool = 
                             text_noise=options.pretrain_text_noise,
                             image_noise=options.pretrain_image_noise, on_step=on_step)
     t_train = time.perf_counter() - t0 - t_data
-    from vladv_plugins.clip import ClipBackbone
-
-    test = load_synthetic(data_opts, ctx, "test")
+    test = world.factory(data_opts, ctx, "test")
     metrics = evaluate_clip(ClipBackbone(model, tokenizer).to(ctx.device), test)
     head = sum(losses[:10]) / max(1, len(losses[:10]))
     tail = sum(losses[-10:]) / max(1, len(losses[-10:]))

@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 
 import vladv
+from vladv.kit.gradient import projected_gradient
 from vladv.options import MAX_STEPS, option
 from vladv.types import Attack, AttackOutput, AttackSpec, Context, PairBatch, ThreatModel
-from vladv_plugins.pgd import projected_gradient
 
 __all__ = ["CoAttack", "CoAttackOptions", "co_attack_loss", "vladv_attacks"]
 
@@ -100,13 +100,11 @@ class CoAttack(Attack):
     def search(self) -> Any:
         """The word-substitution search, built on first use (factories stay cheap)."""
         if self._search is None:
-            from vladv_plugins.bert_attack import WordSubstitutionSearch, get_mlm
+            from vladv.kit.words import load_search
 
             o = self.options
-            with torch.enable_grad():  # a first use may train the embedded MLM
-                mlm = get_mlm(o.mlm, self.ctx)
-            self._search = WordSubstitutionSearch(mlm, k=o.k, max_words=o.max_words,
-                                                  reference_compat=o.reference_compat)
+            self._search = load_search(o.mlm, self.ctx, k=o.k, max_words=o.max_words,
+                                       reference_compat=o.reference_compat)
         return self._search
 
     def perturb(self, backbone, batch: PairBatch, generator: torch.Generator) -> AttackOutput:
@@ -115,7 +113,7 @@ class CoAttack(Attack):
         txt2img = batch.txt2img.to(images.device)
         adv_texts = texts
         if o.max_words > 0:
-            from vladv_plugins.bert_attack import kl_score
+            from vladv.kit.words import kl_score
 
             with self.ctx.autocast():
                 clean_txt = batch.clean_text_embeddings(backbone)
@@ -135,7 +133,7 @@ class CoAttack(Attack):
 
 def _prepare(options, ctx: Context, force: bool = False) -> None:
     """``vladv pretrain``: build (or load) the masked LM ahead of the first attack."""
-    from vladv_plugins.mlm import ensure_mlm
+    from vladv.kit.mlm import ensure_mlm
 
     if options.max_words > 0:
         ensure_mlm(options.mlm, ctx, force)

@@ -7,162 +7,37 @@ randomness comes from a private :class:`random.Random` (never the global one), s
 WordNet order instead of ``set`` order (so ``synonyms[0]`` and results do not depend on
 ``PYTHONHASHSEED``), and empty "synonyms" (lemmas without letters) are dropped.
 
-Synonyms come from WordNet through NLTK's reader (see :func:`load_wordnet` for where it is found).
+Synonyms come from WordNet through NLTK's reader (the kit's :func:`vladv.kit.text.load_wordnet`
+says where it is found; the stop words are :data:`vladv.kit.text.STOP_WORDS`).
 The pool machinery (caching, deduplication) is :class:`vladv.pools.PoolAugmenter`.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import shutil
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import vladv
-from vladv.cache import config_hash
 from vladv.console import track
-from vladv.errors import VladvError
+from vladv.kit.pools import PoolAugmenter, image_seed
+from vladv.kit.text import STOP_WORDS, load_wordnet
 from vladv.options import option
-from vladv.pools import PoolAugmenter, image_seed
 from vladv.types import Context, ImageTextDataset
 
+# Kept for code written before the kit (tests); new code calls vladv.kit.text.locate_wordnet.
+from vladv.kit.text import locate_wordnet as _locate_wordnet  # noqa: E402, F401
+
 __all__ = [
-    "EDA", "EdaOptions", "SYSTEM_WORDNET_DIRS", "STOP_WORDS",
-    "clean_text", "eda", "get_synonyms", "load_wordnet",
-    "random_deletion", "random_insertion", "random_swap", "synonym_replacement", "wordnet_synonyms",
+    "EDA", "EdaOptions", "clean_text", "eda", "get_synonyms", "random_deletion",
+    "random_insertion", "random_swap", "synonym_replacement", "wordnet_synonyms",
 ]
 
 Synonyms = Callable[[str], list[str]]
 
-# The 128-entry stop-word list of eda_nlp (it includes '').
-STOP_WORDS = frozenset("""i me my myself we our ours ourselves you your yours yourself yourselves he
-him his himself she her hers herself it its itself they them their theirs themselves what which who
-whom this that these those am is are was were be been being have has had having do does did doing a
-an the and but if or because as until while of at by for with about against between into through
-during before after above below to from up down in out on off over under again further then once
-here there when where why how all any both each few more most other some such no nor not only own
-same so than too very s t can will just don should now""".split()) | {""}
-
-# ----------------------------------------------------------------------------------------------
-# WordNet
-# ----------------------------------------------------------------------------------------------
-WORDNET_HINT = ("install WordNet with `apt-get install wordnet-base` (Debian/Ubuntu) or "
-                "`python -m nltk.downloader wordnet`, or set VLADV_WORDNET to a WordNet 3.0 "
-                "dict folder (data.noun, index.noun, noun.exc, ...)")
-SYSTEM_WORDNET_DIRS: list[str] = ["/usr/share/wordnet", "/usr/local/share/wordnet",
-                                  "/usr/local/WordNet-3.0/dict", "/usr/share/WordNet-3.0/dict"]
-NLTK_WORDNET_RESOURCES: list[str] = ["corpora/wordnet", "corpora/wordnet.zip/wordnet/"]
-_REQUIRED = tuple(f"{kind}.{pos}" for kind in ("data", "index") for pos in ("adj", "adv", "noun", "verb")
-                  ) + tuple(f"{pos}.exc" for pos in ("adj", "adv", "noun", "verb"))
-_OPTIONAL = ("cntlist.rev", "lexnames")
-# The 45 lexicographer files of WordNet 3.0 (lexnames(5WN)); the number is the line index.
-LEXNAMES = ("adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute "
-            "noun.body noun.cognition noun.communication noun.event noun.feeling noun.food "
-            "noun.group noun.location noun.motive noun.object noun.person noun.phenomenon "
-            "noun.plant noun.possession noun.process noun.quantity noun.relation noun.shape "
-            "noun.state noun.substance noun.time verb.body verb.change verb.cognition "
-            "verb.communication verb.competition verb.consumption verb.contact verb.creation "
-            "verb.emotion verb.motion verb.perception verb.possession verb.social verb.stative "
-            "verb.weather adj.ppl").split()
 _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz ")
-_CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
-_READERS: dict[str, Any] = {}
-
-
-def lexnames_text() -> str:
-    """The ``lexnames`` file NLTK needs and Debian's ``wordnet-base`` lacks."""
-    return "".join(f"{i:02d}\t{n}\t{_CATEGORY[n.split('.')[0]]}\n" for i, n in enumerate(LEXNAMES))
-
-
-def _is_wordnet_dir(path: Path) -> bool:
-    return path.is_dir() and all((path / f).is_file() for f in _REQUIRED)
-
-
-def _managed_copy(source: Path, ctx: Context | None) -> Path:
-    """A vladv-managed copy of ``source`` plus ``lexnames``, under ``VLADV_HOME/wordnet``.
-
-    NLTK's path sandbox rejects symbolic links that leave the reader's root, so files are copied
-    (about 28 MB, once); the folder appears atomically (built aside, then renamed).
-    """
-    ctx = ctx or Context()
-    folder = ctx.cache_dir("wordnet") / f"wn-{config_hash(str(source.resolve()), 12)}"
-    if _is_wordnet_dir(folder) and (folder / "lexnames").is_file():
-        return folder
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name in _REQUIRED + _OPTIONAL:
-        if (source / name).is_file():
-            shutil.copyfile(source / name, tmp / name)
-    if not (tmp / "lexnames").is_file():
-        (tmp / "lexnames").write_text(lexnames_text())
-    try:
-        os.replace(tmp, folder)
-    except OSError:  # another process made it first, or a stale partial copy is in the way
-        if not (_is_wordnet_dir(folder) and (folder / "lexnames").is_file()):
-            shutil.rmtree(folder, ignore_errors=True)
-            os.replace(tmp, folder)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
-
-
-def _locate_wordnet() -> tuple[Any, bool]:
-    """(root, needs a managed copy): ``VLADV_WORDNET``, NLTK's data, then system folders."""
-    import nltk
-
-    env = os.environ.get("VLADV_WORDNET")
-    if env:
-        path = Path(env).expanduser()
-        if not _is_wordnet_dir(path):
-            raise VladvError(f"VLADV_WORDNET={env} is not a WordNet folder; {WORDNET_HINT}")
-        return path, not (path / "lexnames").is_file()
-    for resource in NLTK_WORDNET_RESOURCES:
-        try:
-            return nltk.data.find(resource), False
-        except LookupError:
-            continue
-    for folder in [os.environ.get("WNSEARCHDIR", ""), *SYSTEM_WORDNET_DIRS]:
-        if folder and _is_wordnet_dir(Path(folder)):
-            return Path(folder), not (Path(folder) / "lexnames").is_file()
-    raise VladvError(f"WordNet (for EDA's synonyms) was not found: {WORDNET_HINT}")
-
-
-def load_wordnet(ctx: Context | None = None) -> Any:
-    """NLTK's WordNet reader, loaded once per process and source.
-
-    Search order: ``$VLADV_WORDNET`` (a WordNet dict folder), an NLTK-downloaded ``wordnet``
-    corpus (``nltk.data.path``), ``$WNSEARCHDIR``, then :data:`SYSTEM_WORDNET_DIRS` (Debian's
-    ``wordnet-base`` installs ``/usr/share/wordnet``). A folder without ``lexnames`` is copied to
-    ``VLADV_HOME/wordnet`` with a generated one. Raises :class:`VladvError` when none is found.
-    """
-    import nltk
-    from nltk.corpus.reader.wordnet import WordNetCorpusReader
-
-    class _Reader(WordNetCorpusReader):
-        def map_wn(self, version: str = "wordnet") -> None:  # no OMW mapping (needs index.sense)
-            return None
-
-    source, copy = _locate_wordnet()
-    key = str(source)
-    if key not in _READERS:
-        root = _managed_copy(source, ctx) if copy else source
-        if isinstance(root, Path):
-            root = root.resolve()
-            if str(root) not in nltk.data.path:
-                nltk.data.path.append(str(root))  # NLTK >= 3.9 reads only below nltk.data.path
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "multilingual functions are not available"
-            try:
-                _READERS[key] = _Reader(str(root) if isinstance(root, Path) else root, None)
-            except (OSError, ValueError, LookupError, AssertionError) as exc:
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-                raise VladvError(f"cannot read WordNet at {root}: {first}; {WORDNET_HINT}") from None
-    return _READERS[key]
 
 
 def get_synonyms(word: str, wordnet: Any) -> list[str]:

@@ -16,10 +16,10 @@ import torch
 import vladv
 from vladv.backbone import Backbone
 from vladv.errors import OptionError
+from vladv.kit.gradient import projected_gradient
+from vladv.kit.training import PairSampler, TrainBatch, TrainingOptions, step_generator, train
 from vladv.options import MAX_STEPS, option
-from vladv.training import PairSampler, TrainBatch, TrainingOptions, step_generator, train
 from vladv.types import Augmenter, Defense, DefenseSpec, ImageTextDataset
-from vladv_plugins.pgd import projected_gradient
 
 
 @dataclass(frozen=True)

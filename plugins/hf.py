@@ -20,13 +20,13 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from vladv_plugins.mlm import quiet_transformers
 
 import vladv
 from vladv.backbone import Backbone, PixelPreprocess
 from vladv.cache import file_sha256
 from vladv.checkpoints import load_into, load_state_dict
 from vladv.errors import CheckpointError, OptionError, VladvError
+from vladv.kit.hub import quiet_transformers
 
 __all__ = ["FAMILIES", "HFBackbone", "HFOptions", "HFPixelPreprocess", "build_hf",
            "preprocess_from_processor", "resample_matrix"]

@@ -22,10 +22,12 @@ import kornia
 import torch
 
 import vladv
+from vladv.kit.pools import augment_images
 from vladv.options import option
 from vladv.types import Augmenter, Context
 
 __all__ = ["ImageAug", "ImageAugOptions", "augment_images", "sample_crop_boxes", "vladv_augmenters"]
+# augment_images lives in the kit (vladv.kit.pools); it stays importable from here.
 
 _ATTEMPTS = 10
 
@@ -126,15 +128,6 @@ def _jitter(x: torch.Tensor, o: ImageAugOptions, generator: torch.Generator | No
     if o.hue > 0:
         x = enhance.adjust_hue(x, h * 2 * math.pi)
     return x
-
-
-def augment_images(augmenters: Sequence[Augmenter], images: torch.Tensor,
-                   generator: torch.Generator) -> torch.Tensor:
-    """``images`` through every image augmenter in order (text augmenters are skipped)."""
-    for aug in augmenters:
-        if getattr(aug, "modality", "text") == "image":
-            images = aug.transform_images(images, generator)
-    return images
 
 
 def _build(options: ImageAugOptions, ctx: Context) -> ImageAug:

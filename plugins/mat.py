@@ -24,13 +24,13 @@ import torch
 
 import vladv
 from vladv.backbone import Backbone
+from vladv.kit.gradient import projected_gradient
+from vladv.kit.pools import build_text_pool
+from vladv.kit.training import (PairSampler, TrainBatch, TrainingOptions, contrastive_loss,
+                                step_generator, train)
+from vladv.kit.words import WordSubstitutionSearch, image_guided_score, load_search
 from vladv.options import MAX_STEPS, option
-from vladv.pools import build_text_pool
-from vladv.training import (PairSampler, TrainBatch, TrainingOptions, contrastive_loss,
-                            step_generator, train)
 from vladv.types import Augmenter, Defense, DefenseSpec, ImageTextDataset
-from vladv_plugins.bert_attack import WordSubstitutionSearch, get_mlm, image_guided_score
-from vladv_plugins.pgd import projected_gradient
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,8 @@ class MAT(Defense):
         ctx = self.ctx
         pools = text_pools(train_ds, augmenters)
         image_augs = [a for a in augmenters if a.modality == "image"]
-        search = (WordSubstitutionSearch(get_mlm(o.mlm, ctx), k=o.k, max_words=o.text_words)
-                  if o.text_words > 0 else None)
+        search: WordSubstitutionSearch | None = (
+            load_search(o.mlm, ctx, k=o.k, max_words=o.text_words) if o.text_words > 0 else None)
 
         def augment_images(batch: TrainBatch) -> torch.Tensor:
             images = batch.images

@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 
 import vladv
+from vladv.kit.gradient import (View, caption_set_loss, caption_sums, draw_random,
+                                projected_gradient)
 from vladv.options import MAX_STEPS, option
 from vladv.types import Attack, AttackOutput, AttackSpec, Context, PairBatch, ThreatModel
-from vladv_plugins.pgd import (View, caption_set_loss, caption_sums, draw_random,
-                               projected_gradient)
 
 __all__ = ["SGA", "SGAOptions", "bicubic_resize", "scale_views", "vladv_attacks"]
 
@@ -119,17 +119,16 @@ class SGA(Attack):
     def threat_model(self) -> ThreatModel:
         return ThreatModel("multimodal", "linf", self.options.eps, self.options.max_words)
 
-    # -- text side (vladv_plugins.bert_attack) --------------------------------------------------
+    # -- text side (vladv.kit.words) --------------------------------------------------------------
     def _build_search(self) -> None:
         """Load the MLM and the word-substitution search on first use (factories stay cheap)."""
         if self._search is None:
-            from vladv_plugins.bert_attack import WordSubstitutionSearch, get_mlm
+            from vladv.kit.words import load_search
 
             o = self.options
-            with torch.enable_grad():  # a first use may train the embedded MLM
-                self._mlm = get_mlm(o.mlm, self.ctx)
-            self._search = WordSubstitutionSearch(self._mlm, k=o.k, max_words=o.max_words,
-                                                  reference_compat=o.reference_compat)
+            self._search = load_search(o.mlm, self.ctx, k=o.k, max_words=o.max_words,
+                                       reference_compat=o.reference_compat)
+            self._mlm = self._search.mlm
 
     @property
     def search(self) -> Any:
@@ -144,7 +143,7 @@ class SGA(Attack):
     def _text_attack(self, backbone, texts: list[str], guidance: torch.Tensor) -> list[str]:
         if self.options.max_words == 0:
             return list(texts)
-        from vladv_plugins.bert_attack import image_guided_score
+        from vladv.kit.words import image_guided_score
 
         # the score embeds candidates under no_grad and ctx.autocast itself
         return self.search.run(list(texts), image_guided_score(backbone, guidance, self.ctx))
@@ -189,7 +188,7 @@ class SGA(Attack):
 
 def _prepare(options, ctx: Context, force: bool = False) -> None:
     """``vladv pretrain``: build (or load) the masked LM ahead of the first attack."""
-    from vladv_plugins.mlm import ensure_mlm
+    from vladv.kit.mlm import ensure_mlm
 
     if options.max_words > 0:
         ensure_mlm(options.mlm, ctx, force)

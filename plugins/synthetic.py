@@ -25,7 +25,8 @@ import torch
 from vladv_plugins.aerial.captions import captions_for
 from vladv_plugins.aerial.domains import apply_domain
 from vladv_plugins.aerial.render import render
-from vladv_plugins.aerial.world import ATTRIBUTES, SCENES, Scene, mutate_scene, sample_scene
+from vladv_plugins.aerial.world import (ATTRIBUTES, COLORS, SCENES, Scene, mutate_scene,
+                                         sample_scene)
 
 import vladv
 from vladv.cache import config_hash
@@ -144,6 +145,11 @@ def render_images(options: SyntheticOptions, split: str, scenes: list[Scene]) ->
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
+def scene_captions(options: SyntheticOptions, split: str) -> list[list[str]]:
+    """Each image's captions of ``split`` (no rendering): the spec's ``captions`` reader."""
+    return scene_records(options, split)[1]
+
+
 def caption_corpus(options: SyntheticOptions | None = None) -> list[str]:
     """All captions of the train split (in dataset order), e.g. to train a masked language model."""
     _, captions = scene_records(options or SyntheticOptions(), "train")
@@ -176,6 +182,11 @@ class SyntheticAerialDataset(TensorImageDataset):
     def domains(self) -> list[str]:
         """The domain of each image ("real" or "generated")."""
         return image_domains(self.options, self.split)
+
+    @property
+    def color_words(self) -> tuple[str, ...]:
+        """The object colors the captions name (``caption_quality``'s color accuracy)."""
+        return tuple(COLORS)
 
     @property
     def shown_scenes(self) -> list[Scene]:
@@ -241,4 +252,6 @@ def vladv_datasets():
         options=SyntheticOptions,
         factory=load_synthetic,
         prepare=prepare_synthetic,
+        captions=scene_captions,
+        version=GENERATOR_VERSION,
     )

@@ -34,13 +34,14 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from vladv_plugins.bert_attack import _WORD, FILTER_WORDS, TextScore
-from vladv_plugins.mlm import EMBEDDED_MLM, ensure_mlm, get_mlm
 
 import vladv
 from vladv.errors import VladvError
+from vladv.kit.mlm import EMBEDDED_MLM, ensure_mlm, get_mlm
+from vladv.kit.pools import PoolAugmenter, image_seed
+from vladv.kit.text import STOP_WORDS, load_wordnet
+from vladv.kit.words import FILTER_WORDS, WORD_PATTERN, TextScore
 from vladv.options import option
-from vladv.pools import PoolAugmenter, image_seed
 from vladv.types import (
     Attack,
     AttackOutput,
@@ -75,8 +76,6 @@ OFFLINE_RECIPES = ("bert-attack", "pwws", "deepwordbug", "pruthi", "custom")
 def nltk_data_dir(ctx: Context | None = None) -> Path:
     """``VLADV_HOME/nltk_data`` with the NLTK ``stopwords`` corpus TextAttack reads at import
     (English only: vladv's EDA stop words, the NLTK list eda_nlp uses). Built once."""
-    from vladv_plugins.eda import STOP_WORDS
-
     root = (ctx or Context()).cache_dir("nltk_data")
     stop = root / "corpora" / "stopwords" / "english"
     if not stop.is_file():
@@ -88,11 +87,9 @@ def nltk_data_dir(ctx: Context | None = None) -> Path:
 
 
 def _use_vladv_wordnet(ctx: Context) -> None:
-    """Point TextAttack's WordNet users at vladv's reader (:func:`vladv_plugins.eda.load_wordnet`:
+    """Point TextAttack's WordNet users at vladv's reader (:func:`vladv.kit.text.load_wordnet`:
     Debian's ``wordnet-base`` or an NLTK download), loaded on first use."""
     import importlib
-
-    from vladv_plugins.eda import load_wordnet
 
     class _Lazy:
         def __getattr__(self, name: str) -> Any:
@@ -194,7 +191,7 @@ def retrieval_values(sims: torch.Tensor, paired: torch.Tensor, rules: str,
 
 
 class RetrievalScore(TextScore):
-    """A :class:`~vladv_plugins.bert_attack.TextScore` returning ``(score, succeeded)`` for
+    """A :class:`~vladv.kit.words.TextScore` returning ``(score, succeeded)`` for
     :meth:`WordSubstitutionSearch.run` under either rule set (see :func:`retrieval_values`)."""
 
     def __init__(self, backbone: Any, image_emb: torch.Tensor, paired: torch.Tensor,
@@ -365,7 +362,7 @@ def _substitute_filter(ta: ModuleType) -> type:
 
         def _check_constraint(self, transformed_text: Any, reference_text: Any) -> bool:
             new = transformed_text.attack_attrs.get("newly_modified_indices", ())
-            return all(_WORD.match(transformed_text.words[i])
+            return all(WORD_PATTERN.match(transformed_text.words[i])
                        and transformed_text.words[i].lower() not in FILTER_WORDS for i in new)
 
     return SubstituteFilter

@@ -140,3 +140,14 @@ def test_caption_quality_of_ground_truth():
     pools = [[ds.captions[t] for t in ids] for ids in ds.img2txt]
     q = C.caption_quality(pools, ds)
     assert q["p1"] == q["p2"] == 1.0 and q["fill"] == 1.0 and q["per_image"] == 5
+
+
+def test_caption_quality_color_accuracy_on_synthetic_aerial(tmp_path):
+    """The color accuracy reads the dataset's scenes and color words (no plugin module import)."""
+    spec = vladv.get_registry().get("dataset", "synthetic-aerial")
+    ds = spec.factory(spec.options(train_size=6, test_size=4, image_size=16),
+                      vladv.Context(home=tmp_path), "test")
+    truth = [[ds.captions[t] for t in ids] for ids in ds.img2txt]
+    wrong = [[f"a {'red' if s.color != 'red' else 'blue'} house"] for s in ds.scenes]
+    assert 0.0 < C.caption_quality(truth, ds)["color_acc"] <= 1.0
+    assert C.caption_quality(wrong, ds)["color_acc"] == 0.0

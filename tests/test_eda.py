@@ -13,6 +13,7 @@ from vladv.options import resolve_options
 from vladv.testing import tiny_dataset
 from vladv import pools as P
 from vladv_plugins import eda as E
+from vladv.kit import text as T
 
 WORDS = [f"w{c}" for c in "abcdefghijklmnopqrst"]
 FAKE = {w: [f"s{w[1:]}", f"t{w[1:]}"] for w in WORDS}  # wa -> sa, ta
@@ -145,15 +146,15 @@ def test_options_validate():
 # WordNet
 # ----------------------------------------------------------------------------------------------
 def test_lexnames_file_has_the_45_lexicographer_files():
-    lines = E.lexnames_text().splitlines()
+    lines = T.lexnames_text().splitlines()
     assert len(lines) == 45
     assert lines[0] == "00\tadj.all\t3" and lines[3] == "03\tnoun.Tops\t1"
     assert lines[29] == "29\tverb.body\t2" and lines[44] == "44\tadj.ppl\t3"
 
 
 def _hide_all(monkeypatch, tmp_path):
-    monkeypatch.setattr(E, "SYSTEM_WORDNET_DIRS", [])
-    monkeypatch.setattr(E, "NLTK_WORDNET_RESOURCES", [])
+    monkeypatch.setattr(T, "SYSTEM_WORDNET_DIRS", [])
+    monkeypatch.setattr(T, "NLTK_WORDNET_RESOURCES", [])
     monkeypatch.delenv("WNSEARCHDIR", raising=False)
     monkeypatch.setenv("VLADV_HOME", str(tmp_path / "home"))
 
@@ -164,11 +165,11 @@ def test_missing_wordnet_is_a_one_line_error_with_the_fix(monkeypatch, tmp_path)
     empty.mkdir()
     monkeypatch.setenv("VLADV_WORDNET", str(empty))
     with pytest.raises(VladvError, match="VLADV_WORDNET") as err:
-        E.load_wordnet()
+        T.load_wordnet()
     assert "apt-get install wordnet-base" in str(err.value) and "\n" not in str(err.value)
     monkeypatch.delenv("VLADV_WORDNET")
     with pytest.raises(VladvError, match="nltk.downloader wordnet"):
-        E.load_wordnet()
+        T.load_wordnet()
     ds = tiny_dataset(2)
     with pytest.raises(VladvError, match="wordnet-base"):
         E.EDA(E.EdaOptions(), vladv.Context(home=tmp_path / "home")).texts_for(ds)
@@ -176,16 +177,16 @@ def test_missing_wordnet_is_a_one_line_error_with_the_fix(monkeypatch, tmp_path)
 
 def test_debian_wordnet_folder_recipe(monkeypatch, tmp_path):
     """A WordNet folder without ``lexnames`` is copied under VLADV_HOME with a generated one."""
-    source = next((Path(d) for d in E.SYSTEM_WORDNET_DIRS if E._is_wordnet_dir(Path(d))), None)
+    source = next((Path(d) for d in T.SYSTEM_WORDNET_DIRS if T._is_wordnet_dir(Path(d))), None)
     if source is None:
         pytest.skip("no system WordNet folder (Debian's wordnet-base)")
     _hide_all(monkeypatch, tmp_path)
     monkeypatch.setenv("VLADV_WORDNET", str(source))
-    monkeypatch.setattr(E, "_READERS", {})
-    wn = E.load_wordnet()
+    monkeypatch.setattr(T, "_READERS", {})
+    wn = T.load_wordnet()
     managed = list((tmp_path / "home" / "wordnet").iterdir())
-    assert len(managed) == 1 and (managed[0] / "lexnames").read_text() == E.lexnames_text()
-    assert E.load_wordnet() is wn  # loaded once per process
+    assert len(managed) == 1 and (managed[0] / "lexnames").read_text() == T.lexnames_text()
+    assert T.load_wordnet() is wn  # loaded once per process
     synonyms = E.get_synonyms("car", wn)
     assert "automobile" in synonyms and "car" not in synonyms
     assert E.get_synonyms("xqzv", wn) == []

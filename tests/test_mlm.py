@@ -10,7 +10,7 @@ import torch
 from vladv.errors import VladvError
 from vladv.testing import COLORS, PLACES, THINGS
 from vladv.types import Context
-from vladv_plugins import mlm as M
+from vladv.kit import mlm as M
 
 CORPUS = [f"a {c} {t} {p} a {u} number {i}" for i in range(4) for c in COLORS
           for t in THINGS for p in PLACES for u in THINGS[:2]]

@@ -3,7 +3,6 @@ one adversarial image per image, and end to end through the runner with a tiny o
 
 from __future__ import annotations
 
-import sys
 import types
 
 import pytest
@@ -55,7 +54,7 @@ def _image_rows(model, monkeypatch) -> list[int]:
 
 
 # ----------------------------------------------------------------------------------------------
-# A recording stand-in for vladv_plugins.bert_attack (its contract, not its search)
+# A recording stand-in for the kit's word-substitution search (its contract, not its search)
 # ----------------------------------------------------------------------------------------------
 class FakeSearch:
     calls: list[tuple[list[str], object]] = []
@@ -71,16 +70,17 @@ class FakeSearch:
 
 @pytest.fixture
 def fake_text(monkeypatch):
-    fake = types.ModuleType("vladv_plugins.bert_attack")
-    fake.WordSubstitutionSearch = FakeSearch
+    from vladv.kit import words
+
     def get_mlm(name, ctx):  # a first use may *train* the embedded MLM: grad must be on
         assert torch.is_grad_enabled()
         return types.SimpleNamespace(name=name)
 
-    fake.get_mlm = get_mlm
-    fake.image_guided_score = lambda backbone, guidance, ctx=None: ("image", guidance.clone())
-    fake.kl_score = lambda backbone, emb, ctx=None: ("kl", emb.clone())
-    monkeypatch.setitem(sys.modules, "vladv_plugins.bert_attack", fake)
+    monkeypatch.setattr(words, "WordSubstitutionSearch", FakeSearch)
+    monkeypatch.setattr(words, "get_mlm", get_mlm)
+    monkeypatch.setattr(words, "image_guided_score",
+                        lambda backbone, guidance, ctx=None: ("image", guidance.clone()))
+    monkeypatch.setattr(words, "kl_score", lambda backbone, emb, ctx=None: ("kl", emb.clone()))
     FakeSearch.calls = []
     return FakeSearch.calls
 

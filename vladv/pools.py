@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
+
 from vladv.cache import atomic_write_json, config_hash
 from vladv.console import get_console
 from vladv.errors import VladvError
@@ -118,3 +120,12 @@ def build_text_pool(augmenters: Sequence[Augmenter], dataset: ImageTextDataset) 
             merged[i].extend(extra)
     return [dedupe_captions(m, [dataset.captions[t] for t in dataset.img2txt[i]])
             for i, m in enumerate(merged)]
+
+
+def augment_images(augmenters: Sequence[Augmenter], images: torch.Tensor,
+                   generator: torch.Generator) -> torch.Tensor:
+    """``images`` through every image augmenter in order (text augmenters are skipped)."""
+    for aug in augmenters:
+        if getattr(aug, "modality", "text") == "image":
+            images = aug.transform_images(images, generator)
+    return images

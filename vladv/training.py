@@ -61,6 +61,8 @@ def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor,
 
 @dataclass(frozen=True)
 class TrainBatch:
+    """One training step's batch, as a loss function receives it from :func:`train`."""
+
     step: int
     images: torch.Tensor  # (B, 3, H, W) in [0, 1] on the device
     texts: list[str]  # one text per image, drawn from its pool
@@ -138,6 +140,8 @@ class TrainingOptions:
 
 @dataclass(frozen=True)
 class Schedule:
+    """What :func:`train` needs of the options: steps, AdamW settings, warmup, clipping, checkpoints."""
+
     steps: int
     lr: float
     weight_decay: float = 0.1

@@ -71,8 +71,17 @@ class BackboneSpec(PluginSpec):
 
 @dataclass(frozen=True)
 class DatasetSpec(PluginSpec):
-    """Image-caption data: ``factory(options, ctx, split) -> ImageTextDataset`` (split: train|test)."""
+    """Image-caption data: ``factory(options, ctx, split) -> ImageTextDataset`` (split: train|test).
 
+    Optional, for plugins that build on a dataset without loading its images (the embedded
+    models vladv trains on synthetic-aerial reach it this way, through the registry):
+    ``captions(options, split) -> list[list[str]]`` gives each image's captions in dataset order,
+    exactly the ``factory``'s, without building the images; ``version`` is what the data depends
+    on besides the options (a generator version), for the cache keys of things built from it.
+    """
+
+    captions: Callable[[Any, str], list[list[str]]] | None = None
+    version: int | str | None = None
     kind: ClassVar[str] = "dataset"
 
 

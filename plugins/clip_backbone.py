@@ -1,0 +1,107 @@
+"""The ``clip`` plugin's backbone class: an open_clip model behind vladv's Backbone contract.
+
+A private helper of the ``clip`` plugin (:mod:`vladv_plugins.clip` and its pretraining helper
+:mod:`vladv_plugins.clip_pretrain` both use it; it imports neither, so they import no loop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import open_clip
+import torch
+from open_clip.transformer import text_global_pool
+from torch import nn
+
+from vladv.backbone import Backbone
+
+__all__ = ["ClipBackbone", "TextTower", "encode_text"]
+
+
+def encode_text(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """``model.encode_text(tokens)``, computed only up to the batch's longest caption.
+
+    For an open_clip ``CLIP`` whose text tower is causal and pools the end token (every CLIP
+    text tower), padding after a caption's end token cannot change its embedding, so the
+    sequence is cut after the longest caption of the batch (rounded up to 8): the same result,
+    for a fraction of the work on short captions (the default context is 77 tokens on real CLIP,
+    64 on the embedded one). Other models use their own ``encode_text``.
+    """
+    mask = getattr(model, "attn_mask", None)
+    if (type(model) is not open_clip.CLIP or mask is None or tokens.ndim != 2
+            or getattr(model, "text_pool_type", "argmax") != "argmax"):
+        return model.encode_text(tokens)
+    used = int((tokens != 0).sum(1).max()) if tokens.numel() else 0
+    n = min(tokens.shape[1], max(8, -(-used // 8) * 8))
+    if n == tokens.shape[1]:
+        return model.encode_text(tokens)
+    tokens = tokens[:, :n]
+    cast = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:n].to(cast)
+    x = model.ln_final(model.transformer(x, attn_mask=mask[:n, :n]))
+    x = text_global_pool(x, tokens, "argmax")
+    proj = model.text_projection
+    if proj is not None:
+        x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
+    return x
+
+
+class TextTower(nn.Module):
+    """The text parameters of an open_clip ``CLIP`` (kept at its top level) under one module."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.transformer = model.transformer
+        self.token_embedding = model.token_embedding
+        self.positional_embedding = model.positional_embedding
+        self.ln_final = model.ln_final
+        if model.text_projection is not None:  # an nn.Linear or an nn.Parameter
+            self.text_projection = model.text_projection
+
+
+class ClipBackbone(Backbone):
+    """An open_clip model behind the vladv :class:`~vladv.backbone.Backbone` contract."""
+
+    name = "clip"
+
+    def __init__(self, model: nn.Module, tokenizer: Any, info: dict[str, Any] | None = None):
+        cfg = open_clip.get_model_preprocess_cfg(model)
+        size = cfg.get("size", 224)
+        size = size if isinstance(size, int) else min(size)
+        super().__init__(size, cfg.get("mean", open_clip.OPENAI_DATASET_MEAN),
+                         cfg.get("std", open_clip.OPENAI_DATASET_STD),
+                         cfg.get("interpolation", "bicubic"))
+        self.model = model
+        self.tokenizer = tokenizer
+        self.info = dict(info or {})
+        self.eval()
+
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(pixels)
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.tokenizer(list(texts))
+
+    def text_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        return encode_text(self.model, tokens)
+
+    @property
+    def image_tower(self) -> nn.Module:
+        return self.model.visual
+
+    @property
+    def text_tower(self) -> nn.Module:
+        text = getattr(self.model, "text", None)
+        return text if isinstance(text, nn.Module) else TextTower(self.model)
+
+    @property
+    def logit_scale_param(self) -> nn.Parameter:
+        return self.model.logit_scale
+
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.name, **self.info}
+
+    def open_clip_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights with open_clip's own key names (loadable by plain open_clip)."""
+        return self.model.state_dict()
