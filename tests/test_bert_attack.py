@@ -221,7 +221,7 @@ def test_bert_attack_through_the_runner(mlm_path):
     from vladv.experiment import run
 
     with registered_plugin(tiny_plugin):
-        [rec] = run(backbone="tiny", dataset="tiny", attack="bert-attack", progress=False,
+        [rec] = run(output=False, backbone="tiny", dataset="tiny", attack="bert-attack", progress=False,
                     device="cpu", attack_options={"mlm": mlm_path})
     metrics = rec["metrics"]
     assert metrics["budget"]["max_words_changed"] <= 1

@@ -91,7 +91,7 @@ def test_result_table_never_cuts_its_numbers(width):
 
     from rich.console import Console
 
-    from vladv.results import summary_table
+    from vladv.render import summary_table
 
     folder = Path(__file__).resolve().parent.parent / "docs" / "results" / "records"
     records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))

@@ -42,7 +42,7 @@ def test_unimodal_defenses_train_only_the_image_tower(cls, opts, extra, monkeypa
 
 
 def test_defense_is_cached_by_configuration(tiny, tmp_path, capsys):
-    kw = dict(backbone="tiny", dataset="tiny", defense="tecoa", progress=False,
+    kw = dict(backbone="tiny", dataset="tiny", defense="tecoa", progress=False, output=False,
               defense_options={"steps": "2", "batch_size": "4"})
     first = run(**kw)[0]
     out = capsys.readouterr()

@@ -84,7 +84,7 @@ def test_example_scripts_run(script, tiny_mlm, monkeypatch, tmp_path, capsys):
 
 
 def test_synthetic_experiment_file_resolves():
-    cells = run(config=ROOT / "experiments" / "synthetic_aerial.toml", dry_run=True,
+    cells = run(output=False, config=ROOT / "experiments" / "synthetic_aerial.toml", dry_run=True,
                 progress=False)
     assert len(cells) == 6 * 4 * 3
     assert {c["attack"]["name"] for c in cells} == {"pgd", "bert-attack", "co-attack", "sga"}
@@ -93,8 +93,8 @@ def test_synthetic_experiment_file_resolves():
 
 
 def test_eps_sweep_reuses_the_grid_models():
-    grid = run(config=ROOT / "experiments" / "synthetic_aerial.toml", dry_run=True, progress=False)
-    sweep = run(config=ROOT / "experiments" / "synthetic_aerial_eps.toml", dry_run=True,
+    grid = run(output=False, config=ROOT / "experiments" / "synthetic_aerial.toml", dry_run=True, progress=False)
+    sweep = run(output=False, config=ROOT / "experiments" / "synthetic_aerial_eps.toml", dry_run=True,
                 progress=False)
     assert len(sweep) == 6 * 5
     assert sorted({round(c["attack"]["options"]["eps"] * 255, 1) for c in sweep}) == [
@@ -129,7 +129,7 @@ def test_rsicd_experiment_runs_on_a_tiny_fixture(tiny, tmp_path):
     data = _rsicd_fixture(tmp_path / "RSICD")
     opts = {"path": str(data), "image_root": str(tmp_path / "RSICD" / "RSICD_images"),
             "image_size": "32"}
-    cells = run(config=ROOT / "experiments" / "rsicd.toml", dataset_options=opts, dry_run=True,
+    cells = run(output=False, config=ROOT / "experiments" / "rsicd.toml", dataset_options=opts, dry_run=True,
                 progress=False)
     assert len(cells) == 72 and cells[0]["dataset"]["options"]["path"] == str(data)
     [rec] = run(config=ROOT / "experiments" / "rsicd.toml", backbone="tiny", defense="none",
@@ -145,7 +145,7 @@ def test_real_data_experiments_use_fine_tuning_recipes(tiny, tmp_path, name):
     data = _rsicd_fixture(tmp_path / "RSICD")
     opts = {"path": str(data), "image_root": str(tmp_path / "RSICD" / "RSICD_images"),
             "train_path": str(data), "image_size": "32"}
-    cells = run(config=ROOT / "experiments" / f"{name}.toml", dataset_options=opts, dry_run=True,
+    cells = run(output=False, config=ROOT / "experiments" / f"{name}.toml", dataset_options=opts, dry_run=True,
                 progress=False)
     assert len(cells) == 72
     for cell in cells:

@@ -53,7 +53,7 @@ def test_several_attacks_share_one_clean_gallery(attacks, monkeypatch, tmp_path)
 
 
 def test_same_seed_same_result_and_seed_changes_noise(attacks):
-    kw = dict(backbone="tiny", dataset="tiny", attack="sign-noise", progress=False,
+    kw = dict(backbone="tiny", dataset="tiny", attack="sign-noise", progress=False, output=False,
               dataset_options={"n_images": 16},
               attack_options={"eps": "32/255", "mode": "uniform"})  # continuous noise
     a, b = run(**kw, seed=1)[0], run(**kw, seed=1)[0]
@@ -64,14 +64,14 @@ def test_same_seed_same_result_and_seed_changes_noise(attacks):
 
 
 def test_option_routing_across_attacks(attacks):
-    recs = run(backbone="tiny", dataset="tiny", attack=["sign-noise", "drop-word"],
+    recs = run(output=False, backbone="tiny", dataset="tiny", attack=["sign-noise", "drop-word"],
                attack_options={"sign-noise.eps": "1/255"}, progress=False)
     assert recs[0]["config"]["attack"]["options"]["eps"] == pytest.approx(1 / 255)
     with pytest.raises(OptionError, match="no attack in this run .* has an option 'steps'"):
-        run(backbone="tiny", dataset="tiny", attack=["sign-noise", "drop-word"],
+        run(output=False, backbone="tiny", dataset="tiny", attack=["sign-noise", "drop-word"],
             attack_options={"steps": "3"}, progress=False)
     with pytest.raises(OptionError, match="names attack 'pgd', which is not part of this run"):
-        run(backbone="tiny", dataset="tiny", attack=["sign-noise"],
+        run(output=False, backbone="tiny", dataset="tiny", attack=["sign-noise"],
             attack_options={"pgd.eps": "3"}, progress=False)
 
 
@@ -84,7 +84,7 @@ def test_resume_skips_finished_cells_without_building_anything(attacks, tmp_path
 
 
 def test_record_carries_full_configuration(attacks):
-    [rec] = run(backbone="tiny", dataset="tiny", attack="sign-noise", seed=5, progress=False,
+    [rec] = run(output=False, backbone="tiny", dataset="tiny", attack="sign-noise", seed=5, progress=False,
                 backbone_options={"embed_dim": "8"})
     cfg = rec["config"]
     assert cfg["seed"] == 5 and cfg["backbone"]["options"] == {"image_size": 16, "embed_dim": 8,

@@ -379,7 +379,7 @@ def test_corrupt_cached_defense_is_retrained(ws, monkeypatch, payload, capsys):
     """Documented recovery: an unusable cached defended model is replaced by training afresh."""
     monkeypatch.setenv("VLADV_HOME", str(ws / "home"))
     kw = {"backbone": "tiny", "dataset": "tiny", "defense": "tecoa", "progress": False,
-          "defense_options": {"steps": "2", "batch_size": "4", "pgd_steps": "1"}}
+          "output": False, "defense_options": {"steps": "2", "batch_size": "4", "pgd_steps": "1"}}
     first = vladv.run(**kw)[0]
     [final] = (ws / "home" / "defenses").glob("tecoa-*/model.safetensors")
     final.write_bytes(_hostile_bytes(payload, ws))

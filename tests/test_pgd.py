@@ -169,10 +169,10 @@ def test_pgd_attack_lowers_similarity_to_own_captions():
 
 def test_pgd_through_the_runner():
     with registered_plugin(tiny_plugin):
-        [rec] = run(backbone="tiny", dataset="tiny", attack="pgd", progress=False,
+        [rec] = run(output=False, backbone="tiny", dataset="tiny", attack="pgd", progress=False,
                     attack_options={"eps": "4/255", "step_size": "1/255", "steps": "3"})
         with pytest.raises(OptionError, match="pgd"):
-            run(backbone="tiny", dataset="tiny", attack="pgd", progress=False,
+            run(output=False, backbone="tiny", dataset="tiny", attack="pgd", progress=False,
                 attack_options={"norm": "l1"})
     m = rec["metrics"]
     assert m["adversarial"]["tr_r1"] <= m["clean"]["tr_r1"]

@@ -167,13 +167,13 @@ def test_registered_plugin_accepts_a_plugin_installed_through_its_entry_point(si
 
             assert registry.name_of(vladv_foo) == "foo"  # loaded through its entry point
             with registered_plugin(vladv_foo):
-                [rec] = run(backbone="tiny", dataset="tiny", attack="foo-fgsm", progress=False)
+                [rec] = run(output=False, backbone="tiny", dataset="tiny", attack="foo-fgsm", progress=False)
             assert rec["versions"]["plugins"]["attack"]["distribution"] == "vladv-foo"
             assert registry.name_of(vladv_foo) == "foo"
             assert registry.plugins["foo"].status == "ok"
         assert get_registry() is not registry and get_registry().name_of(vladv_foo) is None
         with isolated_registry(load_entry_points=False), registered_plugin(vladv_foo):
-            [again] = run(backbone="tiny", dataset="tiny", attack="foo-fgsm", progress=False)
+            [again] = run(output=False, backbone="tiny", dataset="tiny", attack="foo-fgsm", progress=False)
         assert again["metrics"] == rec["metrics"]  # not installed: the same result
     finally:
         sys.modules.pop("vladv_foo", None)

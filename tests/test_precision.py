@@ -9,7 +9,7 @@ TOLERANCE = 6.25  # percentage points on R@1 over 64 images = 4 rank flips
 
 
 def test_bf16_on_cpu_matches_fp32_within_tolerance(tiny):
-    kw = dict(backbone="tiny", dataset="tiny", attack="pgd", progress=False,
+    kw = dict(backbone="tiny", dataset="tiny", attack="pgd", progress=False, output=False,
               dataset_options={"n_images": 64}, attack_options={"steps": "3"})
     fp32 = run(**kw, precision="fp32")[0]
     bf16 = run(**kw, precision="bf16")[0]
@@ -24,4 +24,4 @@ def test_bf16_on_cpu_matches_fp32_within_tolerance(tiny):
 
 def test_unknown_precision_is_a_user_error(tiny):
     with pytest.raises(OptionError, match="precision must be fp32, bf16 or fp16"):
-        run(backbone="tiny", dataset="tiny", precision="int8", progress=False)
+        run(output=False, backbone="tiny", dataset="tiny", precision="int8", progress=False)

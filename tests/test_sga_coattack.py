@@ -211,7 +211,7 @@ def test_end_to_end_with_a_tiny_mlm(name, cls, opts, tiny_mlm, model, batch):
     out = compat.perturb(model, batch, torch.Generator().manual_seed(0))
     assert int(text_budget(batch.texts, out.texts).max()) <= 1
     with registered_plugin(tiny_plugin):
-        [rec] = run(backbone="tiny", dataset="tiny", attack=name, progress=False,
+        [rec] = run(output=False, backbone="tiny", dataset="tiny", attack=name, progress=False,
                     dataset_options={"n_images": 4, "captions_per_image": 3},
                     attack_options={"steps": "2", "mlm": tiny_mlm, "eps": "2/255"})
     budget = rec["metrics"]["budget"]

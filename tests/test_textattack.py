@@ -181,7 +181,7 @@ def test_run_records_measured_budget(mlm_path):
     from vladv.experiment import run
 
     with registered_plugin(tiny_plugin), _with_plugin():
-        [rec] = run(backbone="tiny", dataset="tiny", attack="textattack",
+        [rec] = run(output=False, backbone="tiny", dataset="tiny", attack="textattack",
                     attack_options={"mlm": mlm_path, "rules": "sga"},
                     progress=False)
     assert rec["metrics"]["budget"]["max_words_changed"] <= 1

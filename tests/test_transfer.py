@@ -118,12 +118,12 @@ def test_a_target_other_than_the_source_never_receives_gradients(world, tmp_path
 
 
 def test_white_box_records_keep_their_run_id(tiny, tmp_path):
-    [rec] = run(backbone="tiny", dataset="tiny", attack="pgd", attack_options={"steps": 2},
+    [rec] = run(output=False, backbone="tiny", dataset="tiny", attack="pgd", attack_options={"steps": 2},
                 progress=False)
     assert rec["run_id"] == "d6840cc44bb34f56"  # the id vladv gave this run before transfers
     assert rec["config"]["source"] is None and rec["schema_version"] == 4
     assert "source_model" not in rec and "craft" not in rec["timings"]
-    [same] = run(backbone="tiny", dataset="tiny", attack="pgd", attack_options={"steps": 2},
+    [same] = run(output=False, backbone="tiny", dataset="tiny", attack="pgd", attack_options={"steps": 2},
                  source=["self", "tiny", "tiny(seed=0, image_size=16)"],
                  progress=False)  # the target itself, however spelled: white-box
     assert same["run_id"] == rec["run_id"]
@@ -166,7 +166,7 @@ def test_sources_from_an_experiment_file_and_the_cli(world, tmp_path):
                     '[options.attack]\nsteps = 2\n')
     grid, _ = load_experiment_file(path)
     assert grid.to_dict()["sources"] == ["self", "counting"]
-    cells = run(config=path, dry_run=True, progress=False)
+    cells = run(output=False, config=path, dry_run=True, progress=False)
     assert len(cells) == 3  # counting←self, counting(seed=1)←self, counting(seed=1)←counting
     ids = {c["run_id"] for c in cells}
     assert run_id({k: v for k, v in cells[0].items() if k not in ("run_id", "done")}) in ids
@@ -181,7 +181,7 @@ def test_the_shipped_transfer_experiment_plans_its_matrix():
     from pathlib import Path
 
     path = Path(__file__).resolve().parent.parent / "experiments" / "transfer.toml"
-    cells = run(config=path, dry_run=True, progress=False)
+    cells = run(output=False, config=path, dry_run=True, progress=False)
     transfer = [c for c in cells if c["source"] is not None]
     assert len(cells) == 372 and len(cells) - len(transfer) == (4 + 3) * 4 * 3  # white-box
     crafts = {(json.dumps(c["source"], sort_keys=True), c["attack"]["name"], c["seed"])
@@ -191,7 +191,7 @@ def test_the_shipped_transfer_experiment_plans_its_matrix():
 
 
 def test_a_target_of_another_resolution_embeds_the_pixels_itself(tiny, tmp_path):
-    [rec] = run(model="tiny(image_size=12, embed_dim=8)", source="tiny", dataset="tiny",
+    [rec] = run(output=False, model="tiny(image_size=12, embed_dim=8)", source="tiny", dataset="tiny",
                 attack="pgd", attack_options=PGD, progress=False)
     assert rec["config"]["source"]["backbone"]["options"]["image_size"] == 16
     assert rec["config"]["backbone"]["options"]["image_size"] == 12

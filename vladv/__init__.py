@@ -1,14 +1,15 @@
 """vladv: attack and defend vision-language models, one plugin at a time.
 
 ``import vladv`` gives what plugins and scripts use: the spec records and base classes, ``hookimpl``,
-``option``, ``get_registry()`` (the process-wide plugin registry), ``run`` and ``report``;
-``vladv.Backbone`` and the submodules (``vladv.testing``, ``vladv.backbone``, ...) load on first
-access.
+``option``, ``get_registry()`` (the process-wide plugin registry), ``run`` (the runner behind
+``vladv run``, :func:`vladv.experiment.run`) and ``report`` (:func:`vladv.reports.report`);
+``run``, ``report``, ``vladv.Backbone`` and the submodules (``vladv.testing``,
+``vladv.backbone``, ...) load on first access.
 """
 
 import importlib
 import importlib.util
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vladv import plugins
 from vladv.hookspecs import hookimpl
@@ -32,34 +33,25 @@ from vladv.types import (
 
 __version__ = "0.1.0"
 
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers and editors
+    from vladv.backbone import Backbone
+    from vladv.experiment import run
+    from vladv.reports import report
 
-def run(**kwargs):
-    """Run an experiment grid and return its records; same arguments as ``vladv run``.
-
-    See :func:`vladv.experiment.run` (e.g. ``vladv.run(defense=["none", "mat"], attack="sga")``).
-    """
-    from vladv.experiment import run as _run
-
-    return _run(**kwargs)
-
-
-def report(directory, output=None):
-    """Write the tables, CSVs, plots, gallery and index.html of the records in ``directory``.
-
-    See :func:`vladv.reports.report`; returns the aggregated rows, the written files and the
-    warnings (one line per skipped file or example).
-    """
-    from vladv.reports import report as _report
-
-    return _report(directory, output)
+_LAZY = {
+    # the runner behind `vladv run` (explicit signature: vladv.experiment.run)
+    "run": ("vladv.experiment", "run"),
+    # tables, CSVs, plots, gallery and index.html of a folder of records: vladv.reports.report
+    "report": ("vladv.reports", "report"),
+    "Backbone": ("vladv.backbone", "Backbone"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    """Lazy ``vladv.Backbone`` and submodules (``vladv.testing``, ``vladv.backbone``, ...)."""
-    if name == "Backbone":
-        from vladv.backbone import Backbone
-
-        return Backbone
+    """Lazy ``vladv.run``, ``vladv.report``, ``vladv.Backbone`` and the submodules."""
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
     if not name.startswith("_") and importlib.util.find_spec(f"vladv.{name}") is not None:
         return importlib.import_module(f"vladv.{name}")
     raise AttributeError(f"module 'vladv' has no attribute {name!r}")

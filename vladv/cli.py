@@ -18,7 +18,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from vladv import __version__
-from vladv.cache import config_hash
 from vladv.errors import VladvError, os_error_message
 from vladv.options import describe_options, parse_assignments
 
@@ -74,29 +73,6 @@ def _version(value: bool) -> None:
 def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                 help="Show the version and exit.")] = False):
     """vladv: attack and defend vision-language models."""
-
-
-def dry_run_table(cells: list[dict[str, Any]]) -> Table:
-    """The planned cells of a grid, one row each."""
-    from vladv.experiment import source_label
-    from vladv.results import defense_label
-
-    done = sum(bool(c.get("done")) for c in cells)
-    title = f"{len(cells)} planned run(s)" + (f", {done} already done (skipped)" if done else "")
-    table = Table(title=title)
-    transfer = any(c.get("source") for c in cells)
-    for col in ("run id", "backbone", "dataset", "defense", "attack", "attack options", "seed",
-                *(("source",) if transfer else ()), "status"):
-        table.add_column(col)
-    for c in cells:
-        opts = escape(", ".join(f"{k}={v}" for k, v in c["attack"]["options"].items()))
-        model = source_label({**c, "augmenters": []}).partition("/")[0]
-        src = ((escape(source_label(c["source"])) if c.get("source") else "self",)
-               if transfer else ())
-        table.add_row(c["run_id"], escape(model), c["dataset"]["name"], defense_label(c),
-                      c["attack"]["name"], opts, str(c["seed"]), *src,
-                      "[green]done[/]" if c.get("done") else "to run")
-    return table
 
 
 def _argv_without_nproc(argv: list[str]) -> list[str]:
@@ -189,48 +165,41 @@ def run(
 ) -> None:
     """Run a grid of backbones × datasets × defenses × attacks × seeds; write one record per cell."""
     from vladv import distributed
-    from vladv.experiment import build_grid
-    from vladv.experiment import run as run_experiment
-    from vladv.results import summary_table
+    from vladv.experiment import prepare
+    from vladv.render import dry_run_table, summary_table
 
     if not 1 <= nproc <= MAX_NPROC:
         raise VladvError(f"--nproc must lie in [1, {MAX_NPROC}]; got {nproc}")
     if nproc > 1 and distributed.env_world_size() == 1:
         raise typer.Exit(distributed.launch(nproc, _argv_without_nproc(sys.argv[1:])))
     _load_plugin_files(plugin)
-    options = {"backbone": parse_assignments(backbone_opt, "--backbone-opt"),
-               "dataset": parse_assignments(dataset_opt, "--dataset-opt"),
-               "attack": parse_assignments(attack_opt, "--attack-opt"),
-               "defense": parse_assignments(defense_opt, "--defense-opt"),
-               "augmenter": parse_assignments(augment_opt, "--augment-opt")}
-    axes = dict(backbone=backbone, dataset=dataset, defense=defense, attack=attack,
-                augment=augment, seed=seed, model=model, source=source)
-    if output is None:
-        grid, runtime = build_grid(**axes, precision=precision, batch_size=batch_size,
-                                   config=config, options=options)
-        output = Path(runtime["output"]) if runtime.get("output") else (
-            Path("runs") / (grid.name or config_hash(grid.to_dict(), 8)))
-    records = run_experiment(
-        **axes, config=config, device=device, precision=precision, batch_size=batch_size,
-        output=output, num_workers=num_workers, progress=not quiet, force=force,
-        recompute=recompute, save_examples=save_examples, dry_run=dry_run, console=err_console,
-        backbone_options=options["backbone"], dataset_options=options["dataset"],
-        attack_options=options["attack"], defense_options=options["defense"],
-        augment_options=options["augmenter"])
+    plan = prepare(  # the runner of vladv.run, with its defaults: only the flags given are passed
+        backbone=backbone, dataset=dataset, defense=defense, attack=attack, augment=augment,
+        seed=seed, model=model, source=source, config=config, device=device,
+        precision=precision, batch_size=batch_size, output=output, num_workers=num_workers,
+        progress=not quiet, force=force, recompute=recompute, save_examples=save_examples,
+        console=err_console,
+        backbone_options=parse_assignments(backbone_opt, "--backbone-opt"),
+        dataset_options=parse_assignments(dataset_opt, "--dataset-opt"),
+        attack_options=parse_assignments(attack_opt, "--attack-opt"),
+        defense_options=parse_assignments(defense_opt, "--defense-opt"),
+        augment_options=parse_assignments(augment_opt, "--augment-opt"))
     if dry_run:
+        cells = plan.planned()
         if json_out:
-            console.print_json(json.dumps(records))
-            return
-        console.print(dry_run_table(records))
+            console.print_json(json.dumps(cells))
+        else:
+            console.print(dry_run_table(cells, plan.res))
         return
+    records = plan.execute()
     if not distributed.is_main():
         return
     if json_out:
         console.print_json(json.dumps(records))
         return
     console.print(summary_table(records))
-    console.print(f"[dim]{len(records)} record(s) in {escape(str(output))}/ — `vladv report "
-                  f"{escape(str(output))}` for tables and plots[/]")
+    console.print(f"[dim]{len(records)} record(s) in {escape(str(plan.output))}/ — `vladv report "
+                  f"{escape(str(plan.output))}` for tables and plots[/]")
 
 
 @app.command(epilog="""

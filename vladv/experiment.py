@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -25,12 +25,13 @@ from vladv.cache import config_hash
 from vladv.console import get_console
 from vladv.errors import CheckpointError, OptionError, PluginError, VladvError
 from vladv.evaluation import encode_clean, evaluate_attack
-from vladv.grid import (GridSpec, ModelKey, check_runtime, expand, load_experiment_file,
-                        merge)
-from vladv.options import check_seed, options_to_dict, resolve_options
-from vladv.plugins import get_registry, plugin_version
+from vladv.grid import (GridSpec, ModelKey, Resolver, check_runtime, expand,
+                        load_experiment_file, merge)
+from vladv.options import check_seed, options_to_dict
+from vladv.plugins import get_registry
+from vladv.render import save_example_images
 from vladv.results import (build_record, check_manifest, load_record, record_path, run_id,
-                           save_example_images, write_record)
+                           write_record)
 from vladv.transfer import (check_fits, craft, craft_folder, craft_key, load_crafted,
                             save_crafted, source_keys)
 from vladv.types import (Attack, Augmenter, Context, Defense, ImageTextDataset, PluginSpec,
@@ -70,14 +71,15 @@ _BUILT_TYPES: dict[str, type] = {"backbone": Backbone, "dataset": ImageTextDatas
                                  "attack": Attack, "defense": Defense, "augmenter": Augmenter}
 
 
-def resolve(kind: str, name: str, given: Mapping[str, Any] | None = None) -> Choice:
+def resolve(kind: str, name: str, given: Mapping[str, Any] | None = None,
+            res: Resolver | None = None) -> Choice:
     """Look up a plugin and resolve its options; ``none`` is the empty choice."""
     if name == NONE and kind in ("attack", "defense"):
         if given:
             raise OptionError(f"{kind} 'none' takes no options; got {', '.join(given)}")
         return Choice(kind, NONE, None, None)
-    spec = get_registry().get(kind, name)
-    return Choice(kind, name, spec, resolve_options(f"{kind} '{name}'", spec.options, given))
+    res = res or Resolver()
+    return Choice(kind, name, res.spec(kind, name), res.options(kind, name, given or {}))
 
 
 def seed_everything(seed: int) -> None:
@@ -145,33 +147,99 @@ def build_grid(*, backbone: Any = None, dataset: Any = None, defense: Any = None
     return grid, runtime
 
 
-def run(*, backbone: str | Sequence[str] | None = None, dataset: str | Sequence[str] | None = None,
-        defense: str | Sequence[str] | None = None, attack: str | Sequence[str] | None = None,
-        augment: Sequence[str] | None = None, seed: int | Sequence[int] | None = None,
-        model: str | Sequence[str] | None = None, source: str | Sequence[str] | None = None,
-        config: str | Path | None = None, device: str | None = None,
-        precision: str | None = None, batch_size: int | None = None,
-        output: str | Path | None = None, backbone_options: Mapping[str, Any] | None = None,
-        dataset_options: Mapping[str, Any] | None = None,
-        attack_options: Mapping[str, Any] | None = None,
-        defense_options: Mapping[str, Any] | None = None,
-        augment_options: Mapping[str, Any] | None = None, num_workers: int | None = None,
-        progress: bool = True, force: bool = False, recompute: bool = False,
-        save_examples: int | None = None, dry_run: bool = False,
-        console: Any = None) -> list[dict[str, Any]]:
-    """Run the grid backbone × dataset × defense × attack × seed; return one record per cell.
+RUNS = Path("runs")
+"""Where a run writes its records when neither ``output`` nor the experiment file says."""
 
-    Every axis takes a name or a list of names (a defense may carry augmenters: ``mat+eda``);
-    ``model`` lists model specs (``clip(model=vladv-tiny-align)/mat``) evaluated instead of
-    backbone × defense; ``source`` lists the model specs attacks are crafted on (transfer
-    attacks; ``self``, the default, is white-box);
-    ``config`` is a TOML experiment file whose values these arguments override. Options are dicts
-    of ``key: value`` (strings like ``"2/255"`` or typed values); ``"sga.eps"`` targets one plugin
-    and ``"eps"`` every plugin of that kind that has it. With ``output``, records are written
-    there, finished cells are skipped (``recompute`` redoes them), and a directory holding a
-    different grid is refused unless ``force``. ``dry_run`` returns the planned cells' configs, each with ``done``: whether
-    ``output`` already holds its record.
-    """
+
+def default_output(grid: GridSpec) -> Path:
+    """``runs/<grid id>``: the experiment's name, else a hash of the grid."""
+    return RUNS / (grid.name or config_hash(grid.to_dict(), 8))
+
+
+@dataclass
+class Group:
+    """The cells that share one model: its key, its resolved plugins and its attack cells."""
+
+    key: ModelKey
+    backbone: Choice
+    dataset: Choice
+    defense: Choice
+    augmenters: list[Choice]
+    cells: list[Cell]
+
+
+@dataclass
+class Plan:
+    """A grid resolved down to its cells (every plugin looked up, every option checked), with
+    where its records go; :meth:`execute` runs it, :meth:`planned` lists it (``--dry-run``)."""
+
+    grid: GridSpec
+    groups: list[Group]
+    output: Path | None
+    ctx: Context
+    res: Resolver
+    force: bool = False
+    recompute: bool = False
+    save_examples: int = 0
+
+    def _done(self, cell: Cell) -> bool:
+        return (self.output is not None and not self.recompute
+                and record_path(self.output, cell.run_id).exists())
+
+    def planned(self) -> list[dict[str, Any]]:
+        """Each cell's config and run id, with ``done``: whether ``output`` holds its record."""
+        return [cell.identity | {"run_id": cell.run_id, "done": self._done(cell)}
+                for group in self.groups for cell in group.cells]
+
+    def execute(self) -> list[dict[str, Any]]:
+        """Run every cell whose record is missing (or all with ``recompute``); return the records
+        in grid order, the finished ones read back from ``output``."""
+        out, ctx = self.output, self.ctx
+        console = get_console(ctx)
+        if out is not None:
+            if distributed.is_main():
+                check_manifest(out, self.grid, self.force)
+            distributed.barrier()
+        records: dict[str, dict[str, Any]] = {}
+        order = [cell.run_id for group in self.groups for cell in group.cells]
+        todo: list[tuple[Group, list[Cell]]] = []
+        for group in self.groups:
+            pending = []
+            for cell in group.cells:
+                if self._done(cell):
+                    records[cell.run_id] = load_record(record_path(out, cell.run_id))  # type: ignore[arg-type]
+                    console.print(f"[dim]skipping finished run {cell.run_id} (record exists)[/]")
+                else:
+                    pending.append(cell)
+            todo.append((group, pending))
+        _craft_sources([c for _, cells in todo for c in cells], self.grid, ctx, self.res)
+        for group, pending in todo:
+            if pending:
+                ctx.seed = group.key.seed
+                for cell, record in zip(pending, _run_group(group, pending, self.grid, ctx, out,
+                                                            self.save_examples, self.res),
+                                        strict=True):
+                    records[cell.run_id] = record
+        return [records[rid] for rid in order]
+
+
+def prepare(*, backbone: str | Sequence[str] | None = None,
+            dataset: str | Sequence[str] | None = None,
+            defense: str | Sequence[str] | None = None, attack: str | Sequence[str] | None = None,
+            augment: str | Sequence[str] | None = None, seed: int | Sequence[int] | None = None,
+            model: str | Sequence[str] | None = None, source: str | Sequence[str] | None = None,
+            config: str | Path | None = None, device: str | None = None,
+            precision: str | None = None, batch_size: int | None = None,
+            output: str | Path | Literal[False] | None = None,
+            backbone_options: Mapping[str, Any] | None = None,
+            dataset_options: Mapping[str, Any] | None = None,
+            attack_options: Mapping[str, Any] | None = None,
+            defense_options: Mapping[str, Any] | None = None,
+            augment_options: Mapping[str, Any] | None = None, num_workers: int | None = None,
+            progress: bool = True, force: bool = False, recompute: bool = False,
+            save_examples: int | None = None, console: Any = None) -> Plan:
+    """Build the grid once, resolve every plugin once, plan every cell: the :class:`Plan` that
+    :func:`run` executes (arguments as :func:`run`)."""
     options = {"backbone": backbone_options or {}, "dataset": dataset_options or {},
                "attack": attack_options or {}, "defense": defense_options or {},
                "augmenter": augment_options or {}}
@@ -181,71 +249,82 @@ def run(*, backbone: str | Sequence[str] | None = None, dataset: str | Sequence[
                                augment=augment, seed=seed, model=model, source=source,
                                precision=precision,
                                batch_size=batch_size, config=config, options=options)
-    check_runtime({"output": output, "device": device, "num_workers": num_workers,
-                   "save_examples": save_examples})
+    check_runtime({"output": output if output is not False else None, "device": device,
+                   "num_workers": num_workers, "save_examples": save_examples})
     device = device if device is not None else runtime.get("device")
     num_workers = num_workers if num_workers is not None else int(runtime.get("num_workers", 0))
     save_examples = (save_examples if save_examples is not None
                      else int(runtime.get("save_examples", 0)))
-    if output is None and runtime.get("output"):
-        output = runtime["output"]
+    if output is None:
+        output = runtime.get("output") or default_output(grid)
     ctx = make_context(device, grid.precision, 0, num_workers, progress, console)
-    console = get_console(ctx)
-    plan = []
-    for key, attacks in expand(grid):
-        plan.append((key, _plan_group(key, attacks, grid, ctx)))
-    out = Path(output) if output is not None else None
-    if dry_run:
-        return [cell.identity | {"run_id": cell.run_id, "done": out is not None and not recompute
-                                 and record_path(out, cell.run_id).exists()}
-                for _, cells in plan for cell in cells]
-    if out is not None:
-        if distributed.is_main():
-            check_manifest(out, grid, force)
-        distributed.barrier()
-    records: dict[str, dict[str, Any]] = {}
-    order = [cell.run_id for _, cells in plan for cell in cells]
-    todo: list[tuple[ModelKey, list[Cell]]] = []
-    for key, cells in plan:
-        pending = []
-        for cell in cells:
-            path = record_path(out, cell.run_id) if out is not None else None
-            if path is not None and path.exists() and not recompute:
-                records[cell.run_id] = load_record(path)
-                console.print(f"[dim]skipping finished run {cell.run_id} (record exists)[/]")
-            else:
-                pending.append(cell)
-        todo.append((key, pending))
-    _craft_sources([c for _, cells in todo for c in cells], grid, ctx)
-    for key, pending in todo:
-        if pending:
-            ctx.seed = key.seed
-            for cell, record in zip(pending, _run_group(key, pending, grid, ctx, out,
-                                                        save_examples), strict=True):
-                records[cell.run_id] = record
-    return [records[rid] for rid in order]
+    res = Resolver()
+    groups = [_plan_group(key, attacks, grid, ctx, res) for key, attacks in expand(grid, res)]
+    return Plan(grid, groups, Path(output) if output is not False else None, ctx, res, force,
+                recompute, save_examples)
+
+
+def run(*, backbone: str | Sequence[str] | None = None, dataset: str | Sequence[str] | None = None,
+        defense: str | Sequence[str] | None = None, attack: str | Sequence[str] | None = None,
+        augment: str | Sequence[str] | None = None, seed: int | Sequence[int] | None = None,
+        model: str | Sequence[str] | None = None, source: str | Sequence[str] | None = None,
+        config: str | Path | None = None, device: str | None = None,
+        precision: str | None = None, batch_size: int | None = None,
+        output: str | Path | Literal[False] | None = None,
+        backbone_options: Mapping[str, Any] | None = None,
+        dataset_options: Mapping[str, Any] | None = None,
+        attack_options: Mapping[str, Any] | None = None,
+        defense_options: Mapping[str, Any] | None = None,
+        augment_options: Mapping[str, Any] | None = None, num_workers: int | None = None,
+        progress: bool = True, force: bool = False, recompute: bool = False,
+        save_examples: int | None = None, dry_run: bool = False,
+        console: Any = None) -> list[dict[str, Any]]:
+    """Run the grid backbone × dataset × defense × attack × seed; return one record per cell.
+
+    The one runner behind ``vladv run`` and :func:`vladv.run`, with the same defaults: clip,
+    synthetic-aerial, no defense, no attack, seed 0, fp32, batch size 32, progress bars on
+    (``--quiet`` is ``progress=False``), records written to ``runs/<grid id>``.
+
+    Every axis takes a name or a list of names (a defense may carry augmenters: ``mat+eda``);
+    ``model`` lists model specs (``clip(model=vladv-tiny-align)/mat``) evaluated instead of
+    backbone × defense; ``source`` lists the model specs attacks are crafted on (transfer
+    attacks; ``self``, the default, is white-box);
+    ``config`` is a TOML experiment file whose values these arguments override. Options are dicts
+    of ``key: value`` (strings like ``"2/255"`` or typed values); ``"sga.eps"`` targets one plugin
+    and ``"eps"`` every plugin of that kind that has it. Records are written to ``output``
+    (default: the experiment file's ``output``, else ``runs/<experiment name or grid hash>``;
+    ``False``: nowhere, the records are only returned); finished cells are skipped
+    (``recompute`` redoes them), and a directory holding a different grid is refused unless
+    ``force``. ``dry_run`` returns the planned cells' configs, each with ``done``: whether
+    ``output`` already holds its record.
+    """
+    plan = prepare(backbone=backbone, dataset=dataset, defense=defense, attack=attack,
+                   augment=augment, seed=seed, model=model, source=source, config=config,
+                   device=device, precision=precision, batch_size=batch_size, output=output,
+                   backbone_options=backbone_options, dataset_options=dataset_options,
+                   attack_options=attack_options, defense_options=defense_options,
+                   augment_options=augment_options, num_workers=num_workers, progress=progress,
+                   force=force, recompute=recompute, save_examples=save_examples, console=console)
+    return plan.planned() if dry_run else plan.execute()
 
 
 def _plan_group(key: ModelKey, attacks: list[tuple[str, dict[str, Any]]], grid: GridSpec,
-                ctx: Context) -> list[Cell]:
-    bb = resolve("backbone", key.backbone, dict(key.backbone_options))
-    ds = resolve("dataset", key.dataset, dict(key.dataset_options))
-    df = resolve("defense", key.defense, dict(key.defense_options))
-    augs = [resolve("augmenter", a, dict(o)) for a, o in key.augmenters]
+                ctx: Context, res: Resolver) -> Group:
+    bb, ds, df, augs = _choices(key, res)
     if augs and df.spec is None:
         raise OptionError("augmenters only apply to a training defense; add --defense")
     base = {"backbone": bb.to_dict(), "dataset": ds.to_dict(), "defense": df.to_dict(),
             "augmenters": [a.to_dict() for a in augs], "seed": key.seed,
             "precision": grid.precision, "batch_size": grid.batch_size}
-    sources = source_keys(grid, key)
+    sources = source_keys(grid, key, res)
     cells: dict[str, Cell] = {}
     for name, given in attacks:
-        choice = resolve("attack", name, given)
+        choice = resolve("attack", name, given, res)
         attack_obj = choice.build(ctx) if choice.spec is not None else None  # factories are cheap
         threat = attack_obj.threat_model.to_dict() if attack_obj is not None else None
         attack = {**choice.to_dict(), "threat_model": threat}
         for src in sources if attack_obj is not None else [None]:
-            source = source_identity(src) if src is not None else None
+            source = source_identity(src, res) if src is not None else None
             if source is not None and source == {k: base[k] for k in source}:
                 src = source = None  # the target itself, spelled differently: white-box
             identity = {**base, "source": source, "attack": attack}
@@ -253,41 +332,40 @@ def _plan_group(key: ModelKey, attacks: list[tuple[str, dict[str, Any]]], grid: 
                                                       grid.precision, grid.batch_size)
             cell = Cell(choice, identity, run_id(identity), attack_obj, src, ck)
             cells.setdefault(cell.run_id, cell)
-    return list(cells.values())
+    return Group(key, bb, ds, df, augs, list(cells.values()))
 
 
-def _choices(key: ModelKey) -> tuple[Choice, Choice, Choice, list[Choice]]:
+def _choices(key: ModelKey, res: Resolver) -> tuple[Choice, Choice, Choice, list[Choice]]:
     """The backbone, dataset, defense and augmenters of a model key, resolved."""
-    return (resolve("backbone", key.backbone, dict(key.backbone_options)),
-            resolve("dataset", key.dataset, dict(key.dataset_options)),
-            resolve("defense", key.defense, dict(key.defense_options)),
-            [resolve("augmenter", a, dict(o)) for a, o in key.augmenters])
+    return (resolve("backbone", key.backbone, dict(key.backbone_options), res),
+            resolve("dataset", key.dataset, dict(key.dataset_options), res),
+            resolve("defense", key.defense, dict(key.defense_options), res),
+            [resolve("augmenter", a, dict(o), res) for a, o in key.augmenters])
 
 
-def source_identity(key: ModelKey) -> dict[str, Any]:
+def source_identity(key: ModelKey, res: Resolver | None = None) -> dict[str, Any]:
     """A source model in records: its backbone, defense and augmenters with resolved options."""
-    bb, _, df, augs = _choices(key)
+    bb, _, df, augs = _choices(key, res or Resolver())
     return {"backbone": bb.to_dict(), "defense": df.to_dict(),
             "augmenters": [a.to_dict() for a in augs]}
 
 
-def _build(key: ModelKey, grid: GridSpec, ctx: Context
-           ) -> tuple[Backbone, ImageTextDataset, dict[str, float]]:
-    """The model of ``key`` (trained or loaded when defended), in eval mode, and its test split."""
-    bb, ds, df, augs = _choices(key)
-    seed_everything(key.seed)
+def _build(group: Group, ctx: Context) -> tuple[Backbone, ImageTextDataset, dict[str, float]]:
+    """The model of ``group`` (trained or loaded when defended), in eval mode, and its test split."""
+    seed_everything(group.key.seed)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    test_ds: ImageTextDataset = ds.build(ctx, "test")
+    test_ds: ImageTextDataset = group.dataset.build(ctx, "test")
     timings["data"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    model: Backbone = bb.build(ctx).to(ctx.device).eval()
+    model: Backbone = group.backbone.build(ctx).to(ctx.device).eval()
     timings["backbone"] = time.perf_counter() - t0
-    model, timings["defense"] = _apply_defense(model, df, augs, ds, bb, ctx, key.seed)
+    model, timings["defense"] = _apply_defense(model, group.defense, group.augmenters,
+                                               group.dataset, group.backbone, ctx, group.key.seed)
     return model.eval(), test_ds, timings
 
 
-def _craft_sources(cells: list[Cell], grid: GridSpec, ctx: Context) -> None:
+def _craft_sources(cells: list[Cell], grid: GridSpec, ctx: Context, res: Resolver) -> None:
     """Craft (or find cached) the examples of every transfer cell: each source model is built
     once, its clean gallery encoded once, and each (attack, seed) crafted once for all targets."""
     todo: dict[ModelKey, dict[str, Cell]] = {}
@@ -296,7 +374,8 @@ def _craft_sources(cells: list[Cell], grid: GridSpec, ctx: Context) -> None:
             todo.setdefault(cell.source, {}).setdefault(cell.craft_key, cell)
     for src, by_key in todo.items():
         ctx.seed = src.seed
-        test_ds = _choices(src)[1].build(ctx, "test")
+        source = Group(src, *_choices(src, res), cells=[])
+        test_ds = source.dataset.build(ctx, "test")
         missing = {}
         for ck, cell in by_key.items():
             cached = load_crafted(craft_folder(ctx, cell.attack.name, ck))
@@ -306,14 +385,15 @@ def _craft_sources(cells: list[Cell], grid: GridSpec, ctx: Context) -> None:
             continue
         console = get_console(ctx)
         console.print(f"crafting {', '.join(c.attack.name for c in missing.values())} on source "
-                      f"[bold]{escape(source_label(source_identity(src)))}[/] (seed {src.seed})")
-        model, test_ds, _ = _build(src, grid, ctx)
+                      f"[bold]{escape(source_label(source_identity(src, res), res))}[/] "
+                      f"(seed {src.seed})")
+        model, test_ds, _ = _build(source, ctx)
         clean = encode_clean(model, test_ds, ctx, grid.batch_size)
         for ck, cell in missing.items():
             seed_everything(src.seed)
             crafted = craft(model, test_ds, cell.attack_obj, cell.attack.name, clean, ctx,
                             grid.batch_size)
-            crafted.meta.update(source=source_identity(src), model=model.identity(),
+            crafted.meta.update(source=source_identity(src, res), model=model.identity(),
                                 data=test_ds.describe(), attack=cell.identity["attack"],
                                 seed=src.seed)
             if distributed.is_main():
@@ -322,42 +402,43 @@ def _craft_sources(cells: list[Cell], grid: GridSpec, ctx: Context) -> None:
         del model
 
 
-def source_label(source: Mapping[str, Any]) -> str:
+def source_label(source: Mapping[str, Any], res: Resolver | None = None) -> str:
     """A source identity as a short model spec: options that differ from the defaults shown."""
+    res = res or Resolver()
     parts = []
     for kind in ("backbone", "defense"):
         name, opts = source[kind]["name"], source[kind].get("options") or {}
         if name == NONE:
             continue
-        default = resolve(kind, name).to_dict()["options"]
+        default = resolve(kind, name, None, res).to_dict()["options"]
         shown = ", ".join(f"{k}={v}" for k, v in opts.items() if default.get(k) != v)
         parts.append(name + (f"({shown})" if shown else ""))
     aug = "".join(f"+{a['name']}" for a in source.get("augmenters") or [])
     return "/".join(parts) + aug
 
 
-def _run_group(key: ModelKey, cells: list[Cell], grid: GridSpec, ctx: Context,
-               out: Path | None, save_examples: int) -> Iterator[dict[str, Any]]:
+def _run_group(group: Group, cells: list[Cell], grid: GridSpec, ctx: Context,
+               out: Path | None, save_examples: int, res: Resolver) -> Iterator[dict[str, Any]]:
     """Build (or load) the model of one group once, then evaluate each pending cell."""
-    bb, ds, df, augs = _choices(key)
+    key, bb, ds, df, augs = group.key, group.backbone, group.dataset, group.defense, group.augmenters
     console = get_console(ctx)
-    model, test_ds, timings = _build(key, grid, ctx)
+    model, test_ds, timings = _build(group, ctx)
     clean = encode_clean(model, test_ds, ctx, grid.batch_size)
     timings["clean"] = clean.seconds
     runtime = {"device": str(ctx.device), "num_workers": ctx.num_workers}
-    versions = {"backbone": plugin_version("backbone", bb.name),
-                "dataset": plugin_version("dataset", ds.name)}
+    versions = {"backbone": res.version("backbone", bb.name),
+                "dataset": res.version("dataset", ds.name)}
     if df.spec is not None:
-        versions["defense"] = plugin_version("defense", df.name)
+        versions["defense"] = res.version("defense", df.name)
     for a in augs:
-        versions[f"augmenter:{a.name}"] = plugin_version("augmenter", a.name)
+        versions[f"augmenter:{a.name}"] = res.version("augmenter", a.name)
     for cell in cells:
         metrics: dict[str, Any] = {"clean": clean.metrics}
         cell_timings = dict(timings)
         cell_versions = dict(versions)
         extra: dict[str, Any] = {"warnings": []}
         if cell.attack_obj is not None:
-            cell_versions["attack"] = plugin_version("attack", cell.attack.name)
+            cell_versions["attack"] = res.version("attack", cell.attack.name)
             crafted = None
             if cell.source is not None and cell.craft_key is not None:
                 crafted = load_crafted(craft_folder(ctx, cell.attack.name, cell.craft_key))

@@ -28,7 +28,8 @@ from typing import Any
 from vladv.errors import OptionError, VladvError
 from vladv.modelspec import SELF, ModelSpec, parse_model
 from vladv.options import INT_MAX, check_seed, option_fields, options_to_dict, resolve_options
-from vladv.plugins import get_registry
+from vladv.plugins import PluginRegistry, get_registry
+from vladv.types import PluginSpec
 
 KINDS = ("backbone", "dataset", "defense", "attack", "augmenter")
 NONE = "none"
@@ -37,6 +38,48 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MAX_BATCH = 1_000_000
 MAX_WORKERS = 256
 MAX_EXAMPLES = 10_000
+
+
+class Resolver:
+    """The plugin look-ups and option resolutions of one run, each made once.
+
+    A run (``vladv run`` or :func:`vladv.run`) makes one; expanding the grid, planning its cells,
+    building the models and writing the records all ask it rather than the registry, so every
+    plugin is looked up once and every set of options resolved once per run.
+    """
+
+    def __init__(self, registry: PluginRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else get_registry()
+        self._specs: dict[tuple[str, str], PluginSpec] = {}
+        self._options: dict[tuple[str, str, str], Any] = {}
+        self._versions: dict[tuple[str, str], dict[str, str | None]] = {}
+
+    def spec(self, kind: str, name: str) -> PluginSpec:
+        """The spec of ``kind`` ``name`` (a one-line error if unknown)."""
+        key = (kind, name)
+        if key not in self._specs:
+            self._specs[key] = self.registry.get(kind, name)
+        return self._specs[key]
+
+    def options(self, kind: str, name: str, given: Mapping[str, Any]) -> Any:
+        """The options dataclass of ``kind`` ``name`` from ``given`` values (checked)."""
+        spec = self.spec(kind, name)
+        if not isinstance(given, Mapping):  # resolve_options says what is wrong in one line
+            return resolve_options(f"{kind} '{name}'", spec.options, given)
+        key = (kind, name, repr(list(given.items())))
+        if key not in self._options:
+            self._options[key] = resolve_options(f"{kind} '{name}'", spec.options, given)
+        return self._options[key]
+
+    def version(self, kind: str, name: str) -> dict[str, str | None]:
+        """The plugin, distribution and version that provide ``kind`` ``name`` (for records)."""
+        key = (kind, name)
+        if key not in self._versions:
+            self.spec(kind, name)
+            info = self.registry.specs(kind)[name].plugin
+            self._versions[key] = {"plugin": info.name, "distribution": info.distribution,
+                                   "version": info.version}
+        return self._versions[key]
 
 
 @dataclass(frozen=True)
@@ -298,10 +341,10 @@ def parse_defense(entry: str) -> tuple[str, tuple[str, ...]]:
     return name, tuple(augs)
 
 
-def _is_sweep(kind: str, name: str, key: str, value: Any) -> bool:
+def _is_sweep(kind: str, name: str, key: str, value: Any, res: Resolver | None = None) -> bool:
     if not isinstance(value, list):
         return False
-    spec = get_registry().get(kind, name)
+    spec = (res or Resolver()).spec(kind, name)
     for f, tp in option_fields(spec.options):
         if f.name == key.replace("-", "_"):
             is_tuple = getattr(tp, "__origin__", None) in (tuple, list)
@@ -309,12 +352,13 @@ def _is_sweep(kind: str, name: str, key: str, value: Any) -> bool:
     return True  # unknown key: resolve_options reports it
 
 
-def _accepts(kind: str, name: str, key: str) -> bool:
-    fields = option_fields(get_registry().get(kind, name).options)
+def _accepts(kind: str, name: str, key: str, res: Resolver | None = None) -> bool:
+    fields = option_fields((res or Resolver()).spec(kind, name).options)
     return key.replace("-", "_") in {f.name for f, _ in fields}
 
 
-def check_routing(kind: str, given: Mapping[str, Any], names_in_run: Sequence[str]) -> None:
+def check_routing(kind: str, given: Mapping[str, Any], names_in_run: Sequence[str],
+                  res: Resolver | None = None) -> None:
     """Every option must reach a plugin: ``name.key`` a plugin in the run, ``key`` one that has it."""
     real = [n for n in dict.fromkeys(names_in_run) if n != NONE]
     for key in given:
@@ -322,13 +366,13 @@ def check_routing(kind: str, given: Mapping[str, Any], names_in_run: Sequence[st
         if dot and target not in real:
             raise OptionError(f"option '{key}' names {kind} '{target}', which is not part of "
                               f"this run ({', '.join(names_in_run) or 'none'})")
-        if not dot and len(real) != 1 and not any(_accepts(kind, n, key) for n in real):
+        if not dot and len(real) != 1 and not any(_accepts(kind, n, key, res) for n in real):
             raise OptionError(f"no {kind} in this run ({', '.join(names_in_run) or 'none'}) has "
                               f"an option '{key}'")
 
 
 def options_for(kind: str, name: str, given: Mapping[str, Any], names_in_run: Sequence[str],
-                ) -> list[dict[str, Any]]:
+                res: Resolver | None = None) -> list[dict[str, Any]]:
     """The option dicts (one per sweep point) for plugin ``name`` of ``kind``.
 
     ``name.key`` goes to that plugin; a plain ``key`` goes to every plugin that has it (to the
@@ -336,6 +380,7 @@ def options_for(kind: str, name: str, given: Mapping[str, Any], names_in_run: Se
     """
     if name == NONE:
         return [{}]
+    res = res or Resolver()
     alone = len([n for n in dict.fromkeys(names_in_run) if n != NONE]) == 1
     mine: dict[str, Any] = {}
     for key, value in given.items():
@@ -343,9 +388,9 @@ def options_for(kind: str, name: str, given: Mapping[str, Any], names_in_run: Se
         if dot:
             if target == name:
                 mine[sub] = value
-        elif alone or _accepts(kind, name, key):
+        elif alone or _accepts(kind, name, key, res):
             mine[key] = value
-    sweeps = {k: v for k, v in mine.items() if _is_sweep(kind, name, k, v)}
+    sweeps = {k: v for k, v in mine.items() if _is_sweep(kind, name, k, v, res)}
     fixed = {k: v for k, v in mine.items() if k not in sweeps}
     if not sweeps:
         return [fixed]
@@ -388,24 +433,28 @@ def model_names(grid: GridSpec) -> dict[str, list[str]]:
             "augmenter": sorted({a for m in specs for a, _ in m.augmenters} | set(grid.augment))}
 
 
-def typed(kind: str, name: str, inline: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+def typed(kind: str, name: str, inline: Sequence[tuple[str, Any]],
+          res: Resolver | None = None) -> dict[str, Any]:
     """A model spec's inline options (strings) as the plugin's typed values."""
     if not inline or name == NONE:
         return dict(inline)
-    spec = get_registry().get(kind, name)
-    resolved = options_to_dict(resolve_options(f"{kind} '{name}'", spec.options, dict(inline)))
+    resolved = options_to_dict((res or Resolver()).options(kind, name, dict(inline)))
     return {k: resolved[k.replace("-", "_")] for k, _ in inline}
 
 
 def variants(kind: str, name: str, given: Mapping[str, Any], names: Sequence[str],
-             inline: Sequence[tuple[str, Any]]) -> list[dict[str, Any]]:
+             inline: Sequence[tuple[str, Any]], res: Resolver | None = None
+             ) -> list[dict[str, Any]]:
     """:func:`options_for` with a model spec's inline options on top (duplicates merged)."""
-    out = [{**o, **typed(kind, name, inline)} for o in options_for(kind, name, given, names)]
+    out = [{**o, **typed(kind, name, inline, res)}
+           for o in options_for(kind, name, given, names, res)]
     return list({_freeze(o): o for o in out}.values())
 
 
-def expand(grid: GridSpec) -> list[tuple[ModelKey, list[tuple[str, dict[str, Any]]]]]:
+def expand(grid: GridSpec, res: Resolver | None = None
+           ) -> list[tuple[ModelKey, list[tuple[str, dict[str, Any]]]]]:
     """The grid as model groups, each with its attack variants ``(name, options)``."""
+    res = res or Resolver()
     opts = {kind: dict(grid.options.get(kind, {})) for kind in KINDS}
     models = targets(grid)
     names = model_names(grid)
@@ -416,11 +465,11 @@ def expand(grid: GridSpec) -> list[tuple[ModelKey, list[tuple[str, dict[str, Any
                          ("augmenter", names["augmenter"])):
         for n in listed:
             if n != NONE or kind not in ("attack", "defense"):
-                get_registry().get(kind, n)  # unknown names fail before anything else
-        check_routing(kind, opts[kind], list(listed))
+                res.spec(kind, n)  # unknown names fail before anything else
+        check_routing(kind, opts[kind], list(listed), res)
     groups = []
     attacks = [(a, o) for a in grid.attacks
-               for o in options_for("attack", a, opts["attack"], grid.attacks)]
+               for o in options_for("attack", a, opts["attack"], grid.attacks, res)]
     for model, dataset, seed in itertools.product(models, grid.datasets, grid.seeds) \
             if grid.models else _product_order(grid, models):
         chosen: dict[str, tuple] = {}
@@ -429,13 +478,13 @@ def expand(grid: GridSpec) -> list[tuple[ModelKey, list[tuple[str, dict[str, Any
             chosen.setdefault(a, o)  # first mention wins
         augs = tuple(chosen.items())
         aug_variants = [[(a, v) for v in variants("augmenter", a, opts["augmenter"],
-                                                  own["augmenter"], o)] for a, o in augs]
+                                                  own["augmenter"], o, res)] for a, o in augs]
         for bo, do, fo in itertools.product(
                 variants("backbone", model.backbone, opts["backbone"], own["backbone"],
-                         model.backbone_options),
-                options_for("dataset", dataset, opts["dataset"], grid.datasets),
+                         model.backbone_options, res),
+                options_for("dataset", dataset, opts["dataset"], grid.datasets, res),
                 variants("defense", model.defense, opts["defense"], own["defense"],
-                         model.defense_options)):
+                         model.defense_options, res)):
             for aug_combo in itertools.product(*aug_variants) if aug_variants else [()]:
                 if not zipped(grid, {"backbone": [(model.backbone, bo)],
                                      "dataset": [(dataset, do)],

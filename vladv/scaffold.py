@@ -354,7 +354,7 @@ TESTS = {
 def test_attack_stays_within_eps_and_lowers_recall():
     with registered_plugin(tiny_plugin), registered_plugin($module):
         [rec] = run(backbone="tiny", dataset="tiny", attack="$name", progress=False,
-                    attack_options={"eps": "8/255"})
+                    output=False, attack_options={"eps": "8/255"})
     m = rec["metrics"]
     assert m["budget"]["max_linf"] <= 8 / 255 + 1e-6
     assert m["adversarial"]["tr_r1"] <= m["clean"]["tr_r1"]
@@ -364,7 +364,8 @@ def test_defense_trains_and_is_evaluated():
     with (registered_plugin(tiny_plugin), registered_plugin(noise_plugin),
           registered_plugin($module)):
         [rec] = run(backbone="tiny", dataset="tiny", defense="$name", attack="noise",
-                    defense_options={"steps": "3", "batch_size": "4"}, progress=False)
+                    defense_options={"steps": "3", "batch_size": "4"}, progress=False,
+                    output=False)
     assert rec["config"]["defense"]["name"] == "$name"
     assert 0 <= rec["metrics"]["adversarial"]["tr_r1"] <= 100
 '''),
@@ -381,7 +382,8 @@ def test_augmenter_adds_captions_per_image():
 def test_backbone_runs_clean_and_attacked():
     with (registered_plugin(tiny_plugin), registered_plugin(noise_plugin),
           registered_plugin($module)):
-        [rec] = run(backbone="$name", dataset="tiny", attack="noise", progress=False)
+        [rec] = run(backbone="$name", dataset="tiny", attack="noise", progress=False,
+                    output=False)
     assert rec["config"]["backbone"]["name"] == "$name"
     assert 0 <= rec["metrics"]["clean"]["tr_r1"] <= 100
 '''),
@@ -400,7 +402,7 @@ def test_dataset_loads_and_runs(tmp_path):
     with (registered_plugin(tiny_plugin), registered_plugin(noise_plugin),
           registered_plugin($module)):
         [rec] = run(backbone="tiny", dataset="$name", attack="noise", progress=False,
-                    dataset_options={"root": str(tmp_path), "image_size": "16"})
+                    output=False, dataset_options={"root": str(tmp_path), "image_size": "16"})
     assert rec["data"]["images"] == 3 and rec["data"]["texts"] == 6
 '''),
 }

@@ -18,7 +18,8 @@ Example (in a plugin's own test suite; works whether or not the plugin is pip-in
 
     def test_my_attack():
         with registered_plugin(tiny_plugin), registered_plugin(vladv_foo):
-            [rec] = run(backbone="tiny", dataset="tiny", attack="my-attack", progress=False)
+            [rec] = run(backbone="tiny", dataset="tiny", attack="my-attack", progress=False,
+                        output=False)  # output=False: records returned, not written
         assert rec["metrics"]["adversarial"]["tr_r1"] <= rec["metrics"]["clean"]["tr_r1"]
 """
 

@@ -30,6 +30,7 @@ from vladv.grid import (
     NONE,
     GridSpec,
     ModelKey,
+    Resolver,
     _freeze,
     _is_sweep,
     model_names,
@@ -43,13 +44,14 @@ FORMAT = 1
 """Version of the crafted-examples cache layout (part of its key)."""
 
 
-def _fixed(kind: str, name: str, given: Mapping[str, Any]) -> dict[str, Any]:
+def _fixed(kind: str, name: str, given: Mapping[str, Any], res: Resolver) -> dict[str, Any]:
     """The grid's options for plugin ``name`` without sweeps: a source takes fixed values only."""
     return {k: v for k, v in given.items()
-            if not _is_sweep(kind, name, k.rpartition(".")[2], v)}
+            if not _is_sweep(kind, name, k.rpartition(".")[2], v, res)}
 
 
-def source_keys(grid: GridSpec, key: ModelKey) -> list[ModelKey | None]:
+def source_keys(grid: GridSpec, key: ModelKey, res: Resolver | None = None
+                ) -> list[ModelKey | None]:
     """The sources of the target ``key``'s cells, in grid order; None is white-box.
 
     A source takes the grid's fixed (not swept) options for its plugins, its inline options on
@@ -57,6 +59,7 @@ def source_keys(grid: GridSpec, key: ModelKey) -> list[ModelKey | None]:
     """
     if not grid.sources:
         return [None]
+    res = res or Resolver()
     names = model_names(grid)
     opts = grid.options
     out: list[ModelKey | None] = []
@@ -67,9 +70,9 @@ def source_keys(grid: GridSpec, key: ModelKey) -> list[ModelKey | None]:
         spec = parse_model(entry)
 
         def chosen(kind: str, name: str, inline: Sequence[tuple[str, Any]]) -> dict[str, Any]:
-            given = _fixed(kind, name, opts.get(kind, {}))
-            return {**options_for(kind, name, given, names[kind])[0],
-                    **typed(kind, name, inline)}
+            given = _fixed(kind, name, opts.get(kind, {}), res)
+            return {**options_for(kind, name, given, names[kind], res)[0],
+                    **typed(kind, name, inline, res)}
 
         augs: dict[str, tuple] = {}
         if spec.defense != NONE:
