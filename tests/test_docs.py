@@ -85,3 +85,37 @@ def test_plugins_md_example_plugin_and_its_test_run(tmp_path, monkeypatch):
         namespace["test_fgsm_lowers_recall"]()
     finally:
         sys.modules.pop("vladv_foo", None)  # test_plugins installs another vladv_foo
+
+
+def test_plugins_md_package_installs_is_listed_and_its_test_passes(tmp_path):
+    """The walk-through of docs/plugins.md followed literally as a package: vladv_foo.py, the
+    pyproject.toml and the test as printed; pip-installed, listed by `vladv plugins`, its test
+    passing against the installed entry point."""
+    import json
+    import os
+    import subprocess
+
+    text = (ROOT / "docs" / "plugins.md").read_text()
+    blocks = re.findall(r"```(\w+)\n(.*?)```", text, re.S)
+    [module] = [b for lang, b in blocks if lang == "python" and b.startswith("# vladv_foo.py")]
+    [pyproject] = [b for lang, b in blocks if lang == "toml" and "vladv-foo" in b]
+    [test] = [b for lang, b in blocks if "def test_fgsm_lowers_recall" in b]
+    package, site = tmp_path / "vladv-foo", tmp_path / "site"
+    (package / "tests").mkdir(parents=True)
+    (package / "vladv_foo.py").write_text(module)
+    (package / "pyproject.toml").write_text(pyproject)
+    (package / "tests" / "test_foo.py").write_text(test)
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(site), str(package)], capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr[-3000:]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+           "VLADV_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
+    listing = subprocess.run([sys.executable, "-m", "vladv", "plugins", "--json"], env=env,
+                             capture_output=True, text=True, timeout=300)
+    data = json.loads(listing.stdout)
+    [row] = [p for p in data["plugins"] if p["name"] == "fgsm"]
+    assert row["distribution"] == "vladv-foo" and not data["broken"]
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                         cwd=package, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]
