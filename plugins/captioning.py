@@ -17,8 +17,6 @@ gets ``num_captions`` new captions, deduplicated against its ground truth and ea
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,9 +24,9 @@ from typing import Any, Literal
 import torch
 
 import vladv
-from vladv.cache import config_hash, file_sha256
+from vladv.cache import config_hash, file_sha256, publish_dir, scratch_dir
 from vladv.console import get_console, make_progress
-from vladv.errors import VladvError
+from vladv.errors import VladvError, first_line
 from vladv.kit.pools import PoolAugmenter, dedupe_captions, image_seed
 from vladv.options import option
 from vladv.types import Context, ImageTextDataset, iter_chunks
@@ -112,11 +110,10 @@ class HFCaptioner(Captioner):
             self.model = cls.from_pretrained(name, local_files_only=True).to(device).eval()
             self.image_processor, self.tokenizer = _processors(name)
         except (OSError, ValueError, KeyError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:240]
             raise VladvError(
-                f"{_LABEL}: cannot load the Hugging Face captioner {name!r} offline ({first}). vladv "
-                "does not download at run time: fetch it where there is network (`huggingface-cli "
-                "download NAME`) or pass model=<local folder>") from None
+                f"{_LABEL}: cannot load the Hugging Face captioner {name!r} offline "
+                f"({first_line(exc)}). vladv does not download at run time: fetch it where there "
+                "is network (`huggingface-cli download NAME`) or pass model=<local folder>") from None
 
     def caption(self, images, indices, num, temperature, max_length, seed, round_):
         pixels = self.image_processor(images=list(images.float().cpu()), return_tensors="pt",
@@ -205,14 +202,9 @@ def prepare_captioner(options: CaptionOptions, ctx: Context, force: bool = False
     data = _world().factory(_train_options(options), ctx, "train")
     captions = [[data.captions[t] for t in ids] for ids in data.img2txt]
     model, vocab, stats = train_captioner(data.images, captions, captioner_config(options), ctx)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = scratch_dir(path)
     save_captioner(tmp, model, vocab, stats)
-    shutil.rmtree(path, ignore_errors=True)
-    try:
-        os.replace(tmp, path)
-    except OSError:  # another process finished first: keep its copy
-        shutil.rmtree(tmp, ignore_errors=True)
+    publish_dir(tmp, path, lambda p: (p / "training.json").is_file(), replace=force)
     console.print(f"{EMBEDDED_CAPTIONER}: {stats['seconds']:.0f} s, train loss "
                   f"{stats['first_loss']:.2f} → {stats['final_loss']:.2f}")
     return path

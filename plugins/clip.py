@@ -34,7 +34,7 @@ from vladv_plugins.clip_pretrain import (
 import vladv
 from vladv.cache import file_sha256
 from vladv.checkpoints import load_into, load_state_dict
-from vladv.errors import CheckpointError, OptionError, VladvError
+from vladv.errors import CheckpointError, OptionError, VladvError, first_line
 from vladv.kit.hub import quiet_transformers
 
 __all__ = [
@@ -81,12 +81,6 @@ class ClipOptions:
 
 
 
-def _first_line(exc: BaseException, limit: int = 240) -> str:
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()] or [type(exc).__name__]
-    text = lines[0]
-    return text if len(text) <= limit else text[:limit].rstrip() + "..."
-
-
 @contextlib.contextmanager
 def _hf_offline(offline: bool = True):
     """Hugging Face Hub offline mode meanwhile (vladv does not download unless asked to)."""
@@ -118,7 +112,7 @@ def create_open_clip(name: str, pretrained: str = "", download: bool = False) ->
         with quiet_open_clip(logging.ERROR), quiet_transformers(), _hf_offline(not download):
             return open_clip.create_model(name, pretrained=pretrained or None)
     except Exception as exc:  # noqa: BLE001 - download and config errors of many types
-        first = _first_line(exc)
+        first = first_line(exc)
         if pretrained:
             raise CheckpointError(
                 f"backbone 'clip': cannot load pretrained weights {pretrained!r} for open_clip model "
@@ -170,7 +164,7 @@ def build_clip(options: ClipOptions, ctx: vladv.Context | None = None) -> ClipBa
             tokenizer = get_tokenizer(options.model)
     except Exception as exc:  # noqa: BLE001 - e.g. an HF tokenizer that is not cached offline
         raise VladvError(f"backbone 'clip': cannot load the tokenizer of {options.model!r}: "
-                         f"{_first_line(exc)}") from None
+                         f"{first_line(exc)}") from None
     return ClipBackbone(model, tokenizer, info).to(ctx.device).eval()
 
 

@@ -26,8 +26,8 @@ import vladv
 from vladv.backbone import Backbone
 from vladv.cache import file_sha256
 from vladv.checkpoints import load_into, load_state_dict
-from vladv.errors import CheckpointError, OptionError, VladvError
-from vladv.kit.hub import quiet_transformers
+from vladv.errors import CheckpointError, OptionError, VladvError, first_line
+from vladv.kit.hub import hub_offline, quiet_transformers
 
 __all__ = ["FAMILIES", "HFBackbone", "HFOptions", "HFPixelPreprocess", "build_hf",
            "preprocess_from_processor", "resample_matrix"]
@@ -153,16 +153,6 @@ def _sync_temperature(module: HFBackbone, *_: Any) -> None:
 # ----------------------------------------------------------------------------------------------
 # Loading
 # ----------------------------------------------------------------------------------------------
-def _offline() -> bool:
-    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
-               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:300]
-
-
 def _dtype_kwarg() -> str:
     import transformers
 
@@ -211,7 +201,7 @@ def build_hf(options: HFOptions, ctx: vladv.Context | None = None) -> HFBackbone
         name = local
     import transformers
 
-    where = {"revision": options.revision or None, "local_files_only": _offline()}
+    where = {"revision": options.revision or None, "local_files_only": hub_offline()}
     hint = ("offline (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE): pass a local folder, or fill the "
             "Hugging Face cache where there is network" if where["local_files_only"]
             else "check the name, revision and network access, or pass a local folder")
@@ -219,7 +209,7 @@ def build_hf(options: HFOptions, ctx: vladv.Context | None = None) -> HFBackbone
         try:
             config = transformers.AutoConfig.from_pretrained(name, **where)
         except Exception as exc:  # noqa: BLE001 - hub, OS and parsing errors of many types
-            raise VladvError(f"{_LABEL}: cannot load model {name!r} ({_first_line(exc)}); "
+            raise VladvError(f"{_LABEL}: cannot load model {name!r} ({first_line(exc, 300)}); "
                              f"{hint}") from None
         family = _family(config, options.family, name)
         cls = getattr(transformers, FAMILIES[family])
@@ -228,7 +218,7 @@ def build_hf(options: HFOptions, ctx: vladv.Context | None = None) -> HFBackbone
                                               **{_dtype_kwarg(): torch.float32}, **where)
         except Exception as exc:  # noqa: BLE001
             raise CheckpointError(f"{_LABEL}: cannot load the {FAMILIES[family]} weights of "
-                                  f"{name!r} ({_first_line(exc)}); {hint}") from None
+                                  f"{name!r} ({first_line(exc, 300)}); {hint}") from None
         missing = sorted(k for k in info.get("missing_keys", ()) if not any(u in k for u in _UNUSED))
         if missing:
             raise CheckpointError(
@@ -238,12 +228,12 @@ def build_hf(options: HFOptions, ctx: vladv.Context | None = None) -> HFBackbone
             tokenizer = transformers.AutoTokenizer.from_pretrained(name, **where)
         except Exception as exc:  # noqa: BLE001
             raise VladvError(f"{_LABEL}: cannot load the tokenizer of {name!r} "
-                             f"({_first_line(exc)}); {hint}") from None
+                             f"({first_line(exc, 300)}); {hint}") from None
         try:
             processor = transformers.AutoImageProcessor.from_pretrained(name, **where)
         except Exception as exc:  # noqa: BLE001
             raise VladvError(f"{_LABEL}: cannot load the image processor configuration of "
-                             f"{name!r} ({_first_line(exc)}); it needs preprocessor_config.json"
+                             f"{name!r} ({first_line(exc, 300)}); it needs preprocessor_config.json"
                              ) from None
     preprocess = preprocess_from_processor(processor)
     positions = getattr(config.text_config, "max_position_embeddings", None) or 512

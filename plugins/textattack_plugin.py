@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 import vladv
-from vladv.errors import VladvError
+from vladv.errors import VladvError, first_line
 from vladv.kit.mlm import EMBEDDED_MLM, ensure_mlm, get_mlm
 from vladv.kit.pools import PoolAugmenter, image_seed
 from vladv.kit.text import STOP_WORDS, load_wordnet
@@ -270,11 +270,6 @@ _NAMESPACES = ("textattack.transformations", "textattack.constraints.pre_transfo
                "textattack.constraints.grammaticality", "textattack.search_methods")
 
 
-def _first(exc: BaseException) -> str:
-    """The first line of an exception's message (at most 160 characters)."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-
-
 def _lookup(name: str) -> Any:
     import importlib
 
@@ -311,10 +306,10 @@ def build_component(expr: str, inject: Callable[[type, dict[str, Any]], None] | 
                 return cls(*args, **kwargs)
             except (OSError, ImportError) as exc:  # requests' ConnectionError is an OSError
                 raise VladvError(f"textattack: {node.func.id} needs a download or a file that is "
-                                 f"missing offline ({type(exc).__name__}: {_first(exc)})") from None
+                                 f"missing offline ({type(exc).__name__}: {first_line(exc, 160)})") from None
             except (TypeError, ValueError, AssertionError) as exc:
                 raise VladvError(f"textattack: cannot build {ast.unparse(node)}: "
-                                 f"{_first(exc)}") from None
+                                 f"{first_line(exc, 160)}") from None
         if isinstance(node, ast.List | ast.Tuple):
             return [value(e, top=isinstance(e, ast.Name)) for e in node.elts]
         try:
@@ -416,7 +411,7 @@ def _download_recipe(ta: ModuleType, name: str) -> tuple[Any, list[Any], Any]:
     except Exception as exc:  # noqa: BLE001 - downloads fail in many ways
         raise VladvError(
             f"textattack: recipe {name!r} needs a download or a file that is missing offline "
-            f"({type(exc).__name__}: {_first(exc)}); offline recipes: {', '.join(OFFLINE_RECIPES)}"
+            f"({type(exc).__name__}: {first_line(exc, 160)}); offline recipes: {', '.join(OFFLINE_RECIPES)}"
         ) from None
     return (built.transformation, built.pre_transformation_constraints + built.constraints,
             built.search_method)
@@ -494,7 +489,7 @@ def _downloads(what: str) -> Iterator[None]:
         yield
     except (OSError, ImportError) as exc:  # requests' ConnectionError, missing files/packages
         raise VladvError(f"textattack: {what!r} needs a download or a file that is missing "
-                         f"offline ({type(exc).__name__}: {_first(exc)})") from None
+                         f"offline ({type(exc).__name__}: {first_line(exc, 160)})") from None
 
 
 @contextlib.contextmanager
@@ -573,7 +568,7 @@ class TextAttackAugmenter(PoolAugmenter):
                            transformations_per_example=o.transformations_per_example)
         except Exception as exc:  # noqa: BLE001 - downloads fail in many ways
             raise VladvError(f"textattack: augmenter {o.augmenter!r} needs a download or a file "
-                             f"that is missing offline ({type(exc).__name__}: {_first(exc)})"
+                             f"that is missing offline ({type(exc).__name__}: {first_line(exc, 160)})"
                              ) from None
 
     def generate(self, dataset: ImageTextDataset) -> list[list[str]]:

@@ -6,7 +6,9 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,38 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def scratch_dir(final: str | Path) -> Path:
+    """Where to build the folder ``final`` before :func:`publish_dir`: ``.NAME.tmp-PID`` beside it,
+    private to this process and emptied of a crashed attempt's leftovers (not created)."""
+    final = Path(final)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    return tmp
+
+
+def publish_dir(tmp: str | Path, final: str | Path, complete: Callable[[Path], bool],
+                replace: bool = False) -> Path:
+    """Move the folder ``tmp``, built aside (:func:`scratch_dir`), to ``final`` with one rename:
+    readers see all of it or nothing.
+
+    A ``final`` already there is kept when ``complete(final)`` says so (another process finished
+    first: ``tmp`` is dropped) unless ``replace``; an incomplete one (a crashed build) is removed
+    first. The one way vladv publishes a folder (embedded models, managed data copies).
+    """
+    tmp, final = Path(tmp), Path(final)
+    if final.exists() and (replace or not complete(final)):
+        shutil.rmtree(final, ignore_errors=True)
+    try:
+        os.replace(tmp, final)
+    except OSError:  # a folder appeared at final meanwhile: keep it if complete, else replace it
+        if not complete(final):
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 def finite_json(obj: Any, where: str = "") -> tuple[Any, list[str]]:

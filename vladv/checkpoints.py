@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from vladv.errors import CheckpointError
+from vladv.errors import CheckpointError, first_line
 
 
 def save_state_dict(state: dict[str, torch.Tensor], path: str | Path,
@@ -93,10 +93,9 @@ def load_torch_file(path: str | Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad or untrusted files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"cannot load checkpoint {path} safely (only safetensors or weights-only torch files "
-            f"are accepted): {first}") from None
+            f"are accepted): {first_line(exc, 300)}") from None
 
 
 def atomic_torch_save(obj: object, path: str | Path) -> Path:

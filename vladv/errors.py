@@ -57,6 +57,15 @@ class StorageError(VladvError):
     """A file or folder cannot be created, read or written (a file in the way, no permission)."""
 
 
+def first_line(exc: BaseException, limit: int = 240) -> str:
+    """The first non-blank line of ``exc``'s message (the exception type's name when the message
+    is empty), at most ``limit`` characters (a longer line is cut and ends in "..."): what a
+    one-line error quotes of an exception raised by a library."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= limit else text[:limit].rstrip() + "..."
+
+
 def os_error_message(exc: OSError, action: str, path: object) -> str:
     """One line for an OSError: ``cannot <action> <path>: <reason>``."""
     reason = exc.strerror or type(exc).__name__

@@ -7,14 +7,12 @@ milliseconds. Cells whose record already exists in the output directory are skip
 from __future__ import annotations
 
 import io
-import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.markup import escape
@@ -32,6 +30,7 @@ from vladv.plugins import get_registry
 from vladv.render import save_example_images
 from vladv.results import (build_record, check_manifest, load_record, record_path, run_id,
                            write_record)
+from vladv.seeds import seed_everything
 from vladv.transfer import (check_fits, craft, craft_folder, craft_key, load_crafted,
                             save_crafted, source_keys)
 from vladv.types import (Attack, Augmenter, Context, Defense, ImageTextDataset, PluginSpec,
@@ -80,12 +79,6 @@ def resolve(kind: str, name: str, given: Mapping[str, Any] | None = None,
         return Choice(kind, NONE, None, None)
     res = res or Resolver()
     return Choice(kind, name, res.spec(kind, name), res.options(kind, name, given or {}))
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
 
 
 def make_context(device: str | None = None, precision: str = "fp32", seed: int = 0,

@@ -8,7 +8,6 @@ its options, the dataset's identity and the seed, and are cached under ``VLADV_H
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from abc import abstractmethod
@@ -22,6 +21,7 @@ from vladv.cache import atomic_write_json, config_hash
 from vladv.console import get_console
 from vladv.errors import VladvError
 from vladv.options import options_to_dict
+from vladv.seeds import derive_seed
 from vladv.types import Augmenter, ImageTextDataset
 
 POOL_FORMAT = 1
@@ -49,8 +49,7 @@ def dedupe_captions(candidates: Sequence[str], ground_truth: Sequence[str] = (),
 
 def image_seed(seed: int, index: int, *salt: Any) -> int:
     """A 63-bit seed for image ``index`` (pools do not depend on dataset order or size)."""
-    digest = hashlib.sha256(repr((seed, index, *salt)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+    return derive_seed(seed, index, *salt)
 
 
 class PoolAugmenter(Augmenter):

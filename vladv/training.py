@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -38,17 +37,13 @@ from vladv.console import get_console, make_progress
 from vladv.distributed import barrier, is_distributed, is_main, rank, world_size
 from vladv.errors import CheckpointError
 from vladv.options import MAX_TRAIN_STEPS, option
+from vladv.seeds import derive_seed
 from vladv.types import Context, ImageTextDataset
-
-
-def _key(*parts: object) -> int:
-    digest = hashlib.sha256(repr(parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
 def step_generator(seed: int, step: int, *salt: object) -> torch.Generator:
     """A CPU generator for one training step (same seed and step → same draws, across resumes)."""
-    return torch.Generator().manual_seed(_key(seed, step, *salt))
+    return torch.Generator().manual_seed(derive_seed(seed, step, *salt))
 
 
 def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor,
@@ -80,7 +75,7 @@ class _StepBatches(Sampler[list[int]]):
         """This rank's share of the step's global batch (all of it in a single process)."""
         epoch, offset = divmod(step, self.per_epoch)
         perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(
-            _key(self.seed, "epoch", epoch)))
+            derive_seed(self.seed, "epoch", epoch)))
         return perm[offset * self.bs:(offset + 1) * self.bs][rank()::world_size()].tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -115,7 +110,7 @@ class PairSampler:
                             num_workers=self.num_workers)
         for step, (images, ids) in enumerate(loader, start=start):
             # the text of image i at a step depends on (seed, step, i) only: same on any rank
-            texts = [self.pools[i][_key(self.seed, step, "text", i) % len(self.pools[i])]
+            texts = [self.pools[i][derive_seed(self.seed, step, "text", i) % len(self.pools[i])]
                      for i in ids.tolist()]
             yield TrainBatch(step, images.to(device, non_blocking=True), texts, ids)
 

@@ -146,8 +146,9 @@ class Context:
 
     def generator(self, *salt: Any) -> torch.Generator:
         """A CPU generator seeded from the run seed and ``salt`` (same inputs, same stream)."""
-        digest = hashlib.sha256(repr((self.seed, *salt)).encode()).digest()
-        return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+        from vladv.seeds import derive_seed
+
+        return torch.Generator().manual_seed(derive_seed(self.seed, *salt))
 
     def cache_dir(self, *parts: str) -> Path:
         from vladv.cache import ensure_dir, vladv_home
