@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import shutil
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -29,9 +28,9 @@ from typing import Any
 
 import torch
 
-from vladv.cache import atomic_write_json, config_hash
+from vladv.cache import atomic_write_json, config_hash, publish_dir, scratch_dir
 from vladv.console import get_console, make_progress
-from vladv.errors import VladvError
+from vladv.errors import VladvError, first_line
 from vladv.kit.hub import hub_offline, quiet_transformers
 from vladv.types import Context
 
@@ -185,7 +184,7 @@ def _load_hf(path: str, name: str) -> tuple[Any, torch.nn.Module]:
             if not getattr(tokenizer, "is_fast", False):
                 raise VladvError(f"masked LM '{name}': a fast tokenizer (offsets) is required")
             return tokenizer, model.eval()
-    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    first = first_line(error, 300) if error is not None else "no attempt"
     raise VladvError(f"cannot load masked LM '{name}' offline: {first}")
 
 
@@ -257,18 +256,12 @@ def prepare_mlm(ctx: Context, force: bool = False, config: TinyMLMConfig | None 
     console.print(f"building the embedded masked LM '{EMBEDDED_MLM}' (first use: {config.steps} "
                   f"steps of {config.batch_size} captions; the time grows with the CPU's speed "
                   f"and load, the progress bar shows what is left) → {path}")
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = scratch_dir(path)
     if corpus is None:
         corpus = embedded_corpus()
     with torch.enable_grad():  # callers may be inside no_grad (e.g. an attack's first use)
         stats = train_tiny_mlm(corpus, tmp, config, ctx)
-    if path.exists() and (force or not _complete(path)):
-        shutil.rmtree(path, ignore_errors=True)
-    try:
-        os.replace(tmp, path)
-    except OSError:  # another process finished first: keep its copy
-        shutil.rmtree(tmp, ignore_errors=True)
+    publish_dir(tmp, path, _complete, replace=force)
     console.print(f"{EMBEDDED_MLM}: {stats['seconds']:.0f} s, held-out masked-token accuracy "
                   f"{100 * stats['heldout_accuracy']:.1f}%")
     for key in [k for k in _LOADED if k[0] == str(path)]:

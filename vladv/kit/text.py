@@ -14,8 +14,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from vladv.cache import config_hash
-from vladv.errors import VladvError
+from vladv.cache import config_hash, publish_dir, scratch_dir
+from vladv.errors import VladvError, first_line
 from vladv.types import Context
 
 __all__ = ["LEXNAMES", "NLTK_WORDNET_RESOURCES", "STOP_WORDS", "SYSTEM_WORDNET_DIRS", "WORDNET_HINT",
@@ -75,22 +75,14 @@ def _managed_copy(source: Path, ctx: Context | None) -> Path:
     folder = ctx.cache_dir("wordnet") / f"wn-{config_hash(str(source.resolve()), 12)}"
     if _is_wordnet_dir(folder) and (folder / "lexnames").is_file():
         return folder
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = scratch_dir(folder)
     tmp.mkdir(parents=True)
     for name in _REQUIRED + _OPTIONAL:
         if (source / name).is_file():
             shutil.copyfile(source / name, tmp / name)
     if not (tmp / "lexnames").is_file():
         (tmp / "lexnames").write_text(lexnames_text())
-    try:
-        os.replace(tmp, folder)
-    except OSError:  # another process made it first, or a stale partial copy is in the way
-        if not (_is_wordnet_dir(folder) and (folder / "lexnames").is_file()):
-            shutil.rmtree(folder, ignore_errors=True)
-            os.replace(tmp, folder)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    return publish_dir(tmp, folder, lambda p: _is_wordnet_dir(p) and (p / "lexnames").is_file())
 
 
 def locate_wordnet() -> tuple[Any, bool]:
@@ -142,6 +134,6 @@ def load_wordnet(ctx: Context | None = None) -> Any:
             try:
                 _READERS[key] = _Reader(str(root) if isinstance(root, Path) else root, None)
             except (OSError, ValueError, LookupError, AssertionError) as exc:
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                first = first_line(exc, 200)
                 raise VladvError(f"cannot read WordNet at {root}: {first}; {WORDNET_HINT}") from None
     return _READERS[key]
