@@ -31,26 +31,24 @@ def test_vladv_run_is_the_runner_with_an_explicit_signature():
     assert vladv.run is experiment.run
     params = inspect.signature(vladv.run).parameters.values()
     assert not [p for p in params if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
-    assert inspect.signature(experiment.prepare).parameters.keys() == (
-        inspect.signature(experiment.run).parameters.keys() - {"dry_run"})
 
 
 def test_cli_passes_the_api_defaults(monkeypatch, tmp_path):
     """`vladv run` without flags calls the runner exactly as `vladv.run()` with no arguments
     would (the console aside): no default of its own for output, seeds, progress, ..."""
     seen = {}
+    defaults = {n: p.default for n, p in inspect.signature(experiment.run).parameters.items()}
 
-    def fake_prepare(**kwargs):
+    def fake_run(**kwargs):
         seen.update(kwargs)
         raise vladv.errors.VladvError("stop here")
 
-    monkeypatch.setattr(experiment, "prepare", fake_prepare)
+    monkeypatch.setattr(experiment, "run", fake_run)
     res = invoke("run")
     assert res.exit_code == 2 and "stop here" in res.output
-    defaults = {n: p.default for n, p in inspect.signature(experiment.run).parameters.items()}
     seen.pop("console")
     assert seen == {k: v if v is not None or not k.endswith("_options") else {}
-                    for k, v in defaults.items() if k not in ("dry_run", "console")}
+                    for k, v in defaults.items() if k != "console"}
 
 
 def test_cli_and_api_write_the_same_records_to_the_same_default_folder(noise, tmp_path,

@@ -20,6 +20,7 @@ from rich.table import Table
 from vladv import __version__
 from vladv.errors import VladvError, os_error_message
 from vladv.options import describe_options, parse_assignments
+from vladv.types import KINDS
 
 app = typer.Typer(
     name="vladv",
@@ -165,7 +166,7 @@ def run(
 ) -> None:
     """Run a grid of backbones × datasets × defenses × attacks × seeds; write one record per cell."""
     from vladv import distributed
-    from vladv.experiment import prepare
+    from vladv.experiment import run as run_experiment
     from vladv.render import dry_run_table, summary_table
 
     if not 1 <= nproc <= MAX_NPROC:
@@ -173,7 +174,7 @@ def run(
     if nproc > 1 and distributed.env_world_size() == 1:
         raise typer.Exit(distributed.launch(nproc, _argv_without_nproc(sys.argv[1:])))
     _load_plugin_files(plugin)
-    plan = prepare(  # the runner of vladv.run, with its defaults: only the flags given are passed
+    records = run_experiment(  # vladv.run, with its defaults: only the flags given are passed
         backbone=backbone, dataset=dataset, defense=defense, attack=attack, augment=augment,
         seed=seed, model=model, source=source, config=config, device=device,
         precision=precision, batch_size=batch_size, output=output, num_workers=num_workers,
@@ -183,23 +184,21 @@ def run(
         dataset_options=parse_assignments(dataset_opt, "--dataset-opt"),
         attack_options=parse_assignments(attack_opt, "--attack-opt"),
         defense_options=parse_assignments(defense_opt, "--defense-opt"),
-        augment_options=parse_assignments(augment_opt, "--augment-opt"))
+        augment_options=parse_assignments(augment_opt, "--augment-opt"), dry_run=dry_run)
     if dry_run:
-        cells = plan.planned()
         if json_out:
-            console.print_json(json.dumps(cells))
+            console.print_json(json.dumps(records))
         else:
-            console.print(dry_run_table(cells, plan.res))
+            console.print(dry_run_table(records, records.plan.res))
         return
-    records = plan.execute()
     if not distributed.is_main():
         return
     if json_out:
         console.print_json(json.dumps(records))
         return
     console.print(summary_table(records))
-    console.print(f"[dim]{len(records)} record(s) in {escape(str(plan.output))}/ — `vladv report "
-                  f"{escape(str(plan.output))}` for tables and plots[/]")
+    console.print(f"[dim]{len(records)} record(s) in {escape(str(records.output))}/ — `vladv "
+                  f"report {escape(str(records.output))}` for tables and plots[/]")
 
 
 @app.command(epilog="""
@@ -251,8 +250,8 @@ def pretrain(
 
     registry = get_registry()
     ctx = make_context(device, seed=seed, console=err_console)
-    todo = [(kind, name, e.spec) for kind in ("dataset", "backbone", "attack", "augmenter",
-                                               "defense")
+    order = ("dataset", "backbone", "attack", "augmenter", "defense")  # what others build on first
+    todo = [(kind, name, e.spec) for kind in sorted(KINDS, key=order.index)
             for name, e in registry.specs(kind).items() if e.spec.prepare is not None]
     if names:
         known = {n for _, n, _ in todo}
@@ -291,7 +290,7 @@ def plugins(
     _load_plugin_files(plugin)
     registry = get_registry()
     rows = []
-    for kind in ("backbone", "dataset", "attack", "defense", "augmenter"):
+    for kind in KINDS:
         for name, entry in sorted(registry.specs(kind).items()):
             rows.append({"kind": kind, "name": name, "plugin": entry.plugin.name,
                          "distribution": entry.plugin.distribution, "version": entry.plugin.version,
@@ -356,7 +355,7 @@ def new_plugin(
     """Write a plugin package vladv-NAME: pyproject with the entry point, module, passing test."""
     from vladv.errors import PluginError
     from vladv.plugins import get_registry
-    from vladv.scaffold import KINDS, new_plugin as scaffold
+    from vladv.scaffold import new_plugin as scaffold
 
     if kind in KINDS and name in get_registry().specs(kind):
         raise PluginError(f"{kind} '{name}' is already installed; choose another name")

@@ -149,6 +149,16 @@ def default_output(grid: GridSpec) -> Path:
     return RUNS / (grid.name or config_hash(grid.to_dict(), 8))
 
 
+class Records(list):
+    """What :func:`run` returns: a list of records (or, for a dry run, of planned cells) that also
+    says where they are, ``output`` (None with ``output=False``), and the ``plan`` they came from."""
+
+    def __init__(self, items: list[dict[str, Any]], plan: Plan):
+        super().__init__(items)
+        self.plan = plan
+        self.output = plan.output
+
+
 @dataclass
 class Group:
     """The cells that share one model: its key, its resolved plugins and its attack cells."""
@@ -179,12 +189,12 @@ class Plan:
         return (self.output is not None and not self.recompute
                 and record_path(self.output, cell.run_id).exists())
 
-    def planned(self) -> list[dict[str, Any]]:
+    def planned(self) -> Records:
         """Each cell's config and run id, with ``done``: whether ``output`` holds its record."""
-        return [cell.identity | {"run_id": cell.run_id, "done": self._done(cell)}
-                for group in self.groups for cell in group.cells]
+        return Records([cell.identity | {"run_id": cell.run_id, "done": self._done(cell)}
+                        for group in self.groups for cell in group.cells], self)
 
-    def execute(self) -> list[dict[str, Any]]:
+    def execute(self) -> Records:
         """Run every cell whose record is missing (or all with ``recompute``); return the records
         in grid order, the finished ones read back from ``output``."""
         out, ctx = self.output, self.ctx
@@ -213,26 +223,46 @@ class Plan:
                                                             self.save_examples, self.res),
                                         strict=True):
                     records[cell.run_id] = record
-        return [records[rid] for rid in order]
+        return Records([records[rid] for rid in order], self)
 
 
-def prepare(*, backbone: str | Sequence[str] | None = None,
-            dataset: str | Sequence[str] | None = None,
-            defense: str | Sequence[str] | None = None, attack: str | Sequence[str] | None = None,
-            augment: str | Sequence[str] | None = None, seed: int | Sequence[int] | None = None,
-            model: str | Sequence[str] | None = None, source: str | Sequence[str] | None = None,
-            config: str | Path | None = None, device: str | None = None,
-            precision: str | None = None, batch_size: int | None = None,
-            output: str | Path | Literal[False] | None = None,
-            backbone_options: Mapping[str, Any] | None = None,
-            dataset_options: Mapping[str, Any] | None = None,
-            attack_options: Mapping[str, Any] | None = None,
-            defense_options: Mapping[str, Any] | None = None,
-            augment_options: Mapping[str, Any] | None = None, num_workers: int | None = None,
-            progress: bool = True, force: bool = False, recompute: bool = False,
-            save_examples: int | None = None, console: Any = None) -> Plan:
-    """Build the grid once, resolve every plugin once, plan every cell: the :class:`Plan` that
-    :func:`run` executes (arguments as :func:`run`)."""
+def run(*, backbone: str | Sequence[str] | None = None, dataset: str | Sequence[str] | None = None,
+        defense: str | Sequence[str] | None = None, attack: str | Sequence[str] | None = None,
+        augment: str | Sequence[str] | None = None, seed: int | Sequence[int] | None = None,
+        model: str | Sequence[str] | None = None, source: str | Sequence[str] | None = None,
+        config: str | Path | None = None, device: str | None = None,
+        precision: str | None = None, batch_size: int | None = None,
+        output: str | Path | Literal[False] | None = None,
+        backbone_options: Mapping[str, Any] | None = None,
+        dataset_options: Mapping[str, Any] | None = None,
+        attack_options: Mapping[str, Any] | None = None,
+        defense_options: Mapping[str, Any] | None = None,
+        augment_options: Mapping[str, Any] | None = None, num_workers: int | None = None,
+        progress: bool = True, force: bool = False, recompute: bool = False,
+        save_examples: int | None = None, dry_run: bool = False,
+        console: Any = None) -> Records:
+    """Run the grid backbone × dataset × defense × attack × seed; return one record per cell.
+
+    The one runner behind ``vladv run`` and :func:`vladv.run`, with the same defaults: clip,
+    synthetic-aerial, no defense, no attack, seed 0, fp32, batch size 32, progress bars on
+    (``--quiet`` is ``progress=False``), records written to ``runs/<grid id>``.
+
+    Every axis takes a name or a list of names (a defense may carry augmenters: ``mat+eda``);
+    ``model`` lists model specs (``clip(model=vladv-tiny-align)/mat``) evaluated instead of
+    backbone × defense; ``source`` lists the model specs attacks are crafted on (transfer
+    attacks; ``self``, the default, is white-box);
+    ``config`` is a TOML experiment file whose values these arguments override. Options are dicts
+    of ``key: value`` (strings like ``"2/255"`` or typed values); ``"sga.eps"`` targets one plugin
+    and ``"eps"`` every plugin of that kind that has it. Records are written to ``output``
+    (default: the experiment file's ``output``, else ``runs/<experiment name or grid hash>``;
+    ``False``: nowhere, the records are only returned); finished cells are skipped
+    (``recompute`` redoes them), and a directory holding a different grid is refused unless
+    ``force``. ``dry_run`` returns the planned cells' configs, each with ``done``: whether
+    ``output`` already holds its record. The list returned also has ``.output``, the folder.
+
+    The grid is built once and every plugin looked up once (a :class:`~vladv.grid.Resolver`);
+    names, options and files are all checked before any model is built.
+    """
     options = {"backbone": backbone_options or {}, "dataset": dataset_options or {},
                "attack": attack_options or {}, "defense": defense_options or {},
                "augmenter": augment_options or {}}
@@ -253,51 +283,8 @@ def prepare(*, backbone: str | Sequence[str] | None = None,
     ctx = make_context(device, grid.precision, 0, num_workers, progress, console)
     res = Resolver()
     groups = [_plan_group(key, attacks, grid, ctx, res) for key, attacks in expand(grid, res)]
-    return Plan(grid, groups, Path(output) if output is not False else None, ctx, res, force,
+    plan = Plan(grid, groups, Path(output) if output is not False else None, ctx, res, force,
                 recompute, save_examples)
-
-
-def run(*, backbone: str | Sequence[str] | None = None, dataset: str | Sequence[str] | None = None,
-        defense: str | Sequence[str] | None = None, attack: str | Sequence[str] | None = None,
-        augment: str | Sequence[str] | None = None, seed: int | Sequence[int] | None = None,
-        model: str | Sequence[str] | None = None, source: str | Sequence[str] | None = None,
-        config: str | Path | None = None, device: str | None = None,
-        precision: str | None = None, batch_size: int | None = None,
-        output: str | Path | Literal[False] | None = None,
-        backbone_options: Mapping[str, Any] | None = None,
-        dataset_options: Mapping[str, Any] | None = None,
-        attack_options: Mapping[str, Any] | None = None,
-        defense_options: Mapping[str, Any] | None = None,
-        augment_options: Mapping[str, Any] | None = None, num_workers: int | None = None,
-        progress: bool = True, force: bool = False, recompute: bool = False,
-        save_examples: int | None = None, dry_run: bool = False,
-        console: Any = None) -> list[dict[str, Any]]:
-    """Run the grid backbone × dataset × defense × attack × seed; return one record per cell.
-
-    The one runner behind ``vladv run`` and :func:`vladv.run`, with the same defaults: clip,
-    synthetic-aerial, no defense, no attack, seed 0, fp32, batch size 32, progress bars on
-    (``--quiet`` is ``progress=False``), records written to ``runs/<grid id>``.
-
-    Every axis takes a name or a list of names (a defense may carry augmenters: ``mat+eda``);
-    ``model`` lists model specs (``clip(model=vladv-tiny-align)/mat``) evaluated instead of
-    backbone × defense; ``source`` lists the model specs attacks are crafted on (transfer
-    attacks; ``self``, the default, is white-box);
-    ``config`` is a TOML experiment file whose values these arguments override. Options are dicts
-    of ``key: value`` (strings like ``"2/255"`` or typed values); ``"sga.eps"`` targets one plugin
-    and ``"eps"`` every plugin of that kind that has it. Records are written to ``output``
-    (default: the experiment file's ``output``, else ``runs/<experiment name or grid hash>``;
-    ``False``: nowhere, the records are only returned); finished cells are skipped
-    (``recompute`` redoes them), and a directory holding a different grid is refused unless
-    ``force``. ``dry_run`` returns the planned cells' configs, each with ``done``: whether
-    ``output`` already holds its record.
-    """
-    plan = prepare(backbone=backbone, dataset=dataset, defense=defense, attack=attack,
-                   augment=augment, seed=seed, model=model, source=source, config=config,
-                   device=device, precision=precision, batch_size=batch_size, output=output,
-                   backbone_options=backbone_options, dataset_options=dataset_options,
-                   attack_options=attack_options, defense_options=defense_options,
-                   augment_options=augment_options, num_workers=num_workers, progress=progress,
-                   force=force, recompute=recompute, save_examples=save_examples, console=console)
     return plan.planned() if dry_run else plan.execute()
 
 

@@ -29,9 +29,8 @@ from vladv.errors import OptionError, VladvError
 from vladv.modelspec import SELF, ModelSpec, parse_model
 from vladv.options import INT_MAX, check_seed, option_fields, options_to_dict, resolve_options
 from vladv.plugins import PluginRegistry, get_registry
-from vladv.types import PluginSpec
+from vladv.types import KINDS, PluginSpec
 
-KINDS = ("backbone", "dataset", "defense", "attack", "augmenter")
 NONE = "none"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 """An experiment name is one safe path component: it names the folder ``runs/<name>``."""

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import pluggy
 
-from vladv.types import AttackSpec, AugmenterSpec, BackboneSpec, DatasetSpec, DefenseSpec
+from vladv.types import KINDS, AttackSpec, AugmenterSpec, BackboneSpec, DatasetSpec, DefenseSpec
 
 PROJECT = "vladv"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -70,10 +70,5 @@ def vladv_augmenters() -> Iterable[AugmenterSpec]:
     """
 
 
-HOOKS: dict[str, str] = {
-    "backbone": "vladv_backbones",
-    "dataset": "vladv_datasets",
-    "attack": "vladv_attacks",
-    "defense": "vladv_defenses",
-    "augmenter": "vladv_augmenters",
-}
+HOOKS: dict[str, str] = {kind: f"vladv_{kind}s" for kind in KINDS}
+"""Each kind's hook: ``vladv_backbones``, ``vladv_datasets``, ... (``vladv_<kind>s``)."""

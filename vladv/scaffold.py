@@ -12,9 +12,7 @@ from pathlib import Path
 from string import Template
 
 from vladv.errors import VladvError
-from vladv.types import NAME_PATTERN
-
-KINDS = ("attack", "defense", "augmenter", "backbone", "dataset")
+from vladv.types import KINDS, NAME_PATTERN
 
 PYPROJECT = Template('''\
 [build-system]

@@ -116,6 +116,9 @@ class AugmenterSpec(PluginSpec):
 SPEC_TYPES: dict[str, type[PluginSpec]] = {
     s.kind: s for s in (BackboneSpec, DatasetSpec, AttackSpec, DefenseSpec, AugmenterSpec)
 }
+KINDS: tuple[str, ...] = tuple(SPEC_TYPES)
+"""The kinds of plugin, in the order vladv lists them: backbone, dataset, attack, defense,
+augmenter (the one copy: hooks, grids, options tables, listings and the scaffold use it)."""
 
 
 # ----------------------------------------------------------------------------------------------
