@@ -13,7 +13,6 @@ import functools
 import json
 import logging
 import math
-import os
 import sys
 import tempfile
 import time
@@ -29,8 +28,8 @@ from vladv_plugins.clip_backbone import ClipBackbone, encode_text
 
 import vladv
 from vladv.backbone import PixelPreprocess
-from vladv.cache import config_hash, file_sha256
-from vladv.errors import OptionError
+from vladv.cache import atomic_write_text, config_hash, file_sha256
+from vladv.errors import OptionError, StorageError
 from vladv.checkpoints import save_state_dict
 from vladv.kit.hub import quiet_transformers
 from vladv.metrics import retrieval_metrics
@@ -90,11 +89,8 @@ def world_vocabulary() -> tuple[int, ...]:
             for c in caps:
                 words.update(c.lower().replace(".", " . ").replace(",", " , ").split())
     ids = tuple(sorted(set(SimpleTokenizer().encode(" ".join(sorted(words))))))
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(ids))
-        os.replace(tmp, path)
+    with contextlib.suppress(OSError, StorageError):  # a cache: computing it again is fine
+        atomic_write_text(path, json.dumps(ids))
     return ids
 
 

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 import vladv
+from vladv.cache import atomic_write_text
 from vladv.errors import VladvError, first_line
 from vladv.kit.mlm import EMBEDDED_MLM, ensure_mlm, get_mlm
 from vladv.kit.pools import PoolAugmenter, image_seed
@@ -79,10 +80,7 @@ def nltk_data_dir(ctx: Context | None = None) -> Path:
     root = (ctx or Context()).cache_dir("nltk_data")
     stop = root / "corpora" / "stopwords" / "english"
     if not stop.is_file():
-        stop.parent.mkdir(parents=True, exist_ok=True)
-        tmp = stop.with_suffix(f".tmp-{os.getpid()}")
-        tmp.write_text("".join(f"{w}\n" for w in sorted(STOP_WORDS) if w))
-        os.replace(tmp, stop)
+        atomic_write_text(stop, "".join(f"{w}\n" for w in sorted(STOP_WORDS) if w))
     return root
 
 
