@@ -38,7 +38,8 @@ def test_installed_scaffold_is_listed_and_its_test_still_passes(tmp_path):
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
          "--target", str(site), str(package)], capture_output=True, text=True, timeout=300)
     assert install.returncode == 0, install.stderr
-    env = {"PYTHONPATH": str(site), "VLADV_HOME": str(tmp_path / "home")}
+    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+           "VLADV_HOME": str(tmp_path / "home")}  # the vladv under test, plus the package
     listing = subprocess.run([sys.executable, "-m", "vladv", "plugins", "--json"],
                              env={**os.environ, **env}, capture_output=True, text=True,
                              timeout=300)
