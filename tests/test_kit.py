@@ -30,6 +30,7 @@ HELPERS: dict[str, str] = {
     "captioning_model": "captioning",   # the embedded captioner's network and training
     "clip_pretrain": "clip",            # the embedded CLIP's config, pretraining, evaluation
     "clip_backbone": "clip",            # ClipBackbone, shared by clip and clip_pretrain
+    "hf_preprocess": "hf",              # the hf backbone's pixel preprocessing (PIL filters)
 }
 # Modules under plugins/ that are no plugin and must import no plugin module either.
 SHIMS = {"mlm"}  # re-exports vladv.kit.mlm for code written before the kit
