@@ -17,6 +17,9 @@ features overwrite the earlier ones). vladv attacks each image ONCE against all 
 captions: the α term is averaged over the image's captions,
 α · 1/|C(i)| Σ_{j∈C(i)} KL(softmax(e_T'_j) ‖ softmax(f_I(x_i+δ_i))), so each caption weighs as
 much as the reference's single caption does, and no caption's pull is silently dropped.
+With ``reference_compat`` the reference's unit is reproduced: the text term uses only each image's
+last caption — the pair whose image the reference keeps (the other pairs' images are discarded,
+and each pair's attack is independent, so attacking only the kept pair gives the same result).
 Other small differences: the random start is clamped to the [0, 1] box before the first forward
 (the reference's first forward sees the unclamped start); the reference's final re-run of the
 text attack is skipped (it is deterministic and returns the same t').
@@ -45,14 +48,24 @@ def _kl_rows(target: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
 
 
 def co_attack_loss(adv_emb: torch.Tensor, clean_emb: torch.Tensor, adv_text_emb: torch.Tensor,
-                   txt2img: torch.Tensor, alpha: float) -> torch.Tensor:
+                   txt2img: torch.Tensor, alpha: float, last_pair: bool = False) -> torch.Tensor:
     """Co-Attack's image objective for B images with their adversarial captions (to maximize).
 
     mean_i [KL(softmax(e_I,i) ‖ softmax(ẽ_i)) + α·mean_{j∈C(i)} KL(softmax(e_T',j) ‖ softmax(ẽ_i))]
     with L2-normalized embeddings ("batchmean" over images, as the reference's KLDivLoss).
+    ``last_pair``: the reference's unit — the text term of each image's *last* caption only (the
+    reference attacks every (image, caption) pair and keeps the image of the last one).
     """
     n = adv_emb.shape[0]
     clean_term = _kl_rows(clean_emb, adv_emb)
+    if last_pair:
+        rows = torch.arange(len(txt2img), device=adv_emb.device)
+        last = torch.full((n,), -1, dtype=torch.long, device=adv_emb.device).scatter_reduce(
+            0, txt2img, rows, "amax")
+        has = last >= 0
+        text_term = torch.zeros(n, device=adv_emb.device)
+        text_term[has] = _kl_rows(adv_text_emb[last[has]], adv_emb[has])
+        return (clean_term + alpha * text_term).sum() / n
     text_kl = _kl_rows(adv_text_emb, adv_emb[txt2img])  # (T,)
     counts = torch.zeros(n, device=adv_emb.device).index_add_(
         0, txt2img, torch.ones_like(text_kl))
@@ -72,8 +85,9 @@ class CoAttackOptions:
     max_words: int = option(1, "words changed per caption", min=0)
     mlm: str = option("vladv-tiny-mlm",
                       "masked LM for candidates (built-in name, HF name or folder)")
-    reference_compat: bool = option(False, "reproduce the reference text attack's quirks "
-                                           "(MLM off-by-one, BERT 30-token path)")
+    reference_compat: bool = option(False, "reproduce the reference: its text attack's quirks "
+                                           "(MLM off-by-one, BERT 30-token path) and its unit "
+                                           "(each image against its last caption)")
 
 
 class CoAttack(Attack):
@@ -123,7 +137,8 @@ class CoAttack(Attack):
             adv_txt = backbone.encode_text(adv_texts).float().to(images.device)
 
         def objective(x: torch.Tensor) -> torch.Tensor:
-            return co_attack_loss(backbone.encode_image(x), clean_img, adv_txt, txt2img, o.alpha)
+            return co_attack_loss(backbone.encode_image(x), clean_img, adv_txt, txt2img, o.alpha,
+                                  last_pair=o.reference_compat)
 
         adv = projected_gradient(objective, images, eps=o.eps, step_size=self.step_size,
                                  steps=o.steps, norm="linf", random_start="positive",

@@ -180,6 +180,11 @@ def test_co_attack_loss_matches_the_definition():
     expected = (kl(clean[0], adv[0]) + 3 * kl(txt[0], adv[0])
                 + kl(clean[1], adv[1]) + 3 * (kl(txt[1], adv[1]) + kl(txt[2], adv[1])) / 2) / 2
     assert abs(float(co_attack_loss(adv, clean, txt, txt2img, 3.0)) - expected) < 1e-6
+    # the reference's unit: each image against its last caption only (image 1: caption 2)
+    last = (kl(clean[0], adv[0]) + 3 * kl(txt[0], adv[0]) + kl(clean[1], adv[1])
+            + 3 * kl(txt[2], adv[1])) / 2
+    got = co_attack_loss(adv, clean, txt, txt2img, 3.0, last_pair=True)
+    assert abs(float(got) - last) < 1e-6 and abs(last - expected) > 1e-3
 
 
 def test_co_attack_moves_away_from_clean_and_adversarial_text(model, batch):
