@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import random
 from pathlib import Path
 
@@ -190,6 +192,15 @@ def test_debian_wordnet_folder_recipe(monkeypatch, tmp_path):
     synonyms = E.get_synonyms("car", wn)
     assert "automobile" in synonyms and "car" not in synonyms
     assert E.get_synonyms("xqzv", wn) == []
+    # a hard-linked copy of the home (cp -al) has multiply-linked files, which NLTK refuses to
+    # read: the managed folder is rebuilt with files of its own
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    for f in managed[0].iterdir():
+        os.link(f, twin / f.name)
+    monkeypatch.setattr(T, "_READERS", {})
+    assert E.get_synonyms("car", T.load_wordnet()) == synonyms
+    assert all(f.stat().st_nlink == 1 for f in managed[0].iterdir())
 
 
 def test_eda_with_wordnet_changes_words_for_synonyms(wordnet):

@@ -74,7 +74,11 @@ def _managed_copy(source: Path, ctx: Context | None) -> Path:
     ctx = ctx or Context()
     folder = ctx.cache_dir("wordnet") / f"wn-{config_hash(str(source.resolve()), 12)}"
     if _is_wordnet_dir(folder) and (folder / "lexnames").is_file():
-        return folder
+        if all(f.stat().st_nlink == 1 for f in folder.iterdir() if f.is_file()):
+            return folder
+        # a hard-linked copy of VLADV_HOME (cp -al): NLTK refuses multiply-linked files, so the
+        # folder is rebuilt with files of its own
+        shutil.rmtree(folder, ignore_errors=True)
     tmp = scratch_dir(folder)
     tmp.mkdir(parents=True)
     for name in _REQUIRED + _OPTIONAL:
