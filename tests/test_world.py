@@ -197,6 +197,20 @@ def test_text_encoding_cut_after_the_longest_caption_is_exact():
     assert calls and calls[0][0] == 64
 
 
+def test_compact_tokenizer_fast_path_gives_open_clips_ids():
+    from vladv_plugins.clip_pretrain import DEFAULT_MODEL, get_tokenizer, register_tiny_config
+
+    register_tiny_config()
+    tok = get_tokenizer(DEFAULT_MODEL)
+    texts = ["A red House, near two planes.", "", "  spaced   out  ", "don't it's we'll [UNK] #1",
+             "A&amp;B &lt;x&gt;", "café", "Ã©t", "x<start_of_text>y <END_OF_TEXT>", "tab\there",
+             "a\r\nb", "“quoted”", "ﬁne ＡＢＣ", "!!! a!b 3.5 (a) x'y", " ".join(["farmland"] * 80)]
+    for length in (None, 8, 77):
+        want = tok.table[tok.base(texts, length or tok.context_length)]
+        assert torch.equal(tok(texts, length), want) and torch.equal(tok(texts, length), want)
+    assert torch.equal(tok(texts[0]), tok.table[tok.base(texts[0], tok.context_length)])
+
+
 def test_docs_world_calibration_table_is_the_committed_records_report():
     import importlib.util
     from pathlib import Path
