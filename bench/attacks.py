@@ -130,10 +130,14 @@ def image_floor(name: str, attack, backbone, batch, ctx, sync) -> float:
 # ----------------------------------------------------------------------------------------------
 # Attacks
 # ----------------------------------------------------------------------------------------------
-def _clear_mlm_caches() -> None:
-    """Forget cached clean MLM predictions, so a repeat costs what a first run costs."""
+def _clear_mlm_caches(attack: Any = None) -> None:
+    """Forget cached clean MLM predictions and the search's substitutable words of each caption,
+    so a repeat costs what a first run costs."""
     from vladv.kit import mlm
 
+    memo = getattr(getattr(attack, "_search", None), "_slot_memo", None)
+    if memo is not None:
+        memo.clear()
     for model in mlm._LOADED.values():
         model.clear_cache()
 
@@ -149,7 +153,7 @@ def bench_attack(name: str, backbone, warmup, batches, ctx, sync, text_meter: Me
         gen_salt = ("bench", name, int(batch.image_ids[0]))
         best = best_text = best_mlm = float("inf")
         for _ in range(repeats):
-            _clear_mlm_caches()
+            _clear_mlm_caches(attack)
             text_meter.reset()
             mlm_meter.reset()
             sync()
