@@ -6,10 +6,13 @@
 For each attack (pgd, bert-attack, co-attack, sga) on batches of 8 images × their captions:
 
 * seconds per batch, best of `--repeats` runs with the MLM caches cleared (an untimed warm-up
-  batch first loads the MLM and warms the allocator);
+  batch first loads the MLM and warms the allocator); batches carry the clean image and caption
+  embeddings, as the runner passes them from its clean gallery (``--uncached``: they do not);
 * the image floor, timed directly on the same batch: ``steps`` × (image forward + backward to
   the pixels) over the rows one step evaluates (B for PGD / Co-Attack, (1 + scales)·B for SGA),
-  plus the attack's clean/guidance image forwards; ratio = attack time / image floor;
+  plus the no-grad image forwards the attack still needs (SGA: the adversarial guidance, and
+  without the runner's cache the clean guidance; Co-Attack: none, or the clean images);
+  ratio = attack time / image floor;
 * the text side as measured inside the attack: text-encoder forwards per batch (a counter on
   ``backbone.encode_text``), their seconds (tokenization included), and the masked-LM forwards
   and seconds; "compute floor" = image floor + text seconds + MLM seconds, and its ratio;
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import platform
 import sys
@@ -105,29 +109,35 @@ def image_pass_seconds(backbone, images: torch.Tensor, rows: int, passes: int, c
     return time.perf_counter() - start
 
 
-def image_floor(name: str, attack, backbone, images, ctx, sync) -> float:
+def image_floor(name: str, attack, backbone, batch, ctx, sync) -> float:
     """The image-side work an attack must do on this batch, timed directly."""
     o = attack.options
+    images = batch.images
     b = images.shape[0]
+    clean = 0 if batch.image_emb is not None else 1  # clean image forwards the cache saves
     if name == "pgd":
         return image_pass_seconds(backbone, images, b, o.steps, ctx, sync)
     if name == "sga":
         rows = (1 + len(o.scales)) * b
         return (image_pass_seconds(backbone, images, rows, o.steps, ctx, sync)
-                + image_pass_seconds(backbone, images, b, 2, ctx, sync, backward=False))
+                + image_pass_seconds(backbone, images, b, 1 + clean, ctx, sync, backward=False))
     if name == "co-attack":
         return (image_pass_seconds(backbone, images, b, o.steps, ctx, sync)
-                + image_pass_seconds(backbone, images, b, 1, ctx, sync, backward=False))
+                + image_pass_seconds(backbone, images, b, clean, ctx, sync, backward=False))
     return 0.0
 
 
 # ----------------------------------------------------------------------------------------------
 # Attacks
 # ----------------------------------------------------------------------------------------------
-def _clear_mlm_caches() -> None:
-    """Forget cached clean MLM predictions, so a repeat costs what a first run costs."""
+def _clear_mlm_caches(attack: Any = None) -> None:
+    """Forget cached clean MLM predictions and the search's substitutable words of each caption,
+    so a repeat costs what a first run costs."""
     from vladv.kit import mlm
 
+    memo = getattr(getattr(attack, "_search", None), "_slot_memo", None)
+    if memo is not None:
+        memo.clear()
     for model in mlm._LOADED.values():
         model.clear_cache()
 
@@ -143,7 +153,7 @@ def bench_attack(name: str, backbone, warmup, batches, ctx, sync, text_meter: Me
         gen_salt = ("bench", name, int(batch.image_ids[0]))
         best = best_text = best_mlm = float("inf")
         for _ in range(repeats):
-            _clear_mlm_caches()
+            _clear_mlm_caches(attack)
             text_meter.reset()
             mlm_meter.reset()
             sync()
@@ -158,7 +168,7 @@ def bench_attack(name: str, backbone, warmup, batches, ctx, sync, text_meter: Me
         mlm_s += best_mlm
         text_calls += text_meter.calls
         mlm_calls += mlm_meter.calls
-        floor += min(image_floor(name, attack, backbone, batch.images, ctx, sync)
+        floor += min(image_floor(name, attack, backbone, batch, ctx, sync)
                      for _ in range(repeats))
     n = len(batches)
     compute = floor + text_s + mlm_s
@@ -168,6 +178,14 @@ def bench_attack(name: str, backbone, warmup, batches, ctx, sync, text_meter: Me
         "text_fwd": text_calls / n, "text_s": text_s / n, "mlm_fwd": mlm_calls / n,
         "mlm_s": mlm_s / n, "ratio_compute": total / compute if compute else None,
     }
+
+
+def _with_clean_embeddings(batch, backbone, ctx):
+    """The batch with its clean image and caption embeddings, as the runner's batches carry."""
+    with torch.no_grad(), ctx.autocast():
+        image_emb = backbone.encode_image(batch.images).float()
+        text_emb = backbone.encode_text(batch.texts).float()
+    return dataclasses.replace(batch, image_emb=image_emb, text_emb=text_emb)
 
 
 def _clean_ratio(value: float | None) -> str:
@@ -256,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (0: torch's default; 1 is steadier on a busy host)")
     parser.add_argument("--no-torchattacks", action="store_true")
+    parser.add_argument("--uncached", action="store_true",
+                        help="batches without the clean embeddings the runner passes")
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -270,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     sync = _sync_for(ctx.device)
     device_name = (torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda"
                    else platform.processor() or platform.machine())
-    console.print(f"[bold]machine[/]: {os.cpu_count()} CPUs, torch {torch.__version__} "
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    console.print(f"[bold]machine[/]: {os.cpu_count()} CPUs (load average {load:.1f} at start), "
+                  f"torch {torch.__version__} "
                   f"({torch.get_num_threads()} threads), device {ctx.device} ({device_name}), "
                   f"precision {args.precision}, python {sys.version.split()[0]}")
 
@@ -281,10 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     loader = pair_loader(dataset, args.batch_size, indices=range(n_img))
     warmup, *batches = [b.to(ctx.device) for b in loader]
     batches = batches or [warmup]  # a dataset too small for a separate warm-up batch
+    if not args.uncached:  # what the runner passes: rows of its clean gallery (not timed)
+        warmup, *batches = [_with_clean_embeddings(b, backbone, ctx) for b in [warmup, *batches]]
     caps = len(batches[0].texts)
     console.print(f"backbone {args.backbone} ({backbone.identity().get('model', backbone.name)}, "
                   f"{backbone.image_size}px), dataset {args.dataset}: {len(batches)} batches of "
-                  f"{args.batch_size} images × {caps / args.batch_size:g} captions")
+                  f"{args.batch_size} images × {caps / args.batch_size:g} captions, "
+                  f"{'without' if args.uncached else 'with'} the runner's clean embeddings")
 
     text_meter = Meter()  # one encode_text call = one batched text-encoder forward
     backbone.encode_text = text_meter.wrap(backbone.encode_text, sync)  # instance patch

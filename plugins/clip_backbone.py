@@ -6,7 +6,8 @@ A private helper of the ``clip`` plugin (:mod:`vladv_plugins.clip` and its pretr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import open_clip
@@ -27,6 +28,9 @@ def encode_text(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     sequence is cut after the longest caption of the batch (rounded up to 8): the same result,
     for a fraction of the work on short captions (the default context is 77 tokens on real CLIP,
     64 on the embedded one). Other models use their own ``encode_text``.
+
+    Large no-grad fp32 batches on a CPU run in row blocks of :data:`ROW_BLOCK` texts at the
+    batch's length (see :func:`_row_blocks`): the same embeddings, about twice as fast.
     """
     mask = getattr(model, "attn_mask", None)
     if (type(model) is not open_clip.CLIP or mask is None or tokens.ndim != 2
@@ -35,16 +39,58 @@ def encode_text(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     used = int((tokens != 0).sum(1).max()) if tokens.numel() else 0
     n = min(tokens.shape[1], max(8, -(-used // 8) * 8))
     if n == tokens.shape[1]:
-        return model.encode_text(tokens)
+        return _row_blocks(model, tokens, model.encode_text)
     tokens = tokens[:, :n]
-    cast = model.transformer.get_cast_dtype()
-    x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:n].to(cast)
-    x = model.ln_final(model.transformer(x, attn_mask=mask[:n, :n]))
-    x = text_global_pool(x, tokens, "argmax")
-    proj = model.text_projection
-    if proj is not None:
-        x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
-    return x
+
+    def cut(rows: torch.Tensor) -> torch.Tensor:
+        cast = model.transformer.get_cast_dtype()
+        x = model.token_embedding(rows).to(cast) + model.positional_embedding[:n].to(cast)
+        x = model.ln_final(model.transformer(x, attn_mask=mask[:n, :n]))
+        x = text_global_pool(x, rows, "argmax")
+        proj = model.text_projection
+        if proj is not None:
+            x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
+        return x
+
+    return _row_blocks(model, tokens, cut)
+
+
+ROW_BLOCK = 64
+"""Texts per block of a large no-grad text batch on a CPU (64 × ≤ 64 tokens stay in cache)."""
+_BLOCKS_EXACT: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int], bool]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _row_blocks(model: nn.Module, tokens: torch.Tensor,
+                encode: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``encode(tokens)``, for large no-grad fp32 CPU batches computed in blocks of ROW_BLOCK rows.
+
+    Every op of the text tower treats rows independently, and the GEMMs run the same kernels on
+    every block (all blocks have exactly ROW_BLOCK rows: the last is filled up with copies of
+    the first row, whose outputs are dropped), so each row's embedding is bit-identical to the
+    whole batch's; a much smaller working set makes it about twice as fast. As the guarantee is
+    the kernels' (CPU BLAS picks kernels by shape: a batch of 2 or 3 texts, for instance, gives
+    other last bits than the same texts among many), the first batch of each sequence length
+    and thread count is computed both ways and blocks are used only if they give exactly the
+    same result. GPUs, autocast and batches that need gradients keep one batch.
+    """
+    rows = tokens.shape[0]
+    if (rows <= ROW_BLOCK or tokens.device.type != "cpu" or torch.is_grad_enabled()
+            or torch.is_autocast_enabled("cpu")):
+        return encode(tokens)
+    fill = (-rows) % ROW_BLOCK
+    padded = torch.cat([tokens, tokens[:1].expand(fill, -1)]) if fill else tokens
+    key = (tokens.shape[1], torch.get_num_threads())
+    verdicts = _BLOCKS_EXACT.setdefault(model, {})
+    if verdicts.get(key) is False:
+        return encode(tokens)
+    blocks = torch.cat([encode(padded[start:start + ROW_BLOCK])
+                        for start in range(0, len(padded), ROW_BLOCK)])[:rows]
+    if key not in verdicts:
+        whole = encode(tokens)
+        verdicts[key] = torch.equal(blocks, whole)
+        return whole
+    return blocks
 
 
 class TextTower(nn.Module):

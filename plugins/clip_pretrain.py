@@ -114,9 +114,60 @@ class CompactTokenizer:
         table[self.base.eot_token_id] = n + 3
         self.table = table
         self.vocab_size = n + _SPECIAL
+        self._ids = table.tolist()
+        self._words: dict[str, list[int] | None] = {}
 
     def __call__(self, texts: str | Sequence[str], context_length: int | None = None) -> torch.Tensor:
-        return self.table[self.base(texts, context_length or self.context_length)]
+        """``table[base(texts, context_length)]``, with a per-word fast path (same ids).
+
+        open_clip cleans a text (ftfy, HTML unescaping, whitespace, lower case) and BPE-encodes
+        the pieces of a regex that never spans whitespace. For printable ASCII without ``&``
+        every cleaning step but whitespace and case is the identity, so a text's ids are the
+        concatenation of its lower-cased words' ids, each word encoded once and cached; other
+        texts take open_clip's path.
+        """
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        length = context_length or self.context_length
+        sot, eot = self._ids[self.base.sot_token_id], self._ids[self.base.eot_token_id]
+        flat: list[int] = []
+        slow: list[int] = []
+        for row, text in enumerate(texts):
+            ids = self._fast(text)
+            if ids is None:
+                slow.append(row)
+                flat += [0] * length
+                continue
+            ids = [sot, *ids, eot]
+            if len(ids) > length:
+                ids = ids[:length]
+                ids[-1] = eot
+            flat += ids
+            flat += [0] * (length - len(ids))
+        result = torch.tensor(flat, dtype=torch.long).view(len(texts), length)
+        if slow:
+            result[slow] = self.table[self.base([texts[i] for i in slow], length)]
+        return result
+
+    def _fast(self, text: str) -> list[int] | None:
+        """Compact ids of ``text``'s BPE pieces (no start/end), or None if it needs open_clip's
+        full cleaning."""
+        if not (text.isascii() and text.isprintable()) or "&" in text:
+            return None
+        out: list[int] = []
+        for word in text.lower().split():
+            ids = self._words.get(word)
+            if ids is None:
+                if word in self._words or len(self._words) >= 1_000_000:
+                    return None
+                import ftfy
+
+                ids = ([self._ids[i] for i in self.base.encode(word)]
+                       if ftfy.fix_text(word) == word else None)
+                self._words[word] = ids
+                if ids is None:
+                    return None
+            out += ids
+        return out
 
 
 def tiny_config() -> dict[str, Any]:

@@ -140,13 +140,17 @@ class SGA(Attack):
         self._build_search()
         return self._mlm
 
-    def _text_attack(self, backbone, texts: list[str], guidance: torch.Tensor) -> list[str]:
+    def _text_attack(self, backbone, texts: list[str], guidance: torch.Tensor,
+                     memo: dict[tuple[str, ...], torch.Tensor] | None = None) -> list[str]:
         if self.options.max_words == 0:
             return list(texts)
         from vladv.kit.words import image_guided_score
 
         # the score embeds candidates under no_grad and ctx.autocast itself
-        return self.search.run(list(texts), image_guided_score(backbone, guidance, self.ctx))
+        score = image_guided_score(backbone, guidance, self.ctx)
+        if memo is not None and hasattr(score, "embed"):
+            score.embed = _memoized(score.embed, memo)  # type: ignore[method-assign]
+        return self.search.run(list(texts), score)
 
     def _guidance_texts(self, texts: list[str]) -> list[str]:
         """§2.2.3 with ``reference_compat``: BERT-truncate to 30 tokens and decode (else as is)."""
@@ -163,10 +167,13 @@ class SGA(Attack):
         n = images.shape[0]
         txt2img = batch.txt2img.to(images.device)
         texts_1 = texts
+        # text embeddings of identical scoring calls (step 6 repeats step 2's word importance:
+        # the same [UNK]-masked clean captions; only the guidance differs)
+        memo: dict[tuple[str, ...], torch.Tensor] = {}
         if o.max_words > 0:
             with self.ctx.autocast():                                 # 1. clean guidance
                 clean_emb = batch.clean_image_embeddings(backbone).to(images.device)
-            texts_1 = self._text_attack(backbone, texts, clean_emb[txt2img])  # 2.
+            texts_1 = self._text_attack(backbone, texts, clean_emb[txt2img], memo)  # 2.
         with torch.no_grad(), self.ctx.autocast():                    # 3. caption-set embeddings
             adv_text_emb = backbone.encode_text(self._guidance_texts(texts_1)).float()
         sums = caption_sums(adv_text_emb, txt2img, n)
@@ -182,8 +189,24 @@ class SGA(Attack):
             return AttackOutput(adv, texts)
         with torch.no_grad(), self.ctx.autocast():                    # 5. adversarial guidance
             adv_emb = backbone.encode_image(adv).float()
-        final = self._text_attack(backbone, texts, adv_emb[txt2img])  # 6. fresh, on clean T
+        final = self._text_attack(backbone, texts, adv_emb[txt2img], memo)  # 6. fresh, on clean T
         return AttackOutput(adv, final)
+
+
+def _memoized(embed: Any, memo: dict[tuple[str, ...], torch.Tensor]) -> Any:
+    """``embed`` answering a repeated call (the same texts in the same order) from ``memo``.
+
+    A repeated call would embed the same tokens in the same batches: the stored result is
+    bit-identical to a recomputation (the backbone does not change within one ``perturb``).
+    """
+
+    def cached(texts: list[str]) -> torch.Tensor:
+        key = tuple(texts)
+        if key not in memo:
+            memo[key] = embed(texts)
+        return memo[key]
+
+    return cached
 
 
 def _prepare(options, ctx: Context, force: bool = False) -> None:

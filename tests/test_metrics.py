@@ -35,6 +35,36 @@ def test_ranks_match_brute_force(seed, quantize):
     assert tr.tolist() == btr and ir.tolist() == bir
 
 
+def _pairwise_ranks(queries, gallery, targets):
+    """The definition, literally: min over targets t ≥ 0 of #(s > s_t) + #(s == s_t, j < t)."""
+    scores = queries @ gallery.T
+    idx = torch.arange(gallery.shape[0])
+    s_t = scores.gather(1, targets.clamp(min=0))
+    better = (scores[:, None, :] > s_t[:, :, None]) | (
+        (scores[:, None, :] == s_t[:, :, None]) & (idx[None, None, :] < targets[:, :, None]))
+    return better.sum(-1).masked_fill(targets < 0, torch.iinfo(torch.long).max).min(1).values
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ranks_follow_the_definition_with_padding_duplicates_and_non_finite_scores(seed):
+    from vladv.metrics import _ranks_of_targets
+
+    rng = random.Random(seed)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(40):
+        nq, ng, m = rng.randint(1, 12), rng.randint(1, 15), rng.randint(1, 4)
+        q = torch.randn(nq, 2, generator=g).round()
+        gal = torch.randn(ng, 2, generator=g).round()
+        for t, v in ((q, float("nan")), (gal, float("inf")), (q, float("-inf"))):
+            if rng.random() < 0.3:
+                t[rng.randrange(len(t)), rng.randrange(2)] = v
+        targets = torch.randint(-1, ng, (nq, m), generator=g)
+        if rng.random() < 0.3:
+            targets[:, 1:] = targets[:, :1]  # one caption listed twice
+        assert torch.equal(_ranks_of_targets(q, gal, targets, rng.choice([1, 4, 256])),
+                           _pairwise_ranks(q, gal, targets))
+
+
 def test_perfect_and_reversed_retrieval():
     img = torch.eye(4)
     txt = torch.eye(4).repeat_interleave(2, 0)

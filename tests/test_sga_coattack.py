@@ -222,3 +222,26 @@ def test_end_to_end_with_a_tiny_mlm(name, cls, opts, tiny_mlm, model, batch):
     budget = rec["metrics"]["budget"]
     assert budget["max_linf"] <= 2 / 255 + TOL and budget["max_words_changed"] <= 1
     assert 0 <= budget["min_pixel"] and budget["max_pixel"] <= 1
+
+
+def test_sga_reuses_the_repeated_importance_embeddings_exactly(tiny_mlm, model, batch,
+                                                               monkeypatch):
+    """Step 6 repeats step 2's word-importance call (the same masked clean captions): it is
+    answered from step 2's embeddings, and the outputs equal a run that recomputes them."""
+    import vladv_plugins.sga as S
+
+    def attack(memoize: bool):
+        calls: list[int] = []
+        original = model.encode_text
+        monkeypatch.setattr(model, "encode_text",
+                            lambda texts, **kw: (calls.append(len(texts)), original(texts, **kw))[1])
+        if not memoize:
+            monkeypatch.setattr(S, "_memoized", lambda embed, memo: embed)
+        out = SGA(SGAOptions(eps=EPS, steps=2, mlm=tiny_mlm), Context()).perturb(
+            model, batch, torch.Generator().manual_seed(0))
+        monkeypatch.undo()
+        return out, calls
+
+    (out, calls), (ref, ref_calls) = attack(True), attack(False)
+    assert out.texts == ref.texts and torch.equal(out.images, ref.images)
+    assert len(calls) < len(ref_calls) and sum(calls) < sum(ref_calls)

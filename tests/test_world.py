@@ -197,6 +197,55 @@ def test_text_encoding_cut_after_the_longest_caption_is_exact():
     assert calls and calls[0][0] == 64
 
 
+def test_compact_tokenizer_fast_path_gives_open_clips_ids():
+    from vladv_plugins.clip_pretrain import DEFAULT_MODEL, get_tokenizer, register_tiny_config
+
+    register_tiny_config()
+    tok = get_tokenizer(DEFAULT_MODEL)
+    texts = ["A red House, near two planes.", "", "  spaced   out  ", "don't it's we'll [UNK] #1",
+             "A&amp;B &lt;x&gt;", "café", "Ã©t", "x<start_of_text>y <END_OF_TEXT>", "tab\there",
+             "a\r\nb", "“quoted”", "ﬁne ＡＢＣ", "!!! a!b 3.5 (a) x'y", " ".join(["farmland"] * 80)]
+    for length in (None, 8, 77):
+        want = tok.table[tok.base(texts, length or tok.context_length)]
+        assert torch.equal(tok(texts, length), want) and torch.equal(tok(texts, length), want)
+    assert torch.equal(tok(texts[0]), tok.table[tok.base(texts[0], tok.context_length)])
+
+
+def test_large_no_grad_text_batches_run_in_exact_row_blocks():
+    import open_clip
+    from vladv_plugins import clip_backbone as B
+    from vladv_plugins import clip_pretrain as C
+
+    C.register_tiny_config()
+    torch.manual_seed(0)
+    model = open_clip.create_model(C.DEFAULT_MODEL).eval()
+    words = ["two", "red", "planes", "a", "snowy", "farmland", "with", "three", "houses", "near"]
+    g = torch.Generator().manual_seed(0)
+    texts = [" ".join(words[int(i)] for i in torch.randint(0, 10, (int(k),), generator=g))
+             for k in torch.randint(1, 20, (150,), generator=g)]
+    tokens = C.get_tokenizer(C.DEFAULT_MODEL)(texts)
+    calls = []
+    real = B._row_blocks
+    with torch.no_grad():
+        B._row_blocks = lambda m, t, enc: (calls.append(len(t)), real(m, t, enc))[1]
+        try:
+            first, again = B.encode_text(model, tokens), B.encode_text(model, tokens)
+        finally:
+            B._row_blocks = real
+        whole = [B.encode_text(model, tokens[i:i + 50]) for i in range(0, 150, 50)]  # ≤ a block
+    assert calls == [150, 150] and list(B._BLOCKS_EXACT[model].values()) == [True]
+    assert torch.equal(first, again) and torch.equal(again, torch.cat(whole))
+
+    def batch_dependent(rows):  # a kernel whose rows depend on the batch: blocks are refused
+        return rows[:, :1].float() + len(rows)
+
+    big = torch.ones(200, 3, dtype=torch.long)
+    with torch.no_grad():
+        for _ in range(2):
+            assert torch.equal(B._row_blocks(torch.nn.Identity(), big, batch_dependent),
+                               batch_dependent(big))
+
+
 def test_docs_world_calibration_table_is_the_committed_records_report():
     import importlib.util
     from pathlib import Path

@@ -22,18 +22,31 @@ def _ranks_of_targets(queries: torch.Tensor, gallery: torch.Tensor, targets: tor
     """Best rank (0 = first) over the gallery items ``targets[q]`` (-1 = padding) of each query q.
 
     Rank of item t in row s: #(s > s_t) + #(s == s_t and j < t), i.e. a stable descending sort.
+    The best target is the one with the highest score s* and, among targets scoring exactly s*,
+    the lowest index t*: any other target ranks behind it. So one comparison pass over the row
+    counts #(s > s*), and ties (s == s*, j < t*) are counted only in rows where an item other
+    than t* scores exactly s*.
     """
     ranks = torch.empty(queries.shape[0], dtype=torch.long)
-    idx = torch.arange(gallery.shape[0], device=gallery.device)
+    n = gallery.shape[0]
     for start in range(0, queries.shape[0], chunk):
         q = queries[start:start + chunk]
         t = targets[start:start + chunk].to(gallery.device)  # (c, m)
         scores = q @ gallery.T  # (c, N)
-        s_t = scores.gather(1, t.clamp(min=0))  # (c, m)
-        better = (scores[:, None, :] > s_t[:, :, None]) | (
-            (scores[:, None, :] == s_t[:, :, None]) & (idx[None, None, :] < t[:, :, None]))
-        r = better.sum(-1).masked_fill(t < 0, torch.iinfo(torch.long).max)
-        ranks[start:start + chunk] = r.min(1).values.cpu()
+        valid = t >= 0
+        s_t = scores.gather(1, t.clamp(min=0)).masked_fill(~valid, float("-inf"))  # (c, m)
+        best = s_t.max(1, keepdim=True).values  # (c, 1); NaN if a target scores NaN
+        at_best = valid & (s_t == best)
+        first = t.masked_fill(~at_best, n).min(1, keepdim=True).values  # t*, n if none
+        r = (scores > best).sum(1, dtype=torch.int32).long()  # (int32 sums: half the time)
+        equal = (scores >= best).sum(1, dtype=torch.int32).long() - r  # items scoring exactly s*
+        rows = (equal > 1).nonzero().flatten()  # items other than t* score exactly s*
+        if len(rows):
+            idx = torch.arange(n, device=gallery.device)
+            tie = (scores[rows] == best[rows]) & (idx < first[rows])
+            r[rows] += tie.sum(1)
+        r = r.masked_fill(~valid.any(1), torch.iinfo(torch.long).max)  # no target at all
+        ranks[start:start + chunk] = r.cpu()
     return ranks
 
 

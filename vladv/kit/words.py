@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -181,13 +182,19 @@ class WordSubstitutionSearch:
         tok = mlm.tokenizer
         self._special = set(tok.all_special_tokens)
         self.last_stats: dict[str, int] = {"score_calls": 0, "rounds": 0, "changed": 0}
+        # pure functions of their keys (the tokenizer and settings are fixed): memoized
+        self._strings: dict[tuple[int, ...], str | None] = {}
+        self._slot_memo: OrderedDict[str, list[_Slot]] = OrderedDict()
 
     # -- candidates ---------------------------------------------------------------------------
     def _token_string(self, ids: list[int]) -> str | None:
-        tokens = self.mlm.tokenizer.convert_ids_to_tokens(ids)
-        if any(t in self._special for t in tokens) or tokens[0].startswith("##"):
-            return None
-        return self.mlm.tokenizer.convert_tokens_to_string(tokens).strip()
+        key = tuple(ids)
+        if key not in self._strings:
+            tokens = self.mlm.tokenizer.convert_ids_to_tokens(ids)
+            self._strings[key] = (
+                None if any(t in self._special for t in tokens) or tokens[0].startswith("##")
+                else self.mlm.tokenizer.convert_tokens_to_string(tokens).strip())
+        return self._strings[key]
 
     def _raw_candidates(self, top: MLMTopK, rows: list[int]) -> list[str]:
         if len(rows) == 1:
@@ -245,6 +252,17 @@ class WordSubstitutionSearch:
                 slots.append(_Slot(index, prefix, suffix, cands))
         return slots
 
+    def _cached_slots(self, text: str, top: MLMTopK) -> list[_Slot]:
+        """:meth:`_slots`, memoized per text (``top`` is the MLM's fixed result for ``text``)."""
+        memo = self._slot_memo
+        if text in memo:
+            memo.move_to_end(text)
+            return memo[text]
+        memo[text] = slots = self._slots(text, top)
+        if len(memo) > 32_768:
+            memo.popitem(last=False)
+        return slots
+
     # -- search -------------------------------------------------------------------------------
     def run(self, texts: list[str], score: Score, *, importance: Score | None = None,
             early_stop: bool = False) -> list[str]:
@@ -266,7 +284,7 @@ class WordSubstitutionSearch:
             _, ok = self._call(score, texts, list(range(len(texts))), flags=True)
             skip = {c for c, s in enumerate(ok.tolist()) if s}
         tops = self.mlm.topk(texts, self.k, self.max_length)
-        slots = [[] if c in skip else self._slots(t, top)
+        slots = [[] if c in skip else self._cached_slots(t, top)
                  for c, (t, top) in enumerate(zip(texts, tops, strict=True))]
         words = [t.split(" ") for t in texts]
         if importance is None and self.reference_compat and isinstance(score, TextScore):
