@@ -89,8 +89,9 @@ def _mlm_meter(sync: Callable[[], None]) -> Meter:
 # ----------------------------------------------------------------------------------------------
 # Floors
 # ----------------------------------------------------------------------------------------------
-def image_pass_seconds(backbone, images: torch.Tensor, rows: int, passes: int, ctx,
-                       sync, backward: bool = True) -> float:
+def image_pass_seconds(
+    backbone, images: torch.Tensor, rows: int, passes: int, ctx, sync, backward: bool = True
+) -> float:
     """Seconds of ``passes`` × (forward [+ backward to the pixels]) over ``rows`` images."""
     reps = -(-rows // images.shape[0])
     x = images.repeat(reps, 1, 1, 1)[:rows].detach().clone()
@@ -119,11 +120,13 @@ def image_floor(name: str, attack, backbone, batch, ctx, sync) -> float:
         return image_pass_seconds(backbone, images, b, o.steps, ctx, sync)
     if name == "sga":
         rows = (1 + len(o.scales)) * b
-        return (image_pass_seconds(backbone, images, rows, o.steps, ctx, sync)
-                + image_pass_seconds(backbone, images, b, 1 + clean, ctx, sync, backward=False))
+        return image_pass_seconds(backbone, images, rows, o.steps, ctx, sync) + image_pass_seconds(
+            backbone, images, b, 1 + clean, ctx, sync, backward=False
+        )
     if name == "co-attack":
-        return (image_pass_seconds(backbone, images, b, o.steps, ctx, sync)
-                + image_pass_seconds(backbone, images, b, clean, ctx, sync, backward=False))
+        return image_pass_seconds(backbone, images, b, o.steps, ctx, sync) + image_pass_seconds(
+            backbone, images, b, clean, ctx, sync, backward=False
+        )
     return 0.0
 
 
@@ -142,8 +145,17 @@ def _clear_mlm_caches(attack: Any = None) -> None:
         model.clear_cache()
 
 
-def bench_attack(name: str, backbone, warmup, batches, ctx, sync, text_meter: Meter,
-                 mlm_meter: Meter, repeats: int) -> dict[str, Any]:
+def bench_attack(
+    name: str,
+    backbone,
+    warmup,
+    batches,
+    ctx,
+    sync,
+    text_meter: Meter,
+    mlm_meter: Meter,
+    repeats: int,
+) -> dict[str, Any]:
     """Best-of-``repeats`` seconds per batch of the attack and of its image floor."""
     attack = resolve("attack", name).build(ctx)
     attack.perturb(backbone, warmup, ctx.generator("bench", name))  # MLM load, allocator
@@ -168,15 +180,19 @@ def bench_attack(name: str, backbone, warmup, batches, ctx, sync, text_meter: Me
         mlm_s += best_mlm
         text_calls += text_meter.calls
         mlm_calls += mlm_meter.calls
-        floor += min(image_floor(name, attack, backbone, batch, ctx, sync)
-                     for _ in range(repeats))
+        floor += min(image_floor(name, attack, backbone, batch, ctx, sync) for _ in range(repeats))
     n = len(batches)
     compute = floor + text_s + mlm_s
     return {
-        "attack": name, "s_per_batch": total / n, "image_floor": floor / n,
+        "attack": name,
+        "s_per_batch": total / n,
+        "image_floor": floor / n,
         "ratio_image": total / floor if floor else None,
-        "text_fwd": text_calls / n, "text_s": text_s / n, "mlm_fwd": mlm_calls / n,
-        "mlm_s": mlm_s / n, "ratio_compute": total / compute if compute else None,
+        "text_fwd": text_calls / n,
+        "text_s": text_s / n,
+        "mlm_fwd": mlm_calls / n,
+        "mlm_s": mlm_s / n,
+        "ratio_compute": total / compute if compute else None,
     }
 
 
@@ -206,8 +222,9 @@ class _Classifier(torch.nn.Module):
         return self.scale * self.backbone.encode_image(x) @ self.classes.T
 
 
-def bench_torchattacks(backbone, batches, ctx, sync, eps: float, step: float, steps: int,
-                       repeats: int) -> dict[str, Any] | str:
+def bench_torchattacks(
+    backbone, batches, ctx, sync, eps: float, step: float, steps: int, repeats: int
+) -> dict[str, Any] | str:
     """Best-of-``repeats`` seconds of vladv's and torchattacks' PGD, and their max |Δ|."""
     try:
         import torchattacks
@@ -221,7 +238,8 @@ def bench_torchattacks(backbone, batches, ctx, sync, eps: float, step: float, st
             text = backbone.encode_text(batch.texts).float()
         b = batch.images.shape[0]
         classes = torch.zeros(b, text.shape[1], device=text.device).index_add_(
-            0, batch.txt2img.to(text.device), text)
+            0, batch.txt2img.to(text.device), text
+        )
         classes = F.normalize(classes, dim=-1)
         model = _Classifier(backbone, classes).eval()
         labels = torch.arange(b, device=batch.images.device)
@@ -232,8 +250,14 @@ def bench_torchattacks(backbone, batches, ctx, sync, eps: float, step: float, st
             return F.cross_entropy(model(x), labels)  # noqa: B023
 
         def ours() -> torch.Tensor:
-            return projected_gradient(objective, batch.images, eps=eps,  # noqa: B023
-                                      step_size=step, steps=steps, random_start="none")
+            return projected_gradient(
+                objective,
+                batch.images,  # noqa: B023
+                eps=eps,
+                step_size=step,
+                steps=steps,
+                random_start="none",
+            )
 
         ours(), ta(batch.images, labels)  # warm-up
         best_ours = best_ta = float("inf")
@@ -251,8 +275,12 @@ def bench_torchattacks(backbone, batches, ctx, sync, eps: float, step: float, st
         t_ta += best_ta
         diffs.append(float((a - b_).abs().max()))
     n = len(batches)
-    return {"max_abs_diff": max(diffs), "vladv_s": t_vladv / n, "torchattacks_s": t_ta / n,
-            "torchattacks_version": torchattacks.__version__}
+    return {
+        "max_abs_diff": max(diffs),
+        "vladv_s": t_vladv / n,
+        "torchattacks_s": t_ta / n,
+        "torchattacks_version": torchattacks.__version__,
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -264,18 +292,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=2, help="timed batches per attack")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--backbone", default="clip")
-    parser.add_argument("--backbone-opt", action="append", default=[], metavar="KEY=VALUE",
-                        help="backbone option, e.g. checkpoint=weights.safetensors (repeatable)")
+    parser.add_argument(
+        "--backbone-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="backbone option, e.g. checkpoint=weights.safetensors (repeatable)",
+    )
     parser.add_argument("--dataset", default="synthetic-aerial")
     parser.add_argument("--device", default=None)
     parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="timings are the best of this many runs")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch CPU threads (0: torch's default; 1 is steadier on a busy host)")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="timings are the best of this many runs"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads (0: torch's default; 1 is steadier on a busy host)",
+    )
     parser.add_argument("--no-torchattacks", action="store_true")
-    parser.add_argument("--uncached", action="store_true",
-                        help="batches without the clean embeddings the runner passes")
+    parser.add_argument(
+        "--uncached",
+        action="store_true",
+        help="batches without the clean embeddings the runner passes",
+    )
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -288,13 +329,18 @@ def main(argv: list[str] | None = None) -> int:
         stack.enter_context(registered_plugin(tiny_plugin))
     ctx = make_context(args.device, args.precision, seed=0, progress=False)
     sync = _sync_for(ctx.device)
-    device_name = (torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda"
-                   else platform.processor() or platform.machine())
+    device_name = (
+        torch.cuda.get_device_name(ctx.device)
+        if ctx.device.type == "cuda"
+        else platform.processor() or platform.machine()
+    )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    console.print(f"[bold]machine[/]: {os.cpu_count()} CPUs (load average {load:.1f} at start), "
-                  f"torch {torch.__version__} "
-                  f"({torch.get_num_threads()} threads), device {ctx.device} ({device_name}), "
-                  f"precision {args.precision}, python {sys.version.split()[0]}")
+    console.print(
+        f"[bold]machine[/]: {os.cpu_count()} CPUs (load average {load:.1f} at start), "
+        f"torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), device {ctx.device} ({device_name}), "
+        f"precision {args.precision}, python {sys.version.split()[0]}"
+    )
 
     backbone_opts = parse_assignments(args.backbone_opt, "--backbone-opt")
     backbone = resolve("backbone", args.backbone, backbone_opts).build(ctx).to(ctx.device).eval()
@@ -306,10 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.uncached:  # what the runner passes: rows of its clean gallery (not timed)
         warmup, *batches = [_with_clean_embeddings(b, backbone, ctx) for b in [warmup, *batches]]
     caps = len(batches[0].texts)
-    console.print(f"backbone {args.backbone} ({backbone.identity().get('model', backbone.name)}, "
-                  f"{backbone.image_size}px), dataset {args.dataset}: {len(batches)} batches of "
-                  f"{args.batch_size} images × {caps / args.batch_size:g} captions, "
-                  f"{'without' if args.uncached else 'with'} the runner's clean embeddings")
+    console.print(
+        f"backbone {args.backbone} ({backbone.identity().get('model', backbone.name)}, "
+        f"{backbone.image_size}px), dataset {args.dataset}: {len(batches)} batches of "
+        f"{args.batch_size} images × {caps / args.batch_size:g} captions, "
+        f"{'without' if args.uncached else 'with'} the runner's clean embeddings"
+    )
 
     text_meter = Meter()  # one encode_text call = one batched text-encoder forward
     backbone.encode_text = text_meter.wrap(backbone.encode_text, sync)  # instance patch
@@ -318,35 +366,61 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in [a.strip() for a in args.attacks.split(",") if a.strip()]:
         try:
-            rows.append(bench_attack(name, backbone, warmup, batches, ctx, sync, text_meter,
-                                     mlm_meter, args.repeats))
+            rows.append(
+                bench_attack(
+                    name, backbone, warmup, batches, ctx, sync, text_meter, mlm_meter, args.repeats
+                )
+            )
         except Exception as exc:  # noqa: BLE001 - a missing plugin must not hide the others
             console.print(f"[yellow]{name}: skipped ({type(exc).__name__}: {exc})[/]")
 
     table = Table(title=f"attacks per batch of {args.batch_size} images ({ctx.device})")
-    for col in ("attack", "s / batch", "image floor s", "× image floor", "text fwd", "text s",
-                "MLM fwd", "MLM s", "× compute floor"):
+    for col in (
+        "attack",
+        "s / batch",
+        "image floor s",
+        "× image floor",
+        "text fwd",
+        "text s",
+        "MLM fwd",
+        "MLM s",
+        "× compute floor",
+    ):
         table.add_column(col, justify="right" if col != "attack" else "left")
     for r in rows:
-        table.add_row(r["attack"], f"{r['s_per_batch']:.3f}", f"{r['image_floor']:.3f}",
-                      _clean_ratio(r["ratio_image"]), f"{r['text_fwd']:.1f}", f"{r['text_s']:.3f}",
-                      f"{r['mlm_fwd']:.1f}", f"{r['mlm_s']:.3f}", _clean_ratio(r["ratio_compute"]))
+        table.add_row(
+            r["attack"],
+            f"{r['s_per_batch']:.3f}",
+            f"{r['image_floor']:.3f}",
+            _clean_ratio(r["ratio_image"]),
+            f"{r['text_fwd']:.1f}",
+            f"{r['text_s']:.3f}",
+            f"{r['mlm_fwd']:.1f}",
+            f"{r['mlm_s']:.3f}",
+            _clean_ratio(r["ratio_compute"]),
+        )
     console.print(table)
 
     if not args.no_torchattacks:
         with contextlib.suppress(KeyboardInterrupt):
-            res = bench_torchattacks(backbone, batches, ctx, sync, 2 / 255, 0.5 / 255, 10,
-                                     args.repeats)
+            res = bench_torchattacks(
+                backbone, batches, ctx, sync, 2 / 255, 0.5 / 255, 10, args.repeats
+            )
             if isinstance(res, str):
                 console.print(f"[yellow]{res}[/]")
             else:
-                t = Table(title="PGD (ε 2/255, step 0.5/255, 10 steps, no random start) "
-                                f"vs torchattacks {res['torchattacks_version']}")
+                t = Table(
+                    title="PGD (ε 2/255, step 0.5/255, 10 steps, no random start) "
+                    f"vs torchattacks {res['torchattacks_version']}"
+                )
                 for col in ("max |Δ| outputs", "vladv s", "torchattacks s", "vladv / torchattacks"):
                     t.add_column(col, justify="right")
-                t.add_row(f"{res['max_abs_diff']:.2e}", f"{res['vladv_s']:.3f}",
-                          f"{res['torchattacks_s']:.3f}",
-                          f"{res['vladv_s'] / res['torchattacks_s']:.3f}×")
+                t.add_row(
+                    f"{res['max_abs_diff']:.2e}",
+                    f"{res['vladv_s']:.3f}",
+                    f"{res['torchattacks_s']:.3f}",
+                    f"{res['vladv_s'] / res['torchattacks_s']:.3f}×",
+                )
                 console.print(t)
     return 0
 

@@ -92,9 +92,14 @@ class Probe:
         self.tokenize = Meter()
         cls = backbone_cls
         _patch(cls, "image_features", self.floor)
-        _patch(cls, "text_features", self.text,
-               rows=lambda self_, tokens: len(tokens["input_ids"] if isinstance(tokens, dict)
-                                              else tokens))
+        _patch(
+            cls,
+            "text_features",
+            self.text,
+            rows=lambda self_, tokens: len(
+                tokens["input_ids"] if isinstance(tokens, dict) else tokens
+            ),
+        )
         _patch(cls, "tokenize", self.tokenize)
         _patch(torch.autograd, "grad", self.floor)
         _patch(torch.Tensor, "backward", self.floor)
@@ -134,12 +139,20 @@ class Probe:
         floor, _, _ = self.floor.take()
         text_s, text_calls, text_rows = self.text.take()
         tok_s, _, _ = self.tokenize.take()
-        self.steps.append({"step": seconds, "floor": floor + text_s, "text_calls": text_calls,
-                           "text_rows": text_rows, "tokenize": tok_s})
+        self.steps.append(
+            {
+                "step": seconds,
+                "floor": floor + text_s,
+                "text_calls": text_calls,
+                "text_rows": text_rows,
+                "tokenize": tok_s,
+            }
+        )
 
 
-def run_defense(spec: str, backbone, train, ctx, probe: Probe, steps: int, warmup: int,
-                batch_size: int | None) -> tuple[list[dict[str, float]], float]:
+def run_defense(
+    spec: str, backbone, train, ctx, probe: Probe, steps: int, warmup: int, batch_size: int | None
+) -> tuple[list[dict[str, float]], float]:
     """Train a copy of ``backbone`` for warmup + steps steps; the timed steps and setup seconds."""
     name, *augs = spec.split("+")
     given = {"steps": str(warmup + steps)}
@@ -177,20 +190,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="synthetic-aerial")
     parser.add_argument("--device", default=None)
     parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch CPU threads (0: torch's default; 1 is steadier on a busy host)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads (0: torch's default; 1 is steadier on a busy host)",
+    )
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     console = Console(width=max(Console().width, 120))
     ctx = make_context(args.device, args.precision, seed=0, progress=False)
-    device_name = (torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda"
-                   else platform.processor() or platform.machine())
+    device_name = (
+        torch.cuda.get_device_name(ctx.device)
+        if ctx.device.type == "cuda"
+        else platform.processor() or platform.machine()
+    )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    console.print(f"[bold]machine[/]: {os.cpu_count()} CPUs (load average {load:.1f} at start), "
-                  f"torch {torch.__version__} ({torch.get_num_threads()} threads), device "
-                  f"{ctx.device} ({device_name}), precision {args.precision}, "
-                  f"python {sys.version.split()[0]}")
+    console.print(
+        f"[bold]machine[/]: {os.cpu_count()} CPUs (load average {load:.1f} at start), "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), device "
+        f"{ctx.device} ({device_name}), precision {args.precision}, "
+        f"python {sys.version.split()[0]}"
+    )
     backbone = resolve("backbone", args.backbone).build(ctx).to(ctx.device).eval()
     train = resolve("dataset", args.dataset).build(ctx, "train")
     probe = Probe(type(backbone))
@@ -199,14 +221,24 @@ def main(argv: list[str] | None = None) -> int:
     setup: dict[str, float] = {}
     for _ in range(args.rounds):
         for name in names:
-            steps, first = run_defense(name, backbone, train, ctx, probe, args.steps, args.warmup,
-                                       args.batch_size or None)
+            steps, first = run_defense(
+                name, backbone, train, ctx, probe, args.steps, args.warmup, args.batch_size or None
+            )
             timed[name] += steps
             setup[name] = first
-    table = Table(title=f"defense training steps ({ctx.device}; median of {args.rounds} × "
-                        f"{args.steps} steps)")
-    for col in ("defense", "step s", "compute floor s", "× floor", "tokenize s", "text fwd",
-                "texts encoded", "setup s"):
+    table = Table(
+        title=f"defense training steps ({ctx.device}; median of {args.rounds} × {args.steps} steps)"
+    )
+    for col in (
+        "defense",
+        "step s",
+        "compute floor s",
+        "× floor",
+        "tokenize s",
+        "text fwd",
+        "texts encoded",
+        "setup s",
+    ):
         table.add_column(col, justify="left" if col == "defense" else "right")
     for name in names:
         rows = timed[name]
@@ -217,9 +249,16 @@ def main(argv: list[str] | None = None) -> int:
             return statistics.median(r[key] for r in rows)
 
         ratio = statistics.median(r["step"] / r["floor"] for r in rows if r["floor"])
-        table.add_row(name, f"{med('step'):.3f}", f"{med('floor'):.3f}", f"{ratio:.2f}×",
-                      f"{med('tokenize'):.3f}", f"{med('text_calls'):.0f}",
-                      f"{med('text_rows'):.0f}", f"{setup[name]:.1f}")
+        table.add_row(
+            name,
+            f"{med('step'):.3f}",
+            f"{med('floor'):.3f}",
+            f"{ratio:.2f}×",
+            f"{med('tokenize'):.3f}",
+            f"{med('text_calls'):.0f}",
+            f"{med('text_rows'):.0f}",
+            f"{setup[name]:.1f}",
+        )
     console.print(table)
     return 0
 

@@ -25,16 +25,32 @@ from rich.table import Table
 
 
 def run(nproc: int, args: argparse.Namespace, out: Path) -> dict:
-    cmd = [sys.executable, "-m", "vladv", "run", "--attack", args.attack, "--output", str(out),
-           "--quiet", "--json", "--nproc", str(nproc), "--batch-size", str(args.batch_size),
-           "--precision", args.precision, *(["--device", args.device] if args.device else []),
-           *sum((["--attack-opt", o] for o in args.attack_opt), []),
-           *sum((["--dataset-opt", o] for o in args.dataset_opt), [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vladv",
+        "run",
+        "--attack",
+        args.attack,
+        "--output",
+        str(out),
+        "--quiet",
+        "--json",
+        "--nproc",
+        str(nproc),
+        "--batch-size",
+        str(args.batch_size),
+        "--precision",
+        args.precision,
+        *(["--device", args.device] if args.device else []),
+        *sum((["--attack-opt", o] for o in args.attack_opt), []),
+        *sum((["--dataset-opt", o] for o in args.dataset_opt), []),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, args.threads // nproc))}
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if res.returncode != 0:
         sys.exit(f"vladv run --nproc {nproc} failed:\n{res.stderr[-3000:]}")
-    [record] = json.loads(res.stdout[res.stdout.index("["):])
+    [record] = json.loads(res.stdout[res.stdout.index("[") :])
     return record
 
 
@@ -45,14 +61,19 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="CPU threads in total, split over the processes")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="CPU threads in total, split over the processes",
+    )
     parser.add_argument("--attack-opt", action="append", default=[])
     parser.add_argument("--dataset-opt", action="append", default=[])
     args = parser.parse_args()
     console = Console()
-    subprocess.run([sys.executable, "-m", "vladv", "pretrain"], check=True,
-                   capture_output=True)  # build artifacts outside the timing
+    subprocess.run(
+        [sys.executable, "-m", "vladv", "pretrain"], check=True, capture_output=True
+    )  # build artifacts outside the timing
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sorted({1, args.nproc}):
@@ -63,13 +84,19 @@ def main() -> None:
         table.add_column(col, justify="right")
     for n, rec in rows:
         t = rec["timings"]
-        table.add_row(str(n), f"{t['clean']:.1f}", f"{t['attack']:.1f}",
-                      f"{base['timings']['attack'] / t['attack']:.2f}×",
-                      str(rec["metrics"] == base["metrics"]))
+        table.add_row(
+            str(n),
+            f"{t['clean']:.1f}",
+            f"{t['attack']:.1f}",
+            f"{base['timings']['attack'] / t['attack']:.2f}×",
+            str(rec["metrics"] == base["metrics"]),
+        )
     console.print(table)
-    console.print(f"[dim]{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-                  f"device {base['config']['runtime']['device']}, torch "
-                  f"{base['versions']['torch']}, {args.threads} threads in total[/]")
+    console.print(
+        f"[dim]{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"device {base['config']['runtime']['device']}, torch "
+        f"{base['versions']['torch']}, {args.threads} threads in total[/]"
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,9 @@ from rich.table import Table
 from vladv.metrics import KS, metrics_from_ranks, retrieval_metrics
 
 
-def plain_topk(image_emb: torch.Tensor, text_emb: torch.Tensor, txt2img: torch.Tensor,
-               k: int = max(KS)) -> dict[str, float]:
+def plain_topk(
+    image_emb: torch.Tensor, text_emb: torch.Tensor, txt2img: torch.Tensor, k: int = max(KS)
+) -> dict[str, float]:
     """R@1/5/10 from ``topk`` alone (no ranks beyond k, ties as topk breaks them)."""
     scores = image_emb @ text_emb.T
     top_t = scores.topk(k, dim=1).indices  # (N_img, k) captions
@@ -42,32 +43,40 @@ def plain_topk(image_emb: torch.Tensor, text_emb: torch.Tensor, txt2img: torch.T
     hit_i = top_i == txt2img[:, None]
     out = {}
     for prefix, hits in (("tr", hit_t), ("ir", hit_i)):
-        first = torch.where(hits.any(1), hits.float().argmax(1), torch.full_like(hits[:, 0], k,
-                                                                               dtype=torch.long))
+        first = torch.where(
+            hits.any(1), hits.float().argmax(1), torch.full_like(hits[:, 0], k, dtype=torch.long)
+        )
         for r in KS:
             out[f"{prefix}_r{r}"] = round(100.0 * int((first < r).sum()) / len(hits), 6)
     out["rsum"] = round(sum(out[f"{m}_r{r}"] for m in ("tr", "ir") for r in KS), 6)
     return out
 
 
-def pairwise(image_emb: torch.Tensor, text_emb: torch.Tensor, img2txt: torch.Tensor,
-             txt2img: torch.Tensor, chunk: int = 256) -> dict[str, float]:
+def pairwise(
+    image_emb: torch.Tensor,
+    text_emb: torch.Tensor,
+    img2txt: torch.Tensor,
+    txt2img: torch.Tensor,
+    chunk: int = 256,
+) -> dict[str, float]:
     """The previous exact ranks: a (chunk × targets × gallery) comparison per chunk."""
 
     def ranks(queries: torch.Tensor, gallery: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         out = torch.empty(len(queries), dtype=torch.long)
         idx = torch.arange(len(gallery))
         for start in range(0, len(queries), chunk):
-            scores = queries[start:start + chunk] @ gallery.T
-            t = targets[start:start + chunk]
+            scores = queries[start : start + chunk] @ gallery.T
+            t = targets[start : start + chunk]
             s_t = scores.gather(1, t)
             better = (scores[:, None, :] > s_t[:, :, None]) | (
-                (scores[:, None, :] == s_t[:, :, None]) & (idx[None, None, :] < t[:, :, None]))
-            out[start:start + chunk] = better.sum(-1).min(1).values
+                (scores[:, None, :] == s_t[:, :, None]) & (idx[None, None, :] < t[:, :, None])
+            )
+            out[start : start + chunk] = better.sum(-1).min(1).values
         return out
 
-    return metrics_from_ranks(ranks(image_emb, text_emb, img2txt),
-                              ranks(text_emb, image_emb, txt2img[:, None]))
+    return metrics_from_ranks(
+        ranks(image_emb, text_emb, img2txt), ranks(text_emb, image_emb, txt2img[:, None])
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,16 +85,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--captions-per-image", type=int, default=5)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch CPU threads (0: torch's default; 1 is steadier on a busy host)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads (0: torch's default; 1 is steadier on a busy host)",
+    )
     args = parser.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     console = Console(width=max(Console().width, 100))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    console.print(f"[bold]machine[/]: {os.cpu_count()} CPUs (load average {load:.1f} at start), "
-                  f"{platform.processor() or platform.machine()}, torch {torch.__version__} "
-                  f"({torch.get_num_threads()} threads)")
+    console.print(
+        f"[bold]machine[/]: {os.cpu_count()} CPUs (load average {load:.1f} at start), "
+        f"{platform.processor() or platform.machine()}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads)"
+    )
     g = torch.Generator().manual_seed(0)
     n, c = args.images, args.captions_per_image
     image_emb = F.normalize(torch.randn(n, args.dim, generator=g), dim=-1)
@@ -105,15 +120,21 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             results[name] = fn()
             best[name] = min(best[name], time.perf_counter() - start)
-    table = Table(title=f"retrieval metrics, {n:,} images × {n * c:,} captions, d = {args.dim} "
-                        f"(best of {args.repeats})")
+    table = Table(
+        title=f"retrieval metrics, {n:,} images × {n * c:,} captions, d = {args.dim} "
+        f"(best of {args.repeats})"
+    )
     for col in ("method", "seconds", "× plain top-k", "R@1/5/10 as vladv"):
         table.add_column(col, justify="left" if col == "method" else "right")
     keys = [f"{m}_r{k}" for m in ("tr", "ir") for k in KS]
     for name in runs:
         same = all(results[name][k] == results["vladv"][k] for k in keys)
-        table.add_row(name, f"{best[name]:.3f}", f"{best[name] / best['plain top-k']:.2f}×",
-                      "yes" if same else "NO")
+        table.add_row(
+            name,
+            f"{best[name]:.3f}",
+            f"{best[name] / best['plain top-k']:.2f}×",
+            "yes" if same else "NO",
+        )
     console.print(table)
     return 0
 

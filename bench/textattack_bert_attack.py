@@ -52,11 +52,12 @@ def _captions(n_images: int, per_image: int) -> list[list[str]]:
     corpus = caption_corpus(SyntheticOptions())
     step = max(1, len(corpus) // (n_images * per_image))
     picked = corpus[::step][: n_images * per_image]
-    return [picked[i * per_image:(i + 1) * per_image] for i in range(n_images)]
+    return [picked[i * per_image : (i + 1) * per_image] for i in range(n_images)]
 
 
-def _outcome(backbone: Any, image_emb: torch.Tensor, paired: torch.Tensor,
-             texts: list[str]) -> tuple[float, float]:
+def _outcome(
+    backbone: Any, image_emb: torch.Tensor, paired: torch.Tensor, texts: list[str]
+) -> tuple[float, float]:
     """(share with the paired image out of the top-1, mean cosine to the paired image)."""
     with torch.no_grad():
         sims = backbone.encode_text(texts).float() @ image_emb.T
@@ -90,12 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context(progress=False, home=Path(args.home))
     ta = load_textattack(ctx)
     load = os.getloadavg()
-    console.print(f"[bold]machine[/]: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
-                  f"load average {load[0]:.1f}/{load[1]:.1f}, torch {torch.__version__} "
-                  f"({torch.get_num_threads()} threads), textattack {ta.__version__ if hasattr(ta, '__version__') else '0.3.x'}")
+    console.print(
+        f"[bold]machine[/]: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
+        f"load average {load[0]:.1f}/{load[1]:.1f}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), textattack {ta.__version__ if hasattr(ta, '__version__') else '0.3.x'}"
+    )
     base = tiny_dataset(n_images=args.images)
-    ds = TensorImageDataset(base.images, _captions(args.images, args.captions_per_image),
-                            name="bench", split="test")
+    ds = TensorImageDataset(
+        base.images, _captions(args.images, args.captions_per_image), name="bench", split="test"
+    )
     [batch] = list(pair_loader(ds, args.images))
     backbone = TinyBackbone().eval()
     mlm = get_mlm(args.mlm, ctx)
@@ -107,15 +111,21 @@ def main(argv: list[str] | None = None) -> int:
     paired = batch.txt2img.long()
     n = len(batch.texts)
     clean_success, clean_cos = _outcome(backbone, image_emb, paired, batch.texts)
-    console.print(f"{n} captions, {args.images} images; clean: {100 * clean_success:.1f}% already "
-                  f"misranked, mean cos {clean_cos:.4f}; k={args.k}, max_words={args.max_words}, "
-                  f"MLM {args.mlm}")
+    console.print(
+        f"{n} captions, {args.images} images; clean: {100 * clean_success:.1f}% already "
+        f"misranked, mean cos {clean_cos:.4f}; k={args.k}, max_words={args.max_words}, "
+        f"MLM {args.mlm}"
+    )
 
     rows = []
     for rules in ("sga", "textattack"):
         search = WordSubstitutionSearch(mlm, k=args.k, max_words=args.max_words, max_rounds=0)
-        attack = TextAttackAttack(TextAttackOptions(recipe="bert-attack", rules=rules, k=args.k,
-                                                    max_words=args.max_words, mlm=args.mlm), ctx)
+        attack = TextAttackAttack(
+            TextAttackOptions(
+                recipe="bert-attack", rules=rules, k=args.k, max_words=args.max_words, mlm=args.mlm
+            ),
+            ctx,
+        )
         _, wrapper = attack.build(backbone)
         best = {"vladv": float("inf"), "textattack": float("inf")}
         out: dict[str, list[str]] = {}
@@ -130,25 +140,62 @@ def main(argv: list[str] | None = None) -> int:
             encoded["vladv"], calls["vladv"] = score.encoded, search.last_stats["score_calls"]
             wrapper.calls = wrapper.encoded = 0
             start = time.perf_counter()
-            out["textattack"] = attack.perturb(backbone, batch, torch.Generator().manual_seed(0)).texts
+            out["textattack"] = attack.perturb(
+                backbone, batch, torch.Generator().manual_seed(0)
+            ).texts
             best["textattack"] = min(best["textattack"], time.perf_counter() - start)
             encoded["textattack"], calls["textattack"] = wrapper.encoded, wrapper.calls
-        same = sum(a.lower() == b.lower()  # TextAttack's MLM swaps do not restore capitals
-                   for a, b in zip(out["vladv"], out["textattack"], strict=True)) / n
+        same = (
+            sum(
+                a.lower() == b.lower()  # TextAttack's MLM swaps do not restore capitals
+                for a, b in zip(out["vladv"], out["textattack"], strict=True)
+            )
+            / n
+        )
         for who in ("vladv", "textattack"):
             success, cos = _outcome(backbone, image_emb, paired, out[who])
-            rows.append((rules, who, best[who] * 40 / n, encoded[who] * 40 / n,
-                         calls[who] * 40 / n, success, cos, same))
+            rows.append(
+                (
+                    rules,
+                    who,
+                    best[who] * 40 / n,
+                    encoded[who] * 40 / n,
+                    calls[who] * 40 / n,
+                    success,
+                    cos,
+                    same,
+                )
+            )
 
-    table = Table(title=f"BERT-Attack per 40 captions (k={args.k}, {args.max_words} word(s), "
-                        f"best of {args.repeats})")
-    for col in ("rules", "implementation", "s / 40 captions", "texts encoded / 40",
-                "encoder calls / 40", "success", "mean cos(paired)", "identical", "speed-up"):
+    table = Table(
+        title=f"BERT-Attack per 40 captions (k={args.k}, {args.max_words} word(s), "
+        f"best of {args.repeats})"
+    )
+    for col in (
+        "rules",
+        "implementation",
+        "s / 40 captions",
+        "texts encoded / 40",
+        "encoder calls / 40",
+        "success",
+        "mean cos(paired)",
+        "identical",
+        "speed-up",
+    ):
         table.add_column(col, justify="left" if col in ("rules", "implementation") else "right")
     for i, (rules, who, sec, enc, calls_, success, cos, same) in enumerate(rows):
         speed = "" if who == "textattack" else f"{rows[i + 1][2] / sec:.1f}×"
-        table.add_row(rules, who, f"{sec:.3f}", f"{enc:.0f}", f"{calls_:.0f}",
-                      f"{100 * success:.1f}%", f"{cos:.4f}", f"{100 * same:.1f}%", speed)
+        table.add_row(
+            rules,
+            who,
+            f"{sec:.3f}",
+            f"{enc:.0f}",
+            f"{calls_:.0f}",
+            f"{100 * success:.1f}%",
+            f"{cos:.4f}",
+            f"{100 * same:.1f}%",
+            speed,
+        )
     console.print(table)
     return 0
 

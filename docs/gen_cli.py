@@ -21,26 +21,39 @@ def _default(param: click.Parameter) -> str:
 
 def render() -> str:
     root = typer.main.get_command(app)
-    out = ["# CLI reference", "",
-           "Generated from the Typer app by `python docs/gen_cli.py > docs/cli.md`; a test keeps",
-           "it in sync. Every command also has `--help` with examples.", "",
-           f"`vladv [--version] COMMAND`: {root.help}", ""]
+    out = [
+        "# CLI reference",
+        "",
+        "Generated from the Typer app by `python docs/gen_cli.py > docs/cli.md`; a test keeps",
+        "it in sync. Every command also has `--help` with examples.",
+        "",
+        f"`vladv [--version] COMMAND`: {root.help}",
+        "",
+    ]
     for name, cmd in root.commands.items():
         out += [f"## `vladv {name}`", "", (cmd.help or "").strip(), ""]
         out += ["| option | default | meaning |", "| --- | --- | --- |"]
         for p in cmd.params:
-            label = ", ".join(f"`{o}`" for o in p.opts) if p.param_type_name == "option" else \
-                f"`{p.name.upper()}...`"
+            label = (
+                ", ".join(f"`{o}`" for o in p.opts)
+                if p.param_type_name == "option"
+                else f"`{p.name.upper()}...`"
+            )
             out.append(f"| {label} | {_default(p)} | {getattr(p, 'help', '') or ''} |")
         out.append("")
-    out += ["## Exit codes", "",
-            "| code | meaning |", "| --- | --- |",
-            "| 0 | done (a flagged record prints one `warning:` line and still exits 0) |",
-            "| 2 | a user error: one `error: ...` line on stderr, no traceback, nothing that existed "
-            "before is changed |",
-            "| 130 | interrupted (Ctrl-C): one line; finished records are kept, rerun to resume |",
-            "", "See [reliability.md](reliability.md) for what is promised and how it is tested.",
-            ""]
+    out += [
+        "## Exit codes",
+        "",
+        "| code | meaning |",
+        "| --- | --- |",
+        "| 0 | done (a flagged record prints one `warning:` line and still exits 0) |",
+        "| 2 | a user error: one `error: ...` line on stderr, no traceback, nothing that existed "
+        "before is changed |",
+        "| 130 | interrupted (Ctrl-C): one line; finished records are kept, rerun to resume |",
+        "",
+        "See [reliability.md](reliability.md) for what is promised and how it is tested.",
+        "",
+    ]
     return "\n".join(out)
 
 

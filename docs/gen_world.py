@@ -1,8 +1,8 @@
 """docs/world.md's figure and calibration table.
 
-    python docs/gen_world.py            # docs/world/domains.png: both domains, same scenes
-    python docs/gen_world.py --table    # the calibration table, from `vladv report` on the
-                                        # committed records in docs/world/records
+python docs/gen_world.py            # docs/world/domains.png: both domains, same scenes
+python docs/gen_world.py --table    # the calibration table, from `vladv report` on the
+                                    # committed records in docs/world/records
 """
 
 from __future__ import annotations
@@ -14,16 +14,25 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
 from vladv_plugins.synthetic import SyntheticOptions, drawn_scenes, generate  # noqa: E402
 
 OUT = Path(__file__).parent / "world" / "domains.png"
 RECORDS = Path(__file__).parent / "world" / "records"
 N = 6
 # SGA's published white-box table, CLIP ViT-B/16 on Flickr30k, conditional ASR@1 TR / IR
-PUBLISHED = {"pgd": (70.92, 78.61), "bert-attack": (28.34, 39.08), "co-attack": (93.25, 95.86),
-             "sga": (99.08, 98.94)}
-PUBLISHED_SETTINGS = {"pgd": {}, "bert-attack": {"objective": "kl"},
-                      "co-attack": {"reference_compat": True}, "sga": {"reference_compat": True}}
+PUBLISHED = {
+    "pgd": (70.92, 78.61),
+    "bert-attack": (28.34, 39.08),
+    "co-attack": (93.25, 95.86),
+    "sga": (99.08, 98.94),
+}
+PUBLISHED_SETTINGS = {
+    "pgd": {},
+    "bert-attack": {"objective": "kl"},
+    "co-attack": {"reference_compat": True},
+    "sga": {"reference_compat": True},
+}
 
 
 def calibration_table(records: Path = RECORDS) -> str:
@@ -34,13 +43,17 @@ def calibration_table(records: Path = RECORDS) -> str:
 
     from vladv.reports import report
 
-    by_id = {p.stem: json.loads(p.read_text()) for p in records.glob("*.json")
-             if p.stem != "experiment"}
+    by_id = {
+        p.stem: json.loads(p.read_text()) for p in records.glob("*.json") if p.stem != "experiment"
+    }
     with tempfile.TemporaryDirectory() as tmp:
         out = report(records, Path(tmp) / "report")
         rows = list(csv.DictReader(open(out["files"]["summary_csv"])))
-    lines = ["| attack | settings | clean TR / IR R@1 | ASR@1 TR / IR (vladv) | "
-             "published CLIP ViT-B/16 | difference |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| attack | settings | clean TR / IR R@1 | ASR@1 TR / IR (vladv) | "
+        "published CLIP ViT-B/16 | difference |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     order = list(PUBLISHED)
     for row in sorted(rows, key=lambda r: (order.index(r["attack"]), r["run_ids"])):
         attack = row["attack"]
@@ -53,9 +66,11 @@ def calibration_table(records: Path = RECORDS) -> str:
         if attack == "pgd":
             setting, diff = "published = default", f"{tr - ptr:+.1f} / {ir - pir:+.1f}"
         extra = ", ".join(f"{k}={v}" for k, v in PUBLISHED_SETTINGS[attack].items())
-        lines.append(f"| {attack} | {setting}{f' ({extra})' if published and extra else ''} | "
-                     f"{float(row['clean_tr_r1_mean']):.1f} / {float(row['clean_ir_r1_mean']):.1f} | "
-                     f"{tr:.1f} / {ir:.1f} | {ptr:.1f} / {pir:.1f} | {diff} |")
+        lines.append(
+            f"| {attack} | {setting}{f' ({extra})' if published and extra else ''} | "
+            f"{float(row['clean_tr_r1_mean']):.1f} / {float(row['clean_ir_r1_mean']):.1f} | "
+            f"{tr:.1f} / {ir:.1f} | {ptr:.1f} / {pir:.1f} | {diff} |"
+        )
     return "\n".join(lines)
 
 
@@ -65,8 +80,9 @@ def main() -> None:
     gen = generate(opts, "train")
     shown = drawn_scenes(opts, "train", gen[2])
     fig, axes = plt.subplots(2, N, figsize=(2.6 * N, 7.4))
-    for row, (imgs, caps, label) in enumerate(((real[0], real[1], "real"),
-                                                (gen[0], gen[1], "generated"))):
+    for row, (imgs, caps, label) in enumerate(
+        ((real[0], real[1], "real"), (gen[0], gen[1], "generated"))
+    ):
         for i in range(N):
             ax = axes[row, i]
             ax.imshow(imgs[i].permute(1, 2, 0).numpy(), interpolation="nearest")

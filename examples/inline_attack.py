@@ -1,6 +1,6 @@
 """An attack plugin defined inline in a script, registered for this process only.
 
-    python examples/inline_attack.py
+python examples/inline_attack.py
 """
 
 from dataclasses import dataclass
@@ -34,14 +34,26 @@ class UniformNoise(vladv.Attack):
 class InlinePlugin:
     @vladv.hookimpl
     def vladv_attacks(self):
-        yield vladv.AttackSpec(name="uniform-noise", summary="random noise in the ε-ball",
-                               options=UniformNoiseOptions, factory=UniformNoise)
+        yield vladv.AttackSpec(
+            name="uniform-noise",
+            summary="random noise in the ε-ball",
+            options=UniformNoiseOptions,
+            factory=UniformNoise,
+        )
 
 
 if __name__ == "__main__":
     get_registry().register(InlinePlugin(), name="inline-example")
-    for rec in vladv.run(attack=["uniform-noise", "pgd"], attack_options={"eps": "8/255"},
-                         output="runs/inline-example"):
+    for rec in vladv.run(
+        attack=["uniform-noise", "pgd"],
+        attack_options={"eps": "8/255"},
+        output="runs/inline-example",
+    ):
         m = rec["metrics"]
-        print(rec["config"]["attack"]["name"], "adv TR@1", round(m["adversarial"]["tr_r1"], 1),
-              "max ε·255", round(m["budget"]["max_linf"] * 255, 2))
+        print(
+            rec["config"]["attack"]["name"],
+            "adv TR@1",
+            round(m["adversarial"]["tr_r1"], 1),
+            "max ε·255",
+            round(m["budget"]["max_linf"] * 255, 2),
+        )

@@ -13,15 +13,25 @@ from typing import Any, Literal
 import torch
 
 import vladv
-from vladv.kit.mlm import EMBEDDED_MLM, ensure_mlm
-from vladv.kit.words import (TextScore, WordSubstitutionSearch, image_guided_score, kl_score,
-                             load_search)
-from vladv.options import option
-from vladv.types import Attack, AttackOutput, Context, PairBatch, ThreatModel
 
 # Re-exported for code written before the kit (tests, older scripts); new code imports vladv.kit.
-from vladv.kit.mlm import get_mlm  # noqa: F401, E402
-from vladv.kit.words import FILTER_WORDS, ImageGuidedScore, KLScore  # noqa: F401, E402
+from vladv.kit.mlm import (
+    EMBEDDED_MLM,
+    ensure_mlm,
+    get_mlm,  # noqa: F401, E402
+)
+from vladv.kit.words import (  # noqa: F401, E402
+    FILTER_WORDS,
+    ImageGuidedScore,
+    KLScore,
+    TextScore,
+    WordSubstitutionSearch,
+    image_guided_score,
+    kl_score,
+    load_search,
+)
+from vladv.options import option
+from vladv.types import Attack, AttackOutput, Context, PairBatch, ThreatModel
 
 __all__ = ["BertAttack", "BertAttackOptions", "vladv_attacks"]
 
@@ -35,10 +45,13 @@ class BertAttackOptions:
     max_words: int = option(1, "words changed per caption at most", min=0, max=1000)
     mlm: str = option(EMBEDDED_MLM, "masked LM: 'vladv-tiny-mlm', a Hugging Face name or a folder")
     objective: Literal["image", "kl"] = option(
-        "image", "image: lower the similarity to the caption's clean image (SGA); "
-        "kl: move the text embedding away from the clean one (Co-Attack)")
+        "image",
+        "image: lower the similarity to the caption's clean image (SGA); "
+        "kl: move the text embedding away from the clean one (Co-Attack)",
+    )
     reference_compat: bool = option(
-        False, "reproduce the SGA/Co-Attack code: MLM off-by-one, 30 tokens, KL importance")
+        False, "reproduce the SGA/Co-Attack code: MLM off-by-one, 30 tokens, KL importance"
+    )
     max_rounds: int = option(5, "scoring rounds over words by importance (0: no limit)", min=0)
     max_length: int = option(77, "masked-LM truncation in sub-tokens", min=4, max=512)
 
@@ -61,9 +74,14 @@ class BertAttack(Attack):
         if self._search is None:
             o = self.options
             self._search = load_search(
-                o.mlm, self.ctx, k=o.k, max_words=o.max_words,
-                reference_compat=o.reference_compat, max_length=o.max_length,
-                max_rounds=o.max_rounds)
+                o.mlm,
+                self.ctx,
+                k=o.k,
+                max_words=o.max_words,
+                reference_compat=o.reference_compat,
+                max_length=o.max_length,
+                max_rounds=o.max_rounds,
+            )
         return self._search
 
     def perturb(self, backbone: Any, batch: PairBatch, generator: torch.Generator) -> AttackOutput:
@@ -87,4 +105,8 @@ def vladv_attacks():
     yield vladv.AttackSpec(
         name="bert-attack",
         summary="BERT-Attack word substitution (image-guided as in SGA, or KL as in Co-Attack)",
-        options=BertAttackOptions, factory=BertAttack, modality="text", prepare=_prepare)
+        options=BertAttackOptions,
+        factory=BertAttack,
+        modality="text",
+        prepare=_prepare,
+    )

@@ -38,9 +38,22 @@ from vladv_plugins.captioning_model import (
     train_captioner,
 )
 
-__all__ = ["EMBEDDED_CAPTIONER", "MAX_ROUNDS", "CaptionAugmenter", "CaptionOptions", "Captioner",
-           "HFCaptioner", "TinyCaptionerRunner", "caption_quality", "captioner_config", "captioner_path",
-           "get_captioner", "hf_identity", "prepare_captioner", "vladv_augmenters"]
+__all__ = [
+    "EMBEDDED_CAPTIONER",
+    "MAX_ROUNDS",
+    "CaptionAugmenter",
+    "CaptionOptions",
+    "Captioner",
+    "HFCaptioner",
+    "TinyCaptionerRunner",
+    "caption_quality",
+    "captioner_config",
+    "captioner_path",
+    "get_captioner",
+    "hf_identity",
+    "prepare_captioner",
+    "vladv_augmenters",
+]
 
 EMBEDDED_CAPTIONER = "vladv-tiny-captioner"
 WORLD_DATASET = "synthetic-aerial"  # the captioner's training data, reached through the registry
@@ -51,18 +64,27 @@ _LABEL = "augmenter 'caption'"
 
 @dataclass(frozen=True)
 class CaptionOptions:
-    model: str = option(EMBEDDED_CAPTIONER, "captioner: vladv-tiny-captioner, or a Hugging Face "
-                        "image-to-text model (hub name in the local cache, or a folder)")
+    model: str = option(
+        EMBEDDED_CAPTIONER,
+        "captioner: vladv-tiny-captioner, or a Hugging Face "
+        "image-to-text model (hub name in the local cache, or a folder)",
+    )
     num_captions: int = option(5, "new captions per image", min=1, max=64)
-    temperature: float = option(0.7, "sampling temperature; 0 = greedy (HF: beam search)", min=0, max=5)
+    temperature: float = option(
+        0.7, "sampling temperature; 0 = greedy (HF: beam search)", min=0, max=5
+    )
     max_length: int = option(40, "maximum caption length in tokens", min=4, max=512)
     seed: int = option(-1, "sampling seed (-1: the run seed)", min=-1)
     batch_size: int = option(64, "images per generation batch", min=1)
-    pretrain_steps: int = option(CaptionerConfig.steps, "embedded captioner: optimizer steps", min=1)
-    pretrain_images: int = option(0, "embedded captioner: synthetic-aerial train images "
-                                  "(0 = the dataset's default)", min=0)
+    pretrain_steps: int = option(
+        CaptionerConfig.steps, "embedded captioner: optimizer steps", min=1
+    )
+    pretrain_images: int = option(
+        0, "embedded captioner: synthetic-aerial train images (0 = the dataset's default)", min=0
+    )
     pretrain_data: Literal["real", "generated", "mixed"] = option(
-        "real", "embedded captioner: synthetic-aerial training domain (the defended model's)")
+        "real", "embedded captioner: synthetic-aerial training domain (the defended model's)"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -71,8 +93,16 @@ class CaptionOptions:
 class Captioner:
     """Common interface; ``identity()`` enters the pool cache key."""
 
-    def caption(self, images: torch.Tensor, indices: list[int], num: int, temperature: float,
-                max_length: int, seed: int, round_: int) -> list[list[str]]:
+    def caption(
+        self,
+        images: torch.Tensor,
+        indices: list[int],
+        num: int,
+        temperature: float,
+        max_length: int,
+        seed: int,
+        round_: int,
+    ) -> list[list[str]]:
         raise NotImplementedError
 
     def identity(self) -> dict[str, Any]:
@@ -85,7 +115,9 @@ class TinyCaptionerRunner(Captioner):
         self.model, self.vocab = load_captioner(folder, device)
 
     def caption(self, images, indices, num, temperature, max_length, seed, round_):
-        gens = [torch.Generator().manual_seed(image_seed(seed, i, "caption", round_)) for i in indices]
+        gens = [
+            torch.Generator().manual_seed(image_seed(seed, i, "caption", round_)) for i in indices
+        ]
         return sample_captions(self.model, self.vocab, images, num, temperature, max_length, gens)
 
     def identity(self) -> dict[str, Any]:
@@ -105,19 +137,23 @@ class HFCaptioner(Captioner):
             if config.model_type == "blip":
                 cls = transformers.BlipForConditionalGeneration
             else:
-                cls = (getattr(transformers, "AutoModelForVision2Seq", None)
-                       or transformers.AutoModelForImageTextToText)
+                cls = (
+                    getattr(transformers, "AutoModelForVision2Seq", None)
+                    or transformers.AutoModelForImageTextToText
+                )
             self.model = cls.from_pretrained(name, local_files_only=True).to(device).eval()
             self.image_processor, self.tokenizer = _processors(name)
         except (OSError, ValueError, KeyError) as exc:
             raise VladvError(
                 f"{_LABEL}: cannot load the Hugging Face captioner {name!r} offline "
                 f"({first_line(exc)}). vladv does not download at run time: fetch it where there "
-                "is network (`huggingface-cli download NAME`) or pass model=<local folder>") from None
+                "is network (`huggingface-cli download NAME`) or pass model=<local folder>"
+            ) from None
 
     def caption(self, images, indices, num, temperature, max_length, seed, round_):
-        pixels = self.image_processor(images=list(images.float().cpu()), return_tensors="pt",
-                                      do_rescale=False)["pixel_values"]
+        pixels = self.image_processor(
+            images=list(images.float().cpu()), return_tensors="pt", do_rescale=False
+        )["pixel_values"]
         kwargs: dict[str, Any] = {"max_new_tokens": max_length, "num_return_sequences": num}
         if temperature > 0:
             kwargs.update(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
@@ -126,9 +162,11 @@ class HFCaptioner(Captioner):
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.no_grad(), torch.random.fork_rng(devices=devices):
             torch.manual_seed(image_seed(seed, indices[0], "hf-caption", round_))
-            out = self.model.generate(pixel_values=pixels.to(self.device, self.model.dtype), **kwargs)
+            out = self.model.generate(
+                pixel_values=pixels.to(self.device, self.model.dtype), **kwargs
+            )
         texts = [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
-        return [texts[i * num:(i + 1) * num] for i in range(len(indices))]
+        return [texts[i * num : (i + 1) * num] for i in range(len(indices))]
 
     def identity(self) -> dict[str, Any]:
         return hf_identity(self.name)
@@ -140,8 +178,9 @@ def hf_identity(name: str) -> dict[str, Any]:
     out: dict[str, Any] = {"model": name}
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in (".json", ".safetensors", ".bin"))
-        out["files"] = {p.name: (file_sha256(p) if p.suffix == ".json" else p.stat().st_size)
-                        for p in files}
+        out["files"] = {
+            p.name: (file_sha256(p) if p.suffix == ".json" else p.stat().st_size) for p in files
+        }
     return out
 
 
@@ -156,8 +195,10 @@ def _processors(name: str) -> tuple[Any, Any]:
             return image_processor, tokenizer
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    return (AutoImageProcessor.from_pretrained(name, local_files_only=True),
-            AutoTokenizer.from_pretrained(name, local_files_only=True))
+    return (
+        AutoImageProcessor.from_pretrained(name, local_files_only=True),
+        AutoTokenizer.from_pretrained(name, local_files_only=True),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -176,15 +217,24 @@ def _train_options(options: CaptionOptions) -> Any:
     data_options = _world().options
     n = options.pretrain_images
     domain = options.pretrain_data
-    return (data_options(train_domain=domain) if not n else
-            data_options(train_size=n, test_size=max(8, n // 4), train_domain=domain))
+    return (
+        data_options(train_domain=domain)
+        if not n
+        else data_options(train_size=n, test_size=max(8, n // 4), train_domain=domain)
+    )
 
 
 def captioner_path(options: CaptionOptions, ctx: Context) -> Path:
     from vladv.options import options_to_dict
 
-    key = config_hash({"format": _FORMAT, "config": dataclasses.asdict(captioner_config(options)),
-                       "data": options_to_dict(_train_options(options)), "data_version": _world().version})
+    key = config_hash(
+        {
+            "format": _FORMAT,
+            "config": dataclasses.asdict(captioner_config(options)),
+            "data": options_to_dict(_train_options(options)),
+            "data_version": _world().version,
+        }
+    )
     return ctx.cache_dir("models") / f"{EMBEDDED_CAPTIONER}-{key}"
 
 
@@ -196,17 +246,21 @@ def prepare_captioner(options: CaptionOptions, ctx: Context, force: bool = False
     if (path / "training.json").is_file() and not force:
         return path
     console = get_console(ctx)
-    console.print(f"building the embedded captioner '{EMBEDDED_CAPTIONER}' (first use: "
-                  f"{options.pretrain_steps} steps on {options.pretrain_data} synthetic-aerial "
-                  f"images; the time grows with the CPU's speed and load) → {path}")
+    console.print(
+        f"building the embedded captioner '{EMBEDDED_CAPTIONER}' (first use: "
+        f"{options.pretrain_steps} steps on {options.pretrain_data} synthetic-aerial "
+        f"images; the time grows with the CPU's speed and load) → {path}"
+    )
     data = _world().factory(_train_options(options), ctx, "train")
     captions = [[data.captions[t] for t in ids] for ids in data.img2txt]
     model, vocab, stats = train_captioner(data.images, captions, captioner_config(options), ctx)
     tmp = scratch_dir(path)
     save_captioner(tmp, model, vocab, stats)
     publish_dir(tmp, path, lambda p: (p / "training.json").is_file(), replace=force)
-    console.print(f"{EMBEDDED_CAPTIONER}: {stats['seconds']:.0f} s, train loss "
-                  f"{stats['first_loss']:.2f} → {stats['final_loss']:.2f}")
+    console.print(
+        f"{EMBEDDED_CAPTIONER}: {stats['seconds']:.0f} s, train loss "
+        f"{stats['first_loss']:.2f} → {stats['final_loss']:.2f}"
+    )
     return path
 
 
@@ -250,13 +304,19 @@ class CaptionAugmenter(PoolAugmenter):
             task = progress.add_task("caption pools", total=len(todo))
             for round_ in range(MAX_ROUNDS):
                 if round_:
-                    progress.update(task, total=len(todo), completed=0,
-                                    description=f"caption pools (round {round_ + 1})")
+                    progress.update(
+                        task,
+                        total=len(todo),
+                        completed=0,
+                        description=f"caption pools (round {round_ + 1})",
+                    )
                 for chunk in iter_chunks(len(todo), o.batch_size):
                     idx = todo[chunk]
                     images = torch.stack([dataset.load_image(i) for i in idx]).to(self.ctx.device)
                     with self.ctx.autocast():
-                        outs = cap.caption(images, idx, k, o.temperature, o.max_length, self.seed, round_)
+                        outs = cap.caption(
+                            images, idx, k, o.temperature, o.max_length, self.seed, round_
+                        )
                     for i, texts in zip(idx, outs, strict=True):
                         pools[i] = dedupe_captions(pools[i] + texts, gts[i], limit=k)
                     progress.advance(task, len(idx))
@@ -272,12 +332,13 @@ class CaptionAugmenter(PoolAugmenter):
 def _ngrams(words: list[str], n: int) -> dict[tuple[str, ...], int]:
     out: dict[tuple[str, ...], int] = {}
     for i in range(len(words) - n + 1):
-        out[tuple(words[i:i + n])] = out.get(tuple(words[i:i + n]), 0) + 1
+        out[tuple(words[i : i + n])] = out.get(tuple(words[i : i + n]), 0) + 1
     return out
 
 
-def caption_quality(pools: list[list[str]], dataset: ImageTextDataset, backbone: Any = None,
-                    batch_size: int = 256) -> dict[str, float]:
+def caption_quality(
+    pools: list[list[str]], dataset: ImageTextDataset, backbone: Any = None, batch_size: int = 256
+) -> dict[str, float]:
     """Alignment and diversity of per-image caption pools against ``dataset``'s ground truth.
 
     ``fill``: share of images with a non-empty pool; ``per_image``: mean pool size;
@@ -291,10 +352,13 @@ def caption_quality(pools: list[list[str]], dataset: ImageTextDataset, backbone:
     from vladv.kit.pools import caption_key
 
     texts = [(i, t) for i, pool in enumerate(pools) for t in pool]
-    out: dict[str, float] = {"images": len(pools), "captions": len(texts),
-                             "fill": sum(bool(p) for p in pools) / max(1, len(pools)),
-                             "per_image": len(texts) / max(1, len(pools)),
-                             "distinct_global": len({caption_key(t) for _, t in texts}) / max(1, len(texts))}
+    out: dict[str, float] = {
+        "images": len(pools),
+        "captions": len(texts),
+        "fill": sum(bool(p) for p in pools) / max(1, len(pools)),
+        "per_image": len(texts) / max(1, len(pools)),
+        "distinct_global": len({caption_key(t) for _, t in texts}) / max(1, len(texts)),
+    }
     for n in (1, 2):
         hit = total = 0
         for i, t in texts:
@@ -309,6 +373,7 @@ def caption_quality(pools: list[list[str]], dataset: ImageTextDataset, backbone:
     scenes = getattr(dataset, "scenes", None)
     colors = set(getattr(dataset, "color_words", ()))
     if scenes is not None and colors and texts:
+
         def right(i: int, t: str) -> bool:
             words = set(caption_key(t).split())
             return scenes[i].color in words and not (words & (colors - {scenes[i].color}))
@@ -322,10 +387,18 @@ def caption_quality(pools: list[list[str]], dataset: ImageTextDataset, backbone:
 
 
 @torch.no_grad()
-def _ir_r1(backbone: Any, dataset: ImageTextDataset, texts: list[tuple[int, str]], bs: int) -> float:
+def _ir_r1(
+    backbone: Any, dataset: ImageTextDataset, texts: list[tuple[int, str]], bs: int
+) -> float:
     dev = backbone.device
-    feats = torch.cat([backbone.encode_image(torch.stack([dataset.load_image(i) for i in range(
-        s.start, s.stop)]).to(dev)) for s in iter_chunks(len(dataset), bs)])
+    feats = torch.cat(
+        [
+            backbone.encode_image(
+                torch.stack([dataset.load_image(i) for i in range(s.start, s.stop)]).to(dev)
+            )
+            for s in iter_chunks(len(dataset), bs)
+        ]
+    )
     hits = 0
     for s in iter_chunks(len(texts), bs):
         tf = backbone.encode_text([t for _, t in texts[s]])
@@ -345,5 +418,10 @@ def _prepare(options: CaptionOptions, ctx: Context, force: bool = False) -> None
 @vladv.hookimpl
 def vladv_augmenters():
     yield vladv.AugmenterSpec(
-        name="caption", summary="cross-modal: new captions generated from the image (captioner)",
-        options=CaptionOptions, factory=_build, modality="text", prepare=_prepare)
+        name="caption",
+        summary="cross-modal: new captions generated from the image (captioner)",
+        options=CaptionOptions,
+        factory=_build,
+        modality="text",
+        prepare=_prepare,
+    )

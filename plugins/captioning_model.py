@@ -35,8 +35,16 @@ from vladv.checkpoints import load_state_dict, save_state_dict
 from vladv.console import make_progress
 from vladv.types import Context
 
-__all__ = ["CaptionerConfig", "TinyCaptioner", "WordVocab", "detokenize", "load_captioner",
-           "sample_captions", "save_captioner", "train_captioner"]
+__all__ = [
+    "CaptionerConfig",
+    "TinyCaptioner",
+    "WordVocab",
+    "detokenize",
+    "load_captioner",
+    "sample_captions",
+    "save_captioner",
+    "train_captioner",
+]
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 PAD, BOS, EOS, UNK = range(4)
@@ -57,7 +65,9 @@ class WordVocab:
         for text in corpus:
             for tok in _TOKEN.findall(text.lower()):
                 counts[tok] = counts.get(tok, 0) + 1
-        words = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
+        words = sorted(
+            (w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w)
+        )
         return cls(words)
 
     def __len__(self) -> int:
@@ -100,7 +110,7 @@ class CaptionerConfig:
     heads: int = 4
     max_len: int = 40
     steps: int = 1000
-    batch_size: int = 48         # images per step
+    batch_size: int = 48  # images per step
     captions_per_image: int = 1  # of its captions, sampled per step (0 = all)
     lr: float = 2e-3
     warmup: int = 60
@@ -116,9 +126,14 @@ class _Block(nn.Module):
         self.heads = heads
         self.ln1, self.ln2, self.ln3 = nn.LayerNorm(width), nn.LayerNorm(width), nn.LayerNorm(width)
         self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
-        self.q_x, self.kv_x, self.proj_x = (nn.Linear(width, width), nn.Linear(width, 2 * width),
-                                            nn.Linear(width, width))
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+        self.q_x, self.kv_x, self.proj_x = (
+            nn.Linear(width, width),
+            nn.Linear(width, 2 * width),
+            nn.Linear(width, width),
+        )
+        self.mlp = nn.Sequential(
+            nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width)
+        )
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         n, t, w = x.shape
@@ -128,8 +143,12 @@ class _Block(nn.Module):
         k, v = self.kv_x(memory).chunk(2, dim=-1)
         return self._split(k), self._split(v)
 
-    def forward(self, x: torch.Tensor, mem_kv: tuple[torch.Tensor, torch.Tensor],
-                cache: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        mem_kv: tuple[torch.Tensor, torch.Tensor],
+        cache: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         n, t, w = x.shape
         q, k, v = (self._split(z) for z in self.qkv(self.ln1(x)).chunk(3, dim=-1))
         if cache is not None:
@@ -153,9 +172,12 @@ class TinyCaptioner(nn.Module):
         self.cfg, w = cfg, cfg.width
         grid = cfg.image_size // cfg.patch // 2
         self.encoder = nn.Sequential(
-            nn.Conv2d(3, w // 4, cfg.patch, stride=cfg.patch), nn.GELU(),
-            nn.Conv2d(w // 4, w // 2, 3, stride=2, padding=1), nn.GELU(),
-            nn.Conv2d(w // 2, w, 3, padding=1))
+            nn.Conv2d(3, w // 4, cfg.patch, stride=cfg.patch),
+            nn.GELU(),
+            nn.Conv2d(w // 4, w // 2, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(w // 2, w, 3, padding=1),
+        )
         self.img_pos = nn.Parameter(torch.randn(1, grid * grid, w) * 0.02)
         self.img_ln = nn.LayerNorm(w)
         self.tok = nn.Embedding(vocab_size, w)
@@ -168,20 +190,28 @@ class TinyCaptioner(nn.Module):
         """Per-layer cross-attention keys/values of ``images`` (B, 3, H, W) in [0, 1]."""
         s = self.cfg.image_size
         if images.shape[-2:] != (s, s):
-            images = F.interpolate(images, size=(s, s), mode="bilinear", antialias=True,
-                                   align_corners=False)
+            images = F.interpolate(
+                images, size=(s, s), mode="bilinear", antialias=True, align_corners=False
+            )
         feats = self.encoder((images - 0.5) / 0.25).flatten(2).transpose(1, 2)
         memory = self.img_ln(feats + self.img_pos)
         return [b.memory_kv(memory) for b in self.blocks]
 
-    def decode(self, tokens: torch.Tensor, mem: list[tuple[torch.Tensor, torch.Tensor]],
-               caches: list[dict[str, torch.Tensor]] | None = None, start: int = 0) -> torch.Tensor:
-        x = self.tok(tokens) + self.pos[:, start:start + tokens.shape[1]]
+    def decode(
+        self,
+        tokens: torch.Tensor,
+        mem: list[tuple[torch.Tensor, torch.Tensor]],
+        caches: list[dict[str, torch.Tensor]] | None = None,
+        start: int = 0,
+    ) -> torch.Tensor:
+        x = self.tok(tokens) + self.pos[:, start : start + tokens.shape[1]]
         for i, block in enumerate(self.blocks):
             x = block(x, mem[i], None if caches is None else caches[i])
         return self.ln(x) @ self.tok.weight.t()
 
-    def forward(self, images: torch.Tensor, tokens: torch.Tensor, image_of: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, images: torch.Tensor, tokens: torch.Tensor, image_of: torch.Tensor
+    ) -> torch.Tensor:
         """Next-token logits of ``tokens`` (T, L); ``image_of`` (T,) indexes ``images``."""
         mem = [(k[image_of], v[image_of]) for k, v in self.encode(images)]
         return self.decode(tokens, mem)
@@ -191,9 +221,15 @@ class TinyCaptioner(nn.Module):
 # Generation
 # ----------------------------------------------------------------------------------------------
 @torch.no_grad()
-def sample_captions(model: TinyCaptioner, vocab: WordVocab, images: torch.Tensor, num: int,
-                    temperature: float, max_len: int,
-                    generators: Sequence[torch.Generator]) -> list[list[str]]:
+def sample_captions(
+    model: TinyCaptioner,
+    vocab: WordVocab,
+    images: torch.Tensor,
+    num: int,
+    temperature: float,
+    max_len: int,
+    generators: Sequence[torch.Generator],
+) -> list[list[str]]:
     """``num`` captions per image (temperature sampling; ``temperature == 0``: one greedy caption).
 
     ``generators``: one CPU generator per image (Gumbel noise); the model's device does the rest.
@@ -202,8 +238,10 @@ def sample_captions(model: TinyCaptioner, vocab: WordVocab, images: torch.Tensor
     dev = next(model.parameters()).device
     num = 1 if temperature == 0 else num
     b, v = images.shape[0], len(vocab)
-    mem = [(k.repeat_interleave(num, 0), vv.repeat_interleave(num, 0))
-           for k, vv in model.encode(images.to(dev).float())]
+    mem = [
+        (k.repeat_interleave(num, 0), vv.repeat_interleave(num, 0))
+        for k, vv in model.encode(images.to(dev).float())
+    ]
     n = b * num
     caches: list[dict[str, torch.Tensor]] = [{} for _ in model.blocks]
     token = torch.full((n, 1), BOS, dtype=torch.long, device=dev)
@@ -225,7 +263,7 @@ def sample_captions(model: TinyCaptioner, vocab: WordVocab, images: torch.Tensor
             break
     rows = out.cpu().tolist()
     texts = [vocab.decode(r) for r in rows]
-    return [texts[i * num:(i + 1) * num] for i in range(b)]
+    return [texts[i * num : (i + 1) * num] for i in range(b)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -242,9 +280,13 @@ def _pick(n: int, k: int, g: torch.Generator) -> list[int]:
     return list(range(n)) if k <= 0 or k >= n else torch.randperm(n, generator=g)[:k].tolist()
 
 
-def train_captioner(images: torch.Tensor, captions: Sequence[Sequence[str]], cfg: CaptionerConfig,
-                    ctx: Context, on_step: Callable[[int, TinyCaptioner, WordVocab], None] | None = None,
-                    ) -> tuple[TinyCaptioner, WordVocab, dict[str, Any]]:
+def train_captioner(
+    images: torch.Tensor,
+    captions: Sequence[Sequence[str]],
+    cfg: CaptionerConfig,
+    ctx: Context,
+    on_step: Callable[[int, TinyCaptioner, WordVocab], None] | None = None,
+) -> tuple[TinyCaptioner, WordVocab, dict[str, Any]]:
     """Train on ``images`` (N, 3, H, W; uint8 or [0, 1]) with their captions (teacher forcing).
 
     ``on_step(step, model, vocab)`` runs after every optimizer step (e.g. to evaluate).
@@ -258,8 +300,14 @@ def train_captioner(images: torch.Tensor, captions: Sequence[Sequence[str]], cfg
     model.to(ctx.device).train()
     decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "pos" not in n]
     other = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "pos" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": other, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": other, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
     encoded = [[vocab.encode(c, cfg.max_len) for c in caps] for caps in captions]
     losses: list[float] = []
@@ -269,21 +317,25 @@ def train_captioner(images: torch.Tensor, captions: Sequence[Sequence[str]], cfg
         for step in range(cfg.steps):
             if len(perm) < cfg.batch_size:
                 perm += torch.randperm(len(encoded), generator=g).tolist()
-            idx, perm = perm[:cfg.batch_size], perm[cfg.batch_size:]
-            seqs = [(j, encoded[i][c]) for j, i in enumerate(idx)
-                    for c in _pick(len(encoded[i]), cfg.captions_per_image, g)]
+            idx, perm = perm[: cfg.batch_size], perm[cfg.batch_size :]
+            seqs = [
+                (j, encoded[i][c])
+                for j, i in enumerate(idx)
+                for c in _pick(len(encoded[i]), cfg.captions_per_image, g)
+            ]
             length = max(len(s) for _, s in seqs)
             tokens = torch.full((len(seqs), length), PAD, dtype=torch.long)
             for r, (_, s) in enumerate(seqs):
-                tokens[r, :len(s)] = torch.tensor(s)
+                tokens[r, : len(s)] = torch.tensor(s)
             image_of = torch.tensor([j for j, _ in seqs], device=ctx.device)
             batch = images[idx].to(ctx.device)
             batch = batch.float() / 255 if batch.dtype == torch.uint8 else batch.float()
             tokens = tokens.to(ctx.device)
             with ctx.autocast():
                 logits = model(batch, tokens[:, :-1], image_of)
-            loss = F.cross_entropy(logits.float().reshape(-1, len(vocab)), tokens[:, 1:].reshape(-1),
-                                   ignore_index=PAD)
+            loss = F.cross_entropy(
+                logits.float().reshape(-1, len(vocab)), tokens[:, 1:].reshape(-1), ignore_index=PAD
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -295,26 +347,36 @@ def train_captioner(images: torch.Tensor, captions: Sequence[Sequence[str]], cfg
                 on_step(step, model, vocab)
                 model.train()
     model.eval()
-    stats = {"config": dataclasses.asdict(cfg), "vocab_size": len(vocab), "train_images": len(encoded),
-             "first_loss": sum(losses[:20]) / max(1, len(losses[:20])),
-             "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
-             "seconds": time.perf_counter() - start, "device": str(ctx.device),
-             "losses": [round(x, 4) for x in losses[:: max(1, len(losses) // 200)]]}
+    stats = {
+        "config": dataclasses.asdict(cfg),
+        "vocab_size": len(vocab),
+        "train_images": len(encoded),
+        "first_loss": sum(losses[:20]) / max(1, len(losses[:20])),
+        "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
+        "seconds": time.perf_counter() - start,
+        "device": str(ctx.device),
+        "losses": [round(x, 4) for x in losses[:: max(1, len(losses) // 200)]],
+    }
     return model, vocab, stats
 
 
-def save_captioner(folder: Path, model: TinyCaptioner, vocab: WordVocab, stats: dict[str, Any]) -> None:
+def save_captioner(
+    folder: Path, model: TinyCaptioner, vocab: WordVocab, stats: dict[str, Any]
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    save_state_dict(model.state_dict(), folder / "model.safetensors", {"format": "vladv-tiny-captioner"})
-    atomic_write_json(folder / "config.json", {"config": dataclasses.asdict(model.cfg),
-                                               "vocab": vocab.itos})
+    save_state_dict(
+        model.state_dict(), folder / "model.safetensors", {"format": "vladv-tiny-captioner"}
+    )
+    atomic_write_json(
+        folder / "config.json", {"config": dataclasses.asdict(model.cfg), "vocab": vocab.itos}
+    )
     atomic_write_json(folder / "training.json", stats)
 
 
 def load_captioner(folder: Path, device: torch.device) -> tuple[TinyCaptioner, WordVocab]:
     meta = json.loads((folder / "config.json").read_text())
     cfg = CaptionerConfig(**meta["config"])
-    vocab = WordVocab(meta["vocab"][len(SPECIALS):])
+    vocab = WordVocab(meta["vocab"][len(SPECIALS) :])
     model = TinyCaptioner(len(vocab), cfg)
     model.load_state_dict(load_state_dict(folder / "model.safetensors"))
     return model.to(device).eval(), vocab

@@ -17,6 +17,12 @@ from typing import Any, Literal
 import open_clip
 import torch
 from torch import nn
+
+import vladv
+from vladv.cache import file_sha256
+from vladv.checkpoints import load_into, load_state_dict
+from vladv.errors import CheckpointError, OptionError, VladvError, first_line
+from vladv.kit.hub import quiet_transformers
 from vladv_plugins.clip_backbone import ClipBackbone
 from vladv_plugins.clip_pretrain import (
     ALIGN_MODEL,
@@ -30,12 +36,6 @@ from vladv_plugins.clip_pretrain import (
     register_embedded,
     trained_path,
 )
-
-import vladv
-from vladv.cache import file_sha256
-from vladv.checkpoints import load_into, load_state_dict
-from vladv.errors import CheckpointError, OptionError, VladvError, first_line
-from vladv.kit.hub import quiet_transformers
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -53,32 +53,51 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ClipOptions:
-    model: str = vladv.option(DEFAULT_MODEL, f"open_clip model name (default: vladv's embedded tiny "
-                              f"CLIP; {ALIGN_MODEL}: the embedded ALIGN-style model)")
-    pretrained: str = vladv.option("", "open_clip pretrained tag (needs the weights in the local cache)")
+    model: str = vladv.option(
+        DEFAULT_MODEL,
+        f"open_clip model name (default: vladv's embedded tiny "
+        f"CLIP; {ALIGN_MODEL}: the embedded ALIGN-style model)",
+    )
+    pretrained: str = vladv.option(
+        "", "open_clip pretrained tag (needs the weights in the local cache)"
+    )
     checkpoint: str = vladv.option("", "local state dict (.safetensors, or weights-only .pt/.bin)")
-    download: bool = vladv.option(False, "let open_clip download the pretrained tag (else: local cache only)")
+    download: bool = vladv.option(
+        False, "let open_clip download the pretrained tag (else: local cache only)"
+    )
     pretrain_steps: int = vladv.option(1350, "embedded model: optimizer steps", min=1)
     pretrain_batch_size: int = vladv.option(128, "embedded model: images per step", min=2)
     pretrain_lr: float = vladv.option(2e-3, "embedded model: peak AdamW learning rate", min=0)
     pretrain_warmup: int = vladv.option(100, "embedded model: linear warmup steps", min=0)
     pretrain_weight_decay: float = vladv.option(0.05, "embedded model: AdamW weight decay", min=0)
-    pretrain_seed: int = vladv.option(0, "embedded model: seed of init, shuffling and captions", min=0)
-    pretrain_images: int = vladv.option(0, "embedded model: train images (0 = synthetic-aerial default)",
-                                        min=0)
+    pretrain_seed: int = vladv.option(
+        0, "embedded model: seed of init, shuffling and captions", min=0
+    )
+    pretrain_images: int = vladv.option(
+        0, "embedded model: train images (0 = synthetic-aerial default)", min=0
+    )
     pretrain_text_noise: float = vladv.option(
-        0.0, "embedded model: share of caption tokens replaced by random caption tokens while "
-             "pretraining (word noise, as web captions have)", min=0, max=1)
+        0.0,
+        "embedded model: share of caption tokens replaced by random caption tokens while "
+        "pretraining (word noise, as web captions have)",
+        min=0,
+        max=1,
+    )
     pretrain_image_noise: float = vladv.option(
-        0.03, "embedded model: largest std of the Gaussian pixel noise added to training images "
-              "(each image draws its own std up to this)", min=0, max=1)
+        0.03,
+        "embedded model: largest std of the Gaussian pixel noise added to training images "
+        "(each image draws its own std up to this)",
+        min=0,
+        max=1,
+    )
     pretrain_data: Literal["real", "generated", "mixed"] = vladv.option(
-        "real", "embedded model: synthetic-aerial training domain (real, generated or mixed 1:3)")
+        "real", "embedded model: synthetic-aerial training domain (real, generated or mixed 1:3)"
+    )
     pretrain_text_init: str = vladv.option(
-        "", f"{ALIGN_MODEL}: masked-LM folder its BERT text tower starts from (default: the "
-            f"embedded vladv-tiny-mlm)")
-
-
+        "",
+        f"{ALIGN_MODEL}: masked-LM folder its BERT text tower starts from (default: the "
+        f"embedded vladv-tiny-mlm)",
+    )
 
 
 @contextlib.contextmanager
@@ -106,8 +125,10 @@ def create_open_clip(name: str, pretrained: str = "", download: bool = False) ->
         register_embedded(name)
     if name not in open_clip.list_models() and ":" not in name:
         known = [DEFAULT_MODEL] + [m for m in open_clip.list_models() if m != DEFAULT_MODEL]
-        raise OptionError(f"backbone 'clip': unknown open_clip model {name!r} "
-                          f"(e.g. {', '.join(known[:8])}, ...; see open_clip.list_models())")
+        raise OptionError(
+            f"backbone 'clip': unknown open_clip model {name!r} "
+            f"(e.g. {', '.join(known[:8])}, ...; see open_clip.list_models())"
+        )
     try:
         with quiet_open_clip(logging.ERROR), quiet_transformers(), _hf_offline(not download):
             return open_clip.create_model(name, pretrained=pretrained or None)
@@ -117,15 +138,18 @@ def create_open_clip(name: str, pretrained: str = "", download: bool = False) ->
             raise CheckpointError(
                 f"backbone 'clip': cannot load pretrained weights {pretrained!r} for open_clip model "
                 f"{name!r} ({first}). vladv does not download at run time: pass download=true where "
-                f"there is network (it fills the Hugging Face cache), or checkpoint=PATH") from None
-        raise VladvError(f"backbone 'clip': cannot build open_clip model {name!r}: {first}") from None
+                f"there is network (it fills the Hugging Face cache), or checkpoint=PATH"
+            ) from None
+        raise VladvError(
+            f"backbone 'clip': cannot build open_clip model {name!r}: {first}"
+        ) from None
 
 
 def _strip_prefix(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     keys = set(model.state_dict())
     for prefix in ("model.", "module.", "module.model."):
         if not (set(state) & keys) and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
+            state = {k[len(prefix) :]: v for k, v in state.items()}
     return state
 
 
@@ -143,8 +167,10 @@ def build_clip(options: ClipOptions, ctx: vladv.Context | None = None) -> ClipBa
     info: dict[str, Any] = {"model": options.model}
     embedded = options.model in EMBEDDED_MODELS
     if embedded and options.pretrained:
-        raise OptionError(f"backbone 'clip': the embedded model {options.model!r} has no pretrained "
-                          "tags; leave pretrained empty or pass checkpoint=PATH")
+        raise OptionError(
+            f"backbone 'clip': the embedded model {options.model!r} has no pretrained "
+            "tags; leave pretrained empty or pass checkpoint=PATH"
+        )
     if embedded:
         register_embedded(options.model, ctx, options.pretrain_text_init)
     model = create_open_clip(options.model, options.pretrained, options.download)
@@ -163,8 +189,9 @@ def build_clip(options: ClipOptions, ctx: vladv.Context | None = None) -> ClipBa
         with _hf_offline(not options.download):
             tokenizer = get_tokenizer(options.model)
     except Exception as exc:  # noqa: BLE001 - e.g. an HF tokenizer that is not cached offline
-        raise VladvError(f"backbone 'clip': cannot load the tokenizer of {options.model!r}: "
-                         f"{first_line(exc)}") from None
+        raise VladvError(
+            f"backbone 'clip': cannot load the tokenizer of {options.model!r}: {first_line(exc)}"
+        ) from None
     return ClipBackbone(model, tokenizer, info).to(ctx.device).eval()
 
 
@@ -190,9 +217,8 @@ def vladv_backbones():
     yield vladv.BackboneSpec(
         name="clip",
         summary="open_clip dual encoder; embedded: vladv's tiny CLIP (default) and ALIGN-style model, "
-                "pretrained on synthetic-aerial",
+        "pretrained on synthetic-aerial",
         options=ClipOptions,
         factory=build_clip,
         prepare=prepare_clip,
     )
-

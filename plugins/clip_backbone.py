@@ -33,8 +33,12 @@ def encode_text(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     batch's length (see :func:`_row_blocks`): the same embeddings, about twice as fast.
     """
     mask = getattr(model, "attn_mask", None)
-    if (type(model) is not open_clip.CLIP or mask is None or tokens.ndim != 2
-            or getattr(model, "text_pool_type", "argmax") != "argmax"):
+    if (
+        type(model) is not open_clip.CLIP
+        or mask is None
+        or tokens.ndim != 2
+        or getattr(model, "text_pool_type", "argmax") != "argmax"
+    ):
         return model.encode_text(tokens)
     used = int((tokens != 0).sum(1).max()) if tokens.numel() else 0
     n = min(tokens.shape[1], max(8, -(-used // 8) * 8))
@@ -58,11 +62,13 @@ def encode_text(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
 ROW_BLOCK = 64
 """Texts per block of a large no-grad text batch on a CPU (64 × ≤ 64 tokens stay in cache)."""
 _BLOCKS_EXACT: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int], bool]] = (
-    weakref.WeakKeyDictionary())
+    weakref.WeakKeyDictionary()
+)
 
 
-def _row_blocks(model: nn.Module, tokens: torch.Tensor,
-                encode: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+def _row_blocks(
+    model: nn.Module, tokens: torch.Tensor, encode: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
     """``encode(tokens)``, for large no-grad fp32 CPU batches computed in blocks of ROW_BLOCK rows.
 
     Every op of the text tower treats rows independently, and the GEMMs run the same kernels on
@@ -75,8 +81,12 @@ def _row_blocks(model: nn.Module, tokens: torch.Tensor,
     same result. GPUs, autocast and batches that need gradients keep one batch.
     """
     rows = tokens.shape[0]
-    if (rows <= ROW_BLOCK or tokens.device.type != "cpu" or torch.is_grad_enabled()
-            or torch.is_autocast_enabled("cpu")):
+    if (
+        rows <= ROW_BLOCK
+        or tokens.device.type != "cpu"
+        or torch.is_grad_enabled()
+        or torch.is_autocast_enabled("cpu")
+    ):
         return encode(tokens)
     fill = (-rows) % ROW_BLOCK
     padded = torch.cat([tokens, tokens[:1].expand(fill, -1)]) if fill else tokens
@@ -84,8 +94,9 @@ def _row_blocks(model: nn.Module, tokens: torch.Tensor,
     verdicts = _BLOCKS_EXACT.setdefault(model, {})
     if verdicts.get(key) is False:
         return encode(tokens)
-    blocks = torch.cat([encode(padded[start:start + ROW_BLOCK])
-                        for start in range(0, len(padded), ROW_BLOCK)])[:rows]
+    blocks = torch.cat(
+        [encode(padded[start : start + ROW_BLOCK]) for start in range(0, len(padded), ROW_BLOCK)]
+    )[:rows]
     if key not in verdicts:
         whole = encode(tokens)
         verdicts[key] = torch.equal(blocks, whole)
@@ -115,9 +126,12 @@ class ClipBackbone(Backbone):
         cfg = open_clip.get_model_preprocess_cfg(model)
         size = cfg.get("size", 224)
         size = size if isinstance(size, int) else min(size)
-        super().__init__(size, cfg.get("mean", open_clip.OPENAI_DATASET_MEAN),
-                         cfg.get("std", open_clip.OPENAI_DATASET_STD),
-                         cfg.get("interpolation", "bicubic"))
+        super().__init__(
+            size,
+            cfg.get("mean", open_clip.OPENAI_DATASET_MEAN),
+            cfg.get("std", open_clip.OPENAI_DATASET_STD),
+            cfg.get("interpolation", "bicubic"),
+        )
         self.model = model
         self.tokenizer = tokenizer
         self.info = dict(info or {})

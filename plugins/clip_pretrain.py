@@ -24,38 +24,63 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from torch import nn
-from vladv_plugins.clip_backbone import ClipBackbone, encode_text
 
 import vladv
 from vladv.backbone import PixelPreprocess
 from vladv.cache import atomic_write_text, config_hash, file_sha256
-from vladv.errors import OptionError, StorageError
 from vladv.checkpoints import save_state_dict
+from vladv.errors import OptionError, StorageError
 from vladv.kit.hub import quiet_transformers
 from vladv.metrics import retrieval_metrics
 from vladv.options import options_to_dict
+from vladv_plugins.clip_backbone import ClipBackbone, encode_text
 
 DEFAULT_MODEL = "vladv-tiny-aerial"
 WORLD_DATASET = "synthetic-aerial"  # reached through the registry (world_dataset)
 PRETRAIN_VERSION = 2
 TINY_CONFIG: dict[str, Any] = {
     "embed_dim": 128,
-    "vision_cfg": {"image_size": 64, "patch_size": 16, "width": 128, "layers": 4,
-                   "head_width": 32, "mlp_ratio": 2.0},
-    "text_cfg": {"context_length": 64, "vocab_size": 0, "width": 96, "heads": 3,
-                 "layers": 2, "mlp_ratio": 2.0},  # vocab_size: see tiny_config()
+    "vision_cfg": {
+        "image_size": 64,
+        "patch_size": 16,
+        "width": 128,
+        "layers": 4,
+        "head_width": 32,
+        "mlp_ratio": 2.0,
+    },
+    "text_cfg": {
+        "context_length": 64,
+        "vocab_size": 0,
+        "width": 96,
+        "heads": 3,
+        "layers": 2,
+        "mlp_ratio": 2.0,
+    },  # vocab_size: see tiny_config()
 }
-_PRETRAIN_KEYS = ("pretrain_steps", "pretrain_batch_size", "pretrain_lr", "pretrain_warmup",
-                  "pretrain_weight_decay", "pretrain_seed", "pretrain_images", "pretrain_data",
-                  "pretrain_text_noise", "pretrain_image_noise")
+_PRETRAIN_KEYS = (
+    "pretrain_steps",
+    "pretrain_batch_size",
+    "pretrain_lr",
+    "pretrain_warmup",
+    "pretrain_weight_decay",
+    "pretrain_seed",
+    "pretrain_images",
+    "pretrain_data",
+    "pretrain_text_noise",
+    "pretrain_image_noise",
+)
 # pretrain_text_init is part of the model identity (its config hash), not of the recipe
 _registered: dict[str, str] = {}
 ALIGN_MODEL = "vladv-tiny-align"
 ALIGN_CONFIG: dict[str, Any] = {
     "embed_dim": 128,
     "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 16, "head_width": 32},
-    "text_cfg": {"context_length": 32, "hf_proj_type": "linear", "hf_pooler_type": "cls_pooler",
-                 "hf_model_pretrained": True},
+    "text_cfg": {
+        "context_length": 32,
+        "hf_proj_type": "linear",
+        "hf_pooler_type": "cls_pooler",
+        "hf_model_pretrained": True,
+    },
 }
 EMBEDDED_MODELS = (DEFAULT_MODEL, ALIGN_MODEL)
 _SPECIAL = 4  # pad, unk, start, end
@@ -117,7 +142,9 @@ class CompactTokenizer:
         self._ids = table.tolist()
         self._words: dict[str, list[int] | None] = {}
 
-    def __call__(self, texts: str | Sequence[str], context_length: int | None = None) -> torch.Tensor:
+    def __call__(
+        self, texts: str | Sequence[str], context_length: int | None = None
+    ) -> torch.Tensor:
         """``table[base(texts, context_length)]``, with a per-word fast path (same ids).
 
         open_clip cleans a text (ftfy, HTML unescaping, whitespace, lower case) and BPE-encodes
@@ -161,8 +188,11 @@ class CompactTokenizer:
                     return None
                 import ftfy
 
-                ids = ([self._ids[i] for i in self.base.encode(word)]
-                       if ftfy.fix_text(word) == word else None)
+                ids = (
+                    [self._ids[i] for i in self.base.encode(word)]
+                    if ftfy.fix_text(word) == word
+                    else None
+                )
                 self._words[word] = ids
                 if ids is None:
                     return None
@@ -203,8 +233,10 @@ def align_config(ctx: vladv.Context, text_init: str = "") -> tuple[dict[str, Any
     if text_init:
         mlm = Path(text_init).expanduser().resolve()
         if not (mlm / "config.json").is_file():
-            raise OptionError(f"backbone 'clip': text_init {text_init!r} is not a Hugging Face "
-                              f"model folder (no config.json)")
+            raise OptionError(
+                f"backbone 'clip': text_init {text_init!r} is not a Hugging Face "
+                f"model folder (no config.json)"
+            )
         init = file_sha256(mlm / "config.json")
     else:
         from vladv.kit.mlm import prepare_mlm
@@ -218,7 +250,9 @@ def align_config(ctx: vladv.Context, text_init: str = "") -> tuple[dict[str, Any
     return cfg, identity
 
 
-def register_embedded(name: str, ctx: vladv.Context | None = None, text_init: str = "") -> dict[str, Any]:
+def register_embedded(
+    name: str, ctx: vladv.Context | None = None, text_init: str = ""
+) -> dict[str, Any]:
     """Register embedded model ``name`` with open_clip; return its config identity (for hashing)."""
     if name == DEFAULT_MODEL:
         register_tiny_config()
@@ -263,10 +297,16 @@ def dataset_options(options: Any) -> Any:
 
 
 def pretrain_config(options: Any, ctx: vladv.Context | None = None) -> dict[str, Any]:
-    return {"model": register_embedded(options.model, ctx, options.pretrain_text_init), "pretrain": {k: getattr(options, k) for k in _PRETRAIN_KEYS},
-            "data": {k: v for k, v in options_to_dict(dataset_options(options)).items()
-                     if not k.startswith("test_")},  # what the weights depend on "data_version": GENERATOR_VERSION,
-            "version": PRETRAIN_VERSION}
+    return {
+        "model": register_embedded(options.model, ctx, options.pretrain_text_init),
+        "pretrain": {k: getattr(options, k) for k in _PRETRAIN_KEYS},
+        "data": {
+            k: v
+            for k, v in options_to_dict(dataset_options(options)).items()
+            if not k.startswith("test_")
+        },  # what the weights depend on "data_version": GENERATOR_VERSION,
+        "version": PRETRAIN_VERSION,
+    }
 
 
 def trained_path(options: Any, ctx: vladv.Context) -> Path:
@@ -287,11 +327,19 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim < 2 or "embedding" in name or "logit_scale" in name or name.endswith("class_embedding"):
+        if (
+            p.ndim < 2
+            or "embedding" in name
+            or "logit_scale" in name
+            or name.endswith("class_embedding")
+        ):
             no_decay.append(p)
         else:
             decay.append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
 
 
 def clip_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
@@ -307,14 +355,27 @@ def batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Ten
     while True:
         order = torch.randperm(n, generator=gen)
         for start in range(0, n - batch_size + 1, batch_size):
-            yield order[start:start + batch_size]
+            yield order[start : start + batch_size]
 
 
-def train_clip(model: nn.Module, preprocess: nn.Module, images: torch.Tensor, tokens: torch.Tensor,
-               *, steps: int, batch_size: int, lr: float, warmup: int = 0, weight_decay: float = 0.05,
-               seed: int = 0, device: torch.device | str = "cpu", autocast: Any = None,
-               text_noise: float = 0.0, image_noise: float = 0.0,
-               on_step: Callable[[int, float], None] | None = None) -> list[float]:
+def train_clip(
+    model: nn.Module,
+    preprocess: nn.Module,
+    images: torch.Tensor,
+    tokens: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    warmup: int = 0,
+    weight_decay: float = 0.05,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    autocast: Any = None,
+    text_noise: float = 0.0,
+    image_noise: float = 0.0,
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[float]:
     """Contrastive training of an open_clip ``model`` in place; returns the loss of every step.
 
     ``images``: uint8 (N, 3, H, W); ``tokens``: (N, K, L), the K tokenized captions of each image
@@ -327,8 +388,9 @@ def train_clip(model: nn.Module, preprocess: nn.Module, images: torch.Tensor, to
     gen = torch.Generator().manual_seed(seed)
     n, k = tokens.shape[:2]
     fused = device.type in ("cpu", "cuda")  # fused AdamW: much faster over the token embedding
-    opt = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6,
-                            fused=fused or None)
+    opt = torch.optim.AdamW(
+        param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6, fused=fused or None
+    )
 
     def schedule(step: int) -> float:
         if step < warmup:
@@ -383,17 +445,23 @@ def _content_mask(tokens: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_clip(backbone: Any, dataset: vladv.ImageTextDataset, batch_size: int = 250) -> dict[str, float]:
+def evaluate_clip(
+    backbone: Any, dataset: vladv.ImageTextDataset, batch_size: int = 250
+) -> dict[str, float]:
     """Clean TR/IR R@1/5/10 and RSUM of any vladv backbone on ``dataset``."""
     was_training = backbone.training
     backbone.eval()
     device = backbone.device
     img = []
     for start in range(0, len(dataset), batch_size):
-        x = torch.stack([dataset.load_image(i) for i in range(start, min(start + batch_size, len(dataset)))])
+        x = torch.stack(
+            [dataset.load_image(i) for i in range(start, min(start + batch_size, len(dataset)))]
+        )
         img.append(backbone.encode_image(x.to(device)).float().cpu())
-    txt = [backbone.encode_text(dataset.captions[s:s + batch_size]).float().cpu()
-           for s in range(0, len(dataset.captions), batch_size)]
+    txt = [
+        backbone.encode_text(dataset.captions[s : s + batch_size]).float().cpu()
+        for s in range(0, len(dataset.captions), batch_size)
+    ]
     backbone.train(was_training)
     return retrieval_metrics(torch.cat(img), torch.cat(txt), dataset.img2txt, dataset.txt2img)
 
@@ -410,9 +478,17 @@ def _progress(ctx: vladv.Context):
     )
 
     console = ctx.console or Console(stderr=True)
-    return Progress(TextColumn("[bold]pretraining {task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=console, disable=not ctx.progress, transient=False)
+    return Progress(
+        TextColumn("[bold]pretraining {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not ctx.progress,
+        transient=False,
+    )
 
 
 def pretrain_clip(options: Any, ctx: vladv.Context | None = None, force: bool = False) -> Path:
@@ -424,10 +500,17 @@ def pretrain_clip(options: Any, ctx: vladv.Context | None = None, force: bool = 
     path = trained_path(options, ctx)
     if path.is_file() and not force:
         return path
-    what = "rebuilding the embedded model" if path.is_file() else "building the embedded model (first run)"
+    what = (
+        "rebuilding the embedded model"
+        if path.is_file()
+        else "building the embedded model (first run)"
+    )
     name = options.model
-    _say(ctx, f"{what} {name}: contrastive pretraining on synthetic-aerial "
-              f"({options.pretrain_data} training images), {options.pretrain_steps} steps -> {path}")
+    _say(
+        ctx,
+        f"{what} {name}: contrastive pretraining on synthetic-aerial "
+        f"({options.pretrain_data} training images), {options.pretrain_steps} steps -> {path}",
+    )
     t0 = time.perf_counter()
     data_opts = dataset_options(options)
     world = world_dataset()
@@ -437,8 +520,12 @@ def pretrain_clip(options: Any, ctx: vladv.Context | None = None, force: bool = 
         torch.manual_seed(options.pretrain_seed)  # seeded init, global RNG untouched
         model = open_clip.create_model(name, pretrained=None).to(ctx.device)
     cfg = open_clip.get_model_preprocess_cfg(model)
-    preprocess = PixelPreprocess(cfg["size"] if isinstance(cfg["size"], int) else min(cfg["size"]),
-                                 cfg["mean"], cfg["std"], cfg.get("interpolation", "bicubic")).to(ctx.device)
+    preprocess = PixelPreprocess(
+        cfg["size"] if isinstance(cfg["size"], int) else min(cfg["size"]),
+        cfg["mean"],
+        cfg["std"],
+        cfg.get("interpolation", "bicubic"),
+    ).to(ctx.device)
     tokenizer = get_tokenizer(name)
     k = min(len(c) for c in train.img2txt)
     flat = [train.captions[ids[j]] for ids in train.img2txt for j in range(k)]
@@ -450,25 +537,42 @@ def pretrain_clip(options: Any, ctx: vladv.Context | None = None, force: bool = 
         def on_step(step: int, loss: float) -> None:
             progress.update(task, advance=1, loss=loss)
 
-        losses = train_clip(model, preprocess, train.images, tokens, steps=options.pretrain_steps,
-                            batch_size=options.pretrain_batch_size, lr=options.pretrain_lr,
-                            warmup=options.pretrain_warmup, weight_decay=options.pretrain_weight_decay,
-                            seed=options.pretrain_seed, device=ctx.device, autocast=ctx.autocast(),
-                            text_noise=options.pretrain_text_noise,
-                            image_noise=options.pretrain_image_noise, on_step=on_step)
+        losses = train_clip(
+            model,
+            preprocess,
+            train.images,
+            tokens,
+            steps=options.pretrain_steps,
+            batch_size=options.pretrain_batch_size,
+            lr=options.pretrain_lr,
+            warmup=options.pretrain_warmup,
+            weight_decay=options.pretrain_weight_decay,
+            seed=options.pretrain_seed,
+            device=ctx.device,
+            autocast=ctx.autocast(),
+            text_noise=options.pretrain_text_noise,
+            image_noise=options.pretrain_image_noise,
+            on_step=on_step,
+        )
     t_train = time.perf_counter() - t0 - t_data
     test = world.factory(data_opts, ctx, "test")
     metrics = evaluate_clip(ClipBackbone(model, tokenizer).to(ctx.device), test)
     head = sum(losses[:10]) / max(1, len(losses[:10]))
     tail = sum(losses[-10:]) / max(1, len(losses[-10:]))
-    meta = {"config": json.dumps(pretrain_config(options), sort_keys=True),
-            "losses": json.dumps({"first10": head, "last10": tail,
-                                  "every25": [round(v, 4) for v in losses[::25]]}),
-            "seconds": json.dumps({"data": round(t_data, 2), "train": round(t_train, 2)}),
-            "test_metrics": json.dumps({k: round(v, 2) for k, v in metrics.items()}),
-            "format": "open_clip state dict"}
+    meta = {
+        "config": json.dumps(pretrain_config(options), sort_keys=True),
+        "losses": json.dumps(
+            {"first10": head, "last10": tail, "every25": [round(v, 4) for v in losses[::25]]}
+        ),
+        "seconds": json.dumps({"data": round(t_data, 2), "train": round(t_train, 2)}),
+        "test_metrics": json.dumps({k: round(v, 2) for k, v in metrics.items()}),
+        "format": "open_clip state dict",
+    }
     save_state_dict(model.state_dict(), path, meta)
-    _say(ctx, f"{name}: trained in {t_train:.0f}s (data {t_data:.0f}s), loss {head:.2f} -> "
-              f"{tail:.2f}; clean test TR@1 {metrics['tr_r1']:.1f} IR@1 {metrics['ir_r1']:.1f} "
-              f"RSUM {metrics['rsum']:.1f}")
+    _say(
+        ctx,
+        f"{name}: trained in {t_train:.0f}s (data {t_data:.0f}s), loss {head:.2f} -> "
+        f"{tail:.2f}; clean test TR@1 {metrics['tr_r1']:.1f} IR@1 {metrics['ir_r1']:.1f} "
+        f"RSUM {metrics['rsum']:.1f}",
+    )
     return path

@@ -47,8 +47,14 @@ def _kl_rows(target: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
     return F.kl_div(log_q, target.float().softmax(-1), reduction="none").sum(-1)
 
 
-def co_attack_loss(adv_emb: torch.Tensor, clean_emb: torch.Tensor, adv_text_emb: torch.Tensor,
-                   txt2img: torch.Tensor, alpha: float, last_pair: bool = False) -> torch.Tensor:
+def co_attack_loss(
+    adv_emb: torch.Tensor,
+    clean_emb: torch.Tensor,
+    adv_text_emb: torch.Tensor,
+    txt2img: torch.Tensor,
+    alpha: float,
+    last_pair: bool = False,
+) -> torch.Tensor:
     """Co-Attack's image objective for B images with their adversarial captions (to maximize).
 
     mean_i [KL(softmax(e_I,i) ‖ softmax(ẽ_i)) + α·mean_{j∈C(i)} KL(softmax(e_T',j) ‖ softmax(ẽ_i))]
@@ -61,14 +67,14 @@ def co_attack_loss(adv_emb: torch.Tensor, clean_emb: torch.Tensor, adv_text_emb:
     if last_pair:
         rows = torch.arange(len(txt2img), device=adv_emb.device)
         last = torch.full((n,), -1, dtype=torch.long, device=adv_emb.device).scatter_reduce(
-            0, txt2img, rows, "amax")
+            0, txt2img, rows, "amax"
+        )
         has = last >= 0
         text_term = torch.zeros(n, device=adv_emb.device)
         text_term[has] = _kl_rows(adv_text_emb[last[has]], adv_emb[has])
         return (clean_term + alpha * text_term).sum() / n
     text_kl = _kl_rows(adv_text_emb, adv_emb[txt2img])  # (T,)
-    counts = torch.zeros(n, device=adv_emb.device).index_add_(
-        0, txt2img, torch.ones_like(text_kl))
+    counts = torch.zeros(n, device=adv_emb.device).index_add_(0, txt2img, torch.ones_like(text_kl))
     per_image = torch.zeros(n, device=adv_emb.device).index_add_(0, txt2img, text_kl)
     text_term = per_image / counts.clamp_min(1)
     return (clean_term + alpha * text_term).sum() / n
@@ -78,16 +84,21 @@ def co_attack_loss(adv_emb: torch.Tensor, clean_emb: torch.Tensor, adv_text_emb:
 class CoAttackOptions:
     eps: float = option(2 / 255, "L∞ radius in [0, 1] pixel space", min=0, max=1)
     steps: int = option(10, "PGD iterations", min=0, max=MAX_STEPS)
-    step_size: float | None = option(None, "step size (none: 1.25·eps/steps, as the reference)",
-                                     min=0)
+    step_size: float | None = option(
+        None, "step size (none: 1.25·eps/steps, as the reference)", min=0
+    )
     alpha: float = option(3.0, "weight of the adversarial-text KL term", min=0)
     k: int = option(10, "MLM candidates per word", min=1)
     max_words: int = option(1, "words changed per caption", min=0)
-    mlm: str = option("vladv-tiny-mlm",
-                      "masked LM for candidates (built-in name, HF name or folder)")
-    reference_compat: bool = option(False, "reproduce the reference: its text attack's quirks "
-                                           "(MLM off-by-one, BERT 30-token path) and its unit "
-                                           "(each image against its last caption)")
+    mlm: str = option(
+        "vladv-tiny-mlm", "masked LM for candidates (built-in name, HF name or folder)"
+    )
+    reference_compat: bool = option(
+        False,
+        "reproduce the reference: its text attack's quirks "
+        "(MLM off-by-one, BERT 30-token path) and its unit "
+        "(each image against its last caption)",
+    )
 
 
 class CoAttack(Attack):
@@ -117,8 +128,9 @@ class CoAttack(Attack):
             from vladv.kit.words import load_search
 
             o = self.options
-            self._search = load_search(o.mlm, self.ctx, k=o.k, max_words=o.max_words,
-                                       reference_compat=o.reference_compat)
+            self._search = load_search(
+                o.mlm, self.ctx, k=o.k, max_words=o.max_words, reference_compat=o.reference_compat
+            )
         return self._search
 
     def perturb(self, backbone, batch: PairBatch, generator: torch.Generator) -> AttackOutput:
@@ -137,12 +149,26 @@ class CoAttack(Attack):
             adv_txt = backbone.encode_text(adv_texts).float().to(images.device)
 
         def objective(x: torch.Tensor) -> torch.Tensor:
-            return co_attack_loss(backbone.encode_image(x), clean_img, adv_txt, txt2img, o.alpha,
-                                  last_pair=o.reference_compat)
+            return co_attack_loss(
+                backbone.encode_image(x),
+                clean_img,
+                adv_txt,
+                txt2img,
+                o.alpha,
+                last_pair=o.reference_compat,
+            )
 
-        adv = projected_gradient(objective, images, eps=o.eps, step_size=self.step_size,
-                                 steps=o.steps, norm="linf", random_start="positive",
-                                 generator=generator, autocast=self.ctx.autocast)
+        adv = projected_gradient(
+            objective,
+            images,
+            eps=o.eps,
+            step_size=self.step_size,
+            steps=o.steps,
+            norm="linf",
+            random_start="positive",
+            generator=generator,
+            autocast=self.ctx.autocast,
+        )
         return AttackOutput(adv, list(adv_texts))
 
 
@@ -157,7 +183,11 @@ def _prepare(options, ctx: Context, force: bool = False) -> None:
 @vladv.hookimpl
 def vladv_attacks():
     yield AttackSpec(
-        name="co-attack", modality="multimodal", options=CoAttackOptions, factory=CoAttack,
+        name="co-attack",
+        modality="multimodal",
+        options=CoAttackOptions,
+        factory=CoAttack,
         prepare=_prepare,
         summary="Co-Attack: KL BERT-Attack on captions, then KL image PGD (one image per "
-                "caption set)")
+        "caption set)",
+    )

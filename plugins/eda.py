@@ -24,15 +24,23 @@ import vladv
 from vladv.console import track
 from vladv.kit.pools import PoolAugmenter, image_seed
 from vladv.kit.text import STOP_WORDS, load_wordnet
-from vladv.options import option
-from vladv.types import Context, ImageTextDataset
 
 # Kept for code written before the kit (tests); new code calls vladv.kit.text.locate_wordnet.
 from vladv.kit.text import locate_wordnet as _locate_wordnet  # noqa: E402, F401
+from vladv.options import option
+from vladv.types import Context, ImageTextDataset
 
 __all__ = [
-    "EDA", "EdaOptions", "clean_text", "eda", "get_synonyms", "random_deletion",
-    "random_insertion", "random_swap", "synonym_replacement", "wordnet_synonyms",
+    "EDA",
+    "EdaOptions",
+    "clean_text",
+    "eda",
+    "get_synonyms",
+    "random_deletion",
+    "random_insertion",
+    "random_swap",
+    "synonym_replacement",
+    "wordnet_synonyms",
 ]
 
 Synonyms = Callable[[str], list[str]]
@@ -77,7 +85,9 @@ def clean_text(line: str) -> str:
     return re.sub(" +", " ", line).strip()
 
 
-def synonym_replacement(words: list[str], n: int, rng: random.Random, synonyms: Synonyms) -> list[str]:
+def synonym_replacement(
+    words: list[str], n: int, rng: random.Random, synonyms: Synonyms
+) -> list[str]:
     """Replace *all occurrences* of up to ``n`` distinct non-stop-words by a random synonym."""
     new_words = list(words)
     candidates = list(dict.fromkeys(w for w in words if w not in STOP_WORDS))
@@ -137,9 +147,17 @@ def random_deletion(words: list[str], p: float, rng: random.Random) -> list[str]
     return kept if kept else [words[rng.randint(0, len(words) - 1)]]
 
 
-def eda(sentence: str, alpha_sr: float = 0.1, alpha_ri: float = 0.1, alpha_rs: float = 0.1,
-        p_rd: float = 0.1, num_aug: float = 9, *, rng: random.Random | None = None,
-        synonyms: Synonyms | None = None) -> list[str]:
+def eda(
+    sentence: str,
+    alpha_sr: float = 0.1,
+    alpha_ri: float = 0.1,
+    alpha_rs: float = 0.1,
+    p_rd: float = 0.1,
+    num_aug: float = 9,
+    *,
+    rng: random.Random | None = None,
+    synonyms: Synonyms | None = None,
+) -> list[str]:
     """``num_aug`` augmented sentences of ``sentence`` followed by the cleaned original (last).
 
     Each augmented sentence uses one operation; an operation with a zero alpha is disabled.
@@ -155,11 +173,15 @@ def eda(sentence: str, alpha_sr: float = 0.1, alpha_ri: float = 0.1, alpha_rs: f
     per_op = int(num_aug / 4) + 1
     out: list[str] = []
     if alpha_sr > 0:
-        out += [" ".join(synonym_replacement(words, max(1, int(alpha_sr * n)), rng, synonyms))
-                for _ in range(per_op)]
+        out += [
+            " ".join(synonym_replacement(words, max(1, int(alpha_sr * n)), rng, synonyms))
+            for _ in range(per_op)
+        ]
     if alpha_ri > 0:
-        out += [" ".join(random_insertion(words, max(1, int(alpha_ri * n)), rng, synonyms))
-                for _ in range(per_op)]
+        out += [
+            " ".join(random_insertion(words, max(1, int(alpha_ri * n)), rng, synonyms))
+            for _ in range(per_op)
+        ]
     if alpha_rs > 0:
         out += [" ".join(random_swap(words, max(1, int(alpha_rs * n)), rng)) for _ in range(per_op)]
     if p_rd > 0:
@@ -179,11 +201,16 @@ def eda(sentence: str, alpha_sr: float = 0.1, alpha_ri: float = 0.1, alpha_rs: f
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EdaOptions:
-    alpha_sr: float = option(0.1, "synonym replacement: n = max(1, ⌊α·words⌋); 0 disables",
-                             min=0, max=1)
-    alpha_ri: float = option(0.1, "random insertion: n = max(1, ⌊α·words⌋); 0 disables", min=0, max=1)
+    alpha_sr: float = option(
+        0.1, "synonym replacement: n = max(1, ⌊α·words⌋); 0 disables", min=0, max=1
+    )
+    alpha_ri: float = option(
+        0.1, "random insertion: n = max(1, ⌊α·words⌋); 0 disables", min=0, max=1
+    )
     alpha_rs: float = option(0.1, "random swap: n = max(1, ⌊α·words⌋); 0 disables", min=0, max=1)
-    p_rd: float = option(0.1, "random deletion: drop probability per word; 0 disables", min=0, max=1)
+    p_rd: float = option(
+        0.1, "random deletion: drop probability per word; 0 disables", min=0, max=1
+    )
     num_aug: int = option(4, "augmented sentences per ground-truth caption", min=1, max=64)
     seed: int = option(-1, "seed of the pools (-1: the run seed)", min=-1)
 
@@ -205,8 +232,16 @@ class EDA(PoolAugmenter):
             rng = random.Random(image_seed(self.seed, i, self.name))
             cands: list[str] = []
             for t in dataset.img2txt[i]:
-                cands += eda(dataset.captions[t], o.alpha_sr, o.alpha_ri, o.alpha_rs, o.p_rd,
-                             o.num_aug, rng=rng, synonyms=synonyms)[:-1]
+                cands += eda(
+                    dataset.captions[t],
+                    o.alpha_sr,
+                    o.alpha_ri,
+                    o.alpha_rs,
+                    o.p_rd,
+                    o.num_aug,
+                    rng=rng,
+                    synonyms=synonyms,
+                )[:-1]
             out.append(cands)
         return out
 
@@ -219,5 +254,10 @@ def prepare_eda(options: EdaOptions, ctx: Context, force: bool = False) -> None:
 @vladv.hookimpl
 def vladv_augmenters():
     yield vladv.AugmenterSpec(
-        name="eda", summary="EDA text augmentation (synonym replace/insert, swap, delete; WordNet)",
-        options=EdaOptions, factory=EDA, modality="text", prepare=prepare_eda)
+        name="eda",
+        summary="EDA text augmentation (synonym replace/insert, swap, delete; WordNet)",
+        options=EdaOptions,
+        factory=EDA,
+        modality="text",
+        prepare=prepare_eda,
+    )

@@ -38,8 +38,9 @@ def embedding_distance(emb: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class FARE(Defense):
-    def fit(self, backbone: Backbone, train_ds: ImageTextDataset,
-            augmenters: list[Augmenter]) -> Backbone:
+    def fit(
+        self, backbone: Backbone, train_ds: ImageTextDataset, augmenters: list[Augmenter]
+    ) -> Backbone:
         o: FAREOptions = self.options
         ctx = self.ctx
         if augmenters:
@@ -51,22 +52,43 @@ class FARE(Defense):
                 target = original.encode_image(batch.images, normalize=False)
             x_adv = projected_gradient(
                 lambda x: embedding_distance(backbone.encode_image(x, normalize=False), target),
-                batch.images, eps=o.eps, step_size=o.pgd_step_size, steps=o.pgd_steps,
-                norm=o.norm, momentum=o.momentum, random_start="uniform",
-                generator=step_generator(ctx.seed, batch.step, "pgd"), autocast=ctx.autocast)
+                batch.images,
+                eps=o.eps,
+                step_size=o.pgd_step_size,
+                steps=o.pgd_steps,
+                norm=o.norm,
+                momentum=o.momentum,
+                random_start="uniform",
+                generator=step_generator(ctx.seed, batch.step, "pgd"),
+                autocast=ctx.autocast,
+            )
             loss = embedding_distance(backbone.encode_image(x_adv, normalize=False), target)
             if o.clean_weight > 0:
                 loss = loss + o.clean_weight * embedding_distance(
-                    backbone.encode_image(batch.images, normalize=False), target)
+                    backbone.encode_image(batch.images, normalize=False), target
+                )
             return loss
 
         sampler = PairSampler(train_ds, o.batch_size, ctx.seed, num_workers=ctx.num_workers)
-        train(backbone, list(backbone.image_tower.parameters()), sampler, loss_fn, o.schedule(),
-              ctx, self.workdir, label="fare")
+        train(
+            backbone,
+            list(backbone.image_tower.parameters()),
+            sampler,
+            loss_fn,
+            o.schedule(),
+            ctx,
+            self.workdir,
+            label="fare",
+        )
         return backbone
 
 
 @vladv.hookimpl
 def vladv_defenses():
-    yield DefenseSpec(name="fare", summary="FARE: unsupervised adversarial fine-tuning of the image "
-                      "tower towards the original embeddings", options=FAREOptions, factory=FARE)
+    yield DefenseSpec(
+        name="fare",
+        summary="FARE: unsupervised adversarial fine-tuning of the image "
+        "tower towards the original embeddings",
+        options=FAREOptions,
+        factory=FARE,
+    )

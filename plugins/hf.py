@@ -19,8 +19,6 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from vladv_plugins.hf_preprocess import (HFPixelPreprocess, preprocess_from_processor,
-                                         resample_matrix)
 
 import vladv
 from vladv.backbone import Backbone
@@ -28,14 +26,30 @@ from vladv.cache import file_sha256
 from vladv.checkpoints import load_into, load_state_dict
 from vladv.errors import CheckpointError, OptionError, VladvError, first_line
 from vladv.kit.hub import hub_offline, quiet_transformers
+from vladv_plugins.hf_preprocess import (
+    HFPixelPreprocess,
+    preprocess_from_processor,
+    resample_matrix,
+)
 
-__all__ = ["FAMILIES", "HFBackbone", "HFOptions", "HFPixelPreprocess", "build_hf",
-           "preprocess_from_processor", "resample_matrix"]
+__all__ = [
+    "FAMILIES",
+    "HFBackbone",
+    "HFOptions",
+    "HFPixelPreprocess",
+    "build_hf",
+    "preprocess_from_processor",
+    "resample_matrix",
+]
 
 _LABEL = "backbone 'hf'"
 Family = Literal["auto", "clip", "align", "siglip", "blip"]
-FAMILIES: dict[str, str] = {"clip": "CLIPModel", "align": "AlignModel", "siglip": "SiglipModel",
-                            "blip": "BlipForImageTextRetrieval"}
+FAMILIES: dict[str, str] = {
+    "clip": "CLIPModel",
+    "align": "AlignModel",
+    "siglip": "SiglipModel",
+    "blip": "BlipForImageTextRetrieval",
+}
 _UNUSED = ("itm_head.", "crossattention")  # BLIP weights only the ITM head uses
 
 
@@ -44,10 +58,14 @@ class HFOptions:
     model: str = vladv.option("", "Hugging Face model name or local folder (required)")
     family: Family = vladv.option("auto", "model family (auto: from config.model_type)")
     revision: str = vladv.option("", "Hub revision: branch, tag or commit (default: main)")
-    checkpoint: str = vladv.option("", "local state dict loaded on top (.safetensors or weights-only "
-                                       ".pt/.bin; HF keys or a vladv Backbone.save file)")
-    max_length: int = vladv.option(0, "token limit (0 = tokenizer / position-embedding default)",
-                                   min=0)
+    checkpoint: str = vladv.option(
+        "",
+        "local state dict loaded on top (.safetensors or weights-only "
+        ".pt/.bin; HF keys or a vladv Backbone.save file)",
+    )
+    max_length: int = vladv.option(
+        0, "token limit (0 = tokenizer / position-embedding default)", min=0
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -75,8 +93,15 @@ class HFBackbone(Backbone):
 
     name = "hf"
 
-    def __init__(self, model: nn.Module, tokenizer: Any, family: str,
-                 preprocess: HFPixelPreprocess, max_length: int, info: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        family: str,
+        preprocess: HFPixelPreprocess,
+        max_length: int,
+        info: dict[str, Any] | None = None,
+    ):
         super().__init__(preprocess.image_size, preprocess.mean.tolist(), preprocess.std.tolist())
         self.preprocess = preprocess
         self.model, self.tokenizer, self.family = model, tokenizer, family
@@ -99,15 +124,23 @@ class HFBackbone(Backbone):
         return _pooled(m.get_image_features(pixel_values=pixels))
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(list(texts), padding=self.padding, truncation=True,
-                             max_length=self.max_length, return_tensors="pt")
+        enc = self.tokenizer(
+            list(texts),
+            padding=self.padding,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
         return {k: enc[k] for k in ("input_ids", "attention_mask") if k in enc}
 
     def text_features(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
         m = self.model
         if self.family == "blip":
-            out = m.text_encoder(input_ids=tokens["input_ids"],
-                                 attention_mask=tokens.get("attention_mask"), return_dict=True)
+            out = m.text_encoder(
+                input_ids=tokens["input_ids"],
+                attention_mask=tokens.get("attention_mask"),
+                return_dict=True,
+            )
             return m.text_proj(out.last_hidden_state[:, 0, :])
         return _pooled(m.get_text_features(**tokens))
 
@@ -115,9 +148,10 @@ class HFBackbone(Backbone):
     @property
     def image_tower(self) -> nn.Module:
         m = self.model
-        return {"clip": lambda: _Group(vision_model=m.vision_model, projection=m.visual_projection),
-                "blip": lambda: _Group(vision_model=m.vision_model, projection=m.vision_proj),
-                }.get(self.family, lambda: m.vision_model)()
+        return {
+            "clip": lambda: _Group(vision_model=m.vision_model, projection=m.visual_projection),
+            "blip": lambda: _Group(vision_model=m.vision_model, projection=m.vision_proj),
+        }.get(self.family, lambda: m.vision_model)()
 
     @property
     def text_tower(self) -> nn.Module:
@@ -167,11 +201,14 @@ def _family(config: Any, wanted: str, name: str) -> str:
             raise VladvError(
                 f"{_LABEL}: {name!r} is a {model_type or 'unknown'!r} model, not a supported dual "
                 f"encoder ({', '.join(f'{k} ({v})' for k, v in FAMILIES.items())}); pass family=... "
-                "only for a compatible custom model_type")
+                "only for a compatible custom model_type"
+            )
         return model_type
     if model_type in FAMILIES and model_type != wanted:
-        raise VladvError(f"{_LABEL}: family={wanted} but {name!r} is a {model_type!r} model; "
-                         f"use family=auto or family={model_type}")
+        raise VladvError(
+            f"{_LABEL}: family={wanted} but {name!r} is a {model_type!r} model; "
+            f"use family=auto or family={model_type}"
+        )
     return wanted
 
 
@@ -191,50 +228,66 @@ def build_hf(options: HFOptions, ctx: vladv.Context | None = None) -> HFBackbone
     ctx = ctx or vladv.Context()
     name = options.model.strip()
     if not name:
-        raise OptionError(f"{_LABEL}: option 'model' is required: a Hugging Face model name "
-                          "(e.g. openai/clip-vit-base-patch32) or a local save_pretrained folder")
+        raise OptionError(
+            f"{_LABEL}: option 'model' is required: a Hugging Face model name "
+            "(e.g. openai/clip-vit-base-patch32) or a local save_pretrained folder"
+        )
     local = os.path.expanduser(name)
     if name.startswith(("/", "./", "../", "~", ".\\")) or os.path.isabs(local):
         if not os.path.isdir(local):
-            raise VladvError(f"{_LABEL}: model folder {name!r} does not exist (pass a folder written "
-                             "by save_pretrained, or a Hugging Face model name)")
+            raise VladvError(
+                f"{_LABEL}: model folder {name!r} does not exist (pass a folder written "
+                "by save_pretrained, or a Hugging Face model name)"
+            )
         name = local
     import transformers
 
     where = {"revision": options.revision or None, "local_files_only": hub_offline()}
-    hint = ("offline (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE): pass a local folder, or fill the "
-            "Hugging Face cache where there is network" if where["local_files_only"]
-            else "check the name, revision and network access, or pass a local folder")
+    hint = (
+        "offline (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE): pass a local folder, or fill the "
+        "Hugging Face cache where there is network"
+        if where["local_files_only"]
+        else "check the name, revision and network access, or pass a local folder"
+    )
     with quiet_transformers(ctx.progress):
         try:
             config = transformers.AutoConfig.from_pretrained(name, **where)
         except Exception as exc:  # noqa: BLE001 - hub, OS and parsing errors of many types
-            raise VladvError(f"{_LABEL}: cannot load model {name!r} ({first_line(exc, 300)}); "
-                             f"{hint}") from None
+            raise VladvError(
+                f"{_LABEL}: cannot load model {name!r} ({first_line(exc, 300)}); {hint}"
+            ) from None
         family = _family(config, options.family, name)
         cls = getattr(transformers, FAMILIES[family])
         try:
-            model, info = cls.from_pretrained(name, output_loading_info=True,
-                                              **{_dtype_kwarg(): torch.float32}, **where)
+            model, info = cls.from_pretrained(
+                name, output_loading_info=True, **{_dtype_kwarg(): torch.float32}, **where
+            )
         except Exception as exc:  # noqa: BLE001
-            raise CheckpointError(f"{_LABEL}: cannot load the {FAMILIES[family]} weights of "
-                                  f"{name!r} ({first_line(exc, 300)}); {hint}") from None
-        missing = sorted(k for k in info.get("missing_keys", ()) if not any(u in k for u in _UNUSED))
+            raise CheckpointError(
+                f"{_LABEL}: cannot load the {FAMILIES[family]} weights of "
+                f"{name!r} ({first_line(exc, 300)}); {hint}"
+            ) from None
+        missing = sorted(
+            k for k in info.get("missing_keys", ()) if not any(u in k for u in _UNUSED)
+        )
         if missing:
             raise CheckpointError(
                 f"{_LABEL}: {name!r} lacks {len(missing)} {FAMILIES[family]} weights "
-                f"(e.g. {missing[:3]}); is it a {family} model? (set family=... or fix the folder)")
+                f"(e.g. {missing[:3]}); is it a {family} model? (set family=... or fix the folder)"
+            )
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(name, **where)
         except Exception as exc:  # noqa: BLE001
-            raise VladvError(f"{_LABEL}: cannot load the tokenizer of {name!r} "
-                             f"({first_line(exc, 300)}); {hint}") from None
+            raise VladvError(
+                f"{_LABEL}: cannot load the tokenizer of {name!r} ({first_line(exc, 300)}); {hint}"
+            ) from None
         try:
             processor = transformers.AutoImageProcessor.from_pretrained(name, **where)
         except Exception as exc:  # noqa: BLE001
-            raise VladvError(f"{_LABEL}: cannot load the image processor configuration of "
-                             f"{name!r} ({first_line(exc, 300)}); it needs preprocessor_config.json"
-                             ) from None
+            raise VladvError(
+                f"{_LABEL}: cannot load the image processor configuration of "
+                f"{name!r} ({first_line(exc, 300)}); it needs preprocessor_config.json"
+            ) from None
     preprocess = preprocess_from_processor(processor)
     positions = getattr(config.text_config, "max_position_embeddings", None) or 512
     limit = getattr(tokenizer, "model_max_length", None) or positions

@@ -24,8 +24,15 @@ __all__ = ["HFPixelPreprocess", "preprocess_from_processor", "resample_matrix"]
 _LABEL = "backbone 'hf'"
 # PIL resampling codes (and torchvision InterpolationMode values) → PIL filter names
 _RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
-_RESAMPLE_NAMES = {"nearest": 0, "nearest-exact": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3,
-                   "box": 4, "hamming": 5}
+_RESAMPLE_NAMES = {
+    "nearest": 0,
+    "nearest-exact": 0,
+    "lanczos": 1,
+    "bilinear": 2,
+    "bicubic": 3,
+    "box": 4,
+    "hamming": 5,
+}
 
 
 def _filter(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -77,8 +84,14 @@ class HFPixelPreprocess(PixelPreprocess):
     PIL's 8-bit intermediate (only the rounding to 8 bits is left out, so gradients flow).
     """
 
-    def __init__(self, resize: tuple[int, int] | int | None, crop: tuple[int, int] | None,
-                 mean: Sequence[float], std: Sequence[float], mode: str = "bicubic"):
+    def __init__(
+        self,
+        resize: tuple[int, int] | int | None,
+        crop: tuple[int, int] | None,
+        mean: Sequence[float],
+        std: Sequence[float],
+        mode: str = "bicubic",
+    ):
         if isinstance(resize, int):
             size = crop[0] if crop else resize
         else:
@@ -120,7 +133,7 @@ class HFPixelPreprocess(PixelPreprocess):
                 images = F.pad(images, (pw // 2, (pw + 1) // 2, ph // 2, (ph + 1) // 2))
                 h, w = images.shape[-2:]
             top, left = int((h - ch) / 2.0), int((w - cw) / 2.0)
-            images = images[..., top:top + ch, left:left + cw]
+            images = images[..., top : top + ch, left : left + cw]
         mean = self.mean.to(images.dtype).view(1, -1, 1, 1)
         std = self.std.to(images.dtype).view(1, -1, 1, 1)
         return (images - mean) / std
@@ -159,14 +172,17 @@ def preprocess_from_processor(proc: Any) -> HFPixelPreprocess:
             resize = (size, size) if square else size
         elif _field(size, "shortest_edge"):
             if _field(size, "longest_edge"):
-                raise VladvError(f"{_LABEL}: image processors that bound the longest edge "
-                                 f"({type(proc).__name__}) are not supported")
+                raise VladvError(
+                    f"{_LABEL}: image processors that bound the longest edge "
+                    f"({type(proc).__name__}) are not supported"
+                )
             resize = int(_field(size, "shortest_edge"))
         elif _field(size, "height") and _field(size, "width"):
             resize = (int(_field(size, "height")), int(_field(size, "width")))
         else:
-            raise VladvError(f"{_LABEL}: cannot read the resize size {size!r} of "
-                             f"{type(proc).__name__}")
+            raise VladvError(
+                f"{_LABEL}: cannot read the resize size {size!r} of {type(proc).__name__}"
+            )
     crop = None
     if getattr(proc, "do_center_crop", False) and crop_size is not None:
         if isinstance(crop_size, int):
@@ -174,15 +190,27 @@ def preprocess_from_processor(proc: Any) -> HFPixelPreprocess:
         else:
             crop = (int(_field(crop_size, "height")), int(_field(crop_size, "width")))
     # value the model sees = (a·x + b − mean) / std [/ std again: EfficientNet include_top]
-    factor = float(getattr(proc, "rescale_factor", 1 / 255)) if getattr(proc, "do_rescale", True) \
+    factor = (
+        float(getattr(proc, "rescale_factor", 1 / 255))
+        if getattr(proc, "do_rescale", True)
         else 1.0
+    )
     a = 255.0 * factor
-    b = -1.0 if getattr(proc, "do_rescale", True) and getattr(proc, "rescale_offset", False) else 0.0
+    b = (
+        -1.0
+        if getattr(proc, "do_rescale", True) and getattr(proc, "rescale_offset", False)
+        else 0.0
+    )
     if getattr(proc, "do_normalize", True):
         mean, std = _channels(proc.image_mean, 0.0), _channels(proc.image_std, 1.0)
     else:
         mean, std = [0.0] * 3, [1.0] * 3
     if getattr(proc, "include_top", False):
         std = [s * t for s, t in zip(std, _channels(proc.image_std, 1.0))]
-    return HFPixelPreprocess(resize, crop, [(m - b) / a for m in mean], [s / a for s in std],
-                             _resample_mode(getattr(proc, "resample", None)))
+    return HFPixelPreprocess(
+        resize,
+        crop,
+        [(m - b) / a for m in mean],
+        [s / a for s in std],
+        _resample_mode(getattr(proc, "resample", None)),
+    )

@@ -34,12 +34,18 @@ _ATTEMPTS = 10
 
 @dataclass(frozen=True)
 class ImageAugOptions:
-    scale: tuple[float, ...] = option((0.9, 1.0), "random resized crop: area range (share of the image)",
-                                      min=0.01, max=1)
-    ratio: tuple[float, ...] = option((3 / 4, 4 / 3), "random resized crop: aspect-ratio range",
-                                      min=0.1, max=10)
-    flip_p: float = option(0.0, "probability of a horizontal flip (captions that say left/right "
-                                  "become wrong)", min=0, max=1)
+    scale: tuple[float, ...] = option(
+        (0.9, 1.0), "random resized crop: area range (share of the image)", min=0.01, max=1
+    )
+    ratio: tuple[float, ...] = option(
+        (3 / 4, 4 / 3), "random resized crop: aspect-ratio range", min=0.1, max=10
+    )
+    flip_p: float = option(
+        0.0,
+        "probability of a horizontal flip (captions that say left/right become wrong)",
+        min=0,
+        max=1,
+    )
     brightness: float = option(0.2, "brightness factor in [1 − s, 1 + s]; 0 disables", min=0, max=1)
     contrast: float = option(0.2, "contrast factor in [1 − s, 1 + s]; 0 disables", min=0, max=1)
     saturation: float = option(0.2, "saturation factor in [1 − s, 1 + s]; 0 disables", min=0, max=1)
@@ -49,18 +55,31 @@ class ImageAugOptions:
         for name in ("scale", "ratio"):
             lo_hi = getattr(self, name)
             if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
-                raise ValueError(f"{name} must be two numbers LOW,HIGH with LOW <= HIGH; got {lo_hi}")
+                raise ValueError(
+                    f"{name} must be two numbers LOW,HIGH with LOW <= HIGH; got {lo_hi}"
+                )
 
 
-def _uniform(shape: Sequence[int], lo: float, hi: float, generator: torch.Generator | None,
-             device: torch.device) -> torch.Tensor:
+def _uniform(
+    shape: Sequence[int],
+    lo: float,
+    hi: float,
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> torch.Tensor:
     where = generator.device if generator is not None else torch.device("cpu")
     u = torch.rand(tuple(shape), generator=generator, device=where, dtype=torch.float32)
     return (lo + (hi - lo) * u).to(device)
 
 
-def sample_crop_boxes(n: int, height: int, width: int, scale: Sequence[float], ratio: Sequence[float],
-                      generator: torch.Generator | None) -> torch.Tensor:
+def sample_crop_boxes(
+    n: int,
+    height: int,
+    width: int,
+    scale: Sequence[float],
+    ratio: Sequence[float],
+    generator: torch.Generator | None,
+) -> torch.Tensor:
     """RandomResizedCrop boxes (n, 4, 2) of (x, y) corners (tl, tr, br, bl), on the CPU.
 
     Per image: up to ten (area, log-aspect) draws; the first crop that fits is placed uniformly;
@@ -69,7 +88,9 @@ def sample_crop_boxes(n: int, height: int, width: int, scale: Sequence[float], r
     cpu = torch.device("cpu")
     area = height * width
     target = area * _uniform((n, _ATTEMPTS), scale[0], scale[1], generator, cpu)
-    aspect = torch.exp(_uniform((n, _ATTEMPTS), math.log(ratio[0]), math.log(ratio[1]), generator, cpu))
+    aspect = torch.exp(
+        _uniform((n, _ATTEMPTS), math.log(ratio[0]), math.log(ratio[1]), generator, cpu)
+    )
     pos = _uniform((n, _ATTEMPTS, 2), 0.0, 1.0, generator, cpu)
     w = torch.sqrt(target * aspect).round()
     h = torch.sqrt(target / aspect).round()
@@ -103,8 +124,9 @@ class ImageAug(Augmenter):
             n, _, height, width = x.shape
             dev = x.device
             boxes = sample_crop_boxes(n, height, width, o.scale, o.ratio, generator).to(dev)
-            x = kornia.geometry.transform.crop_and_resize(x, boxes, (height, width), mode="bilinear",
-                                                          align_corners=True)
+            x = kornia.geometry.transform.crop_and_resize(
+                x, boxes, (height, width), mode="bilinear", align_corners=True
+            )
             flip = _uniform((n,), 0.0, 1.0, generator, dev) < o.flip_p
             x = torch.where(flip.view(n, 1, 1, 1), x.flip(-1), x)
             x = _jitter(x, o, generator)
@@ -137,5 +159,9 @@ def _build(options: ImageAugOptions, ctx: Context) -> ImageAug:
 @vladv.hookimpl
 def vladv_augmenters():
     yield vladv.AugmenterSpec(
-        name="image-aug", summary="kornia random resized crop, horizontal flip and color jitter",
-        options=ImageAugOptions, factory=_build, modality="image")
+        name="image-aug",
+        summary="kornia random resized crop, horizontal flip and color jitter",
+        options=ImageAugOptions,
+        factory=_build,
+        modality="image",
+    )

@@ -35,8 +35,14 @@ from vladv.options import option
 from vladv.types import Context, ImageTextDataset
 
 __all__ = [
-    "ImageReadError", "KarpathyDataset", "KarpathyOptions", "load_karpathy", "pre_caption",
-    "preprocess_image", "read_annotations", "vladv_datasets",
+    "ImageReadError",
+    "KarpathyDataset",
+    "KarpathyOptions",
+    "load_karpathy",
+    "pre_caption",
+    "preprocess_image",
+    "read_annotations",
+    "vladv_datasets",
 ]
 
 _LABEL = "dataset 'karpathy'"
@@ -77,13 +83,21 @@ class KarpathyOptions:
     """Options of the ``karpathy`` dataset."""
 
     path: str = option("", "annotation JSON (ALBEF/SGA list or Karpathy 'images' file); required")
-    image_root: str = option("", "folder the image paths are relative to (default: the JSON's folder)")
+    image_root: str = option(
+        "", "folder the image paths are relative to (default: the JSON's folder)"
+    )
     split: str = option("test", "Karpathy split used for the test role (test, val, ...)")
-    train_split: str = option("train", "Karpathy split used for the train role ('train' adds restval)")
-    train_path: str = option("", "annotation JSON for the train role (default: path; required for "
-                                 "ALBEF/SGA list files, which hold one split each)")
-    image_size: int = option(224, "images are resized (shortest side, bicubic) and center-cropped "
-                                  "to this size", min=1)
+    train_split: str = option(
+        "train", "Karpathy split used for the train role ('train' adds restval)"
+    )
+    train_path: str = option(
+        "",
+        "annotation JSON for the train role (default: path; required for "
+        "ALBEF/SGA list files, which hold one split each)",
+    )
+    image_size: int = option(
+        224, "images are resized (shortest side, bicubic) and center-cropped to this size", min=1
+    )
     max_words: int = option(30, "captions are truncated to this many words (pre_caption)", min=1)
     limit: int = option(0, "keep only the first N images (0 = all)", min=0)
 
@@ -108,13 +122,15 @@ def read_annotations(file: str | os.PathLike) -> Any:
     except FileNotFoundError:
         raise DatasetError(f"{_LABEL}: annotation file not found: {file}") from None
     except json.JSONDecodeError as exc:
-        raise DatasetError(f"{_LABEL}: {file}: invalid JSON at line {exc.lineno}, "
-                           f"column {exc.colno}: {exc.msg}") from None
+        raise DatasetError(
+            f"{_LABEL}: {file}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{_LABEL}: {file}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
-        raise DatasetError(f"{_LABEL}: cannot read annotation file {file}: "
-                           f"{exc.strerror or exc}") from None
+        raise DatasetError(
+            f"{_LABEL}: cannot read annotation file {file}: {exc.strerror or exc}"
+        ) from None
 
 
 def _detect_format(data: Any, file: str) -> str:
@@ -123,8 +139,10 @@ def _detect_format(data: Any, file: str) -> str:
     if isinstance(data, dict) and isinstance(data.get("images"), list):
         return "karpathy"
     got = "an object without an 'images' list" if isinstance(data, dict) else type(data).__name__
-    raise DatasetError(f"{_LABEL}: {file}: expected a JSON list (ALBEF/SGA format) or an object "
-                       f"with an 'images' list (Karpathy format); got {got}")
+    raise DatasetError(
+        f"{_LABEL}: {file}: expected a JSON list (ALBEF/SGA format) or an object "
+        f"with an 'images' list (Karpathy format); got {got}"
+    )
 
 
 def _entry_error(file: str, index: int, what: str) -> DatasetError:
@@ -145,8 +163,11 @@ def _parse_list(data: list, file: str) -> list[_Record]:
     parsed: list[tuple[int, str, list[str], bool]] = []
     for i, entry in enumerate(data):
         if not isinstance(entry, dict):
-            raise _entry_error(file, i, f"expected an object with 'image' and 'caption'; "
-                                        f"got {type(entry).__name__}")
+            raise _entry_error(
+                file,
+                i,
+                f"expected an object with 'image' and 'caption'; got {type(entry).__name__}",
+            )
         path = _get_str(entry, "image", file, i)
         if "caption" not in entry:
             raise _entry_error(file, i, "missing key 'caption'")
@@ -155,8 +176,11 @@ def _parse_list(data: list, file: str) -> list[_Record]:
             parsed.append((i, path, [caption], True))
             continue
         if not isinstance(caption, list):
-            raise _entry_error(file, i, f"'caption' must be a string or a list of strings; "
-                                        f"got {type(caption).__name__}")
+            raise _entry_error(
+                file,
+                i,
+                f"'caption' must be a string or a list of strings; got {type(caption).__name__}",
+            )
         if not caption:
             raise _entry_error(file, i, "empty caption list")
         for j, text in enumerate(caption):
@@ -178,8 +202,11 @@ def _parse_karpathy(data: dict, file: str, wanted: set[str]) -> tuple[list[_Reco
     counts: Counter = Counter()
     for i, entry in enumerate(data["images"]):
         if not isinstance(entry, dict):
-            raise _entry_error(file, i, f"expected an object with 'filename' and 'sentences'; "
-                                        f"got {type(entry).__name__}")
+            raise _entry_error(
+                file,
+                i,
+                f"expected an object with 'filename' and 'sentences'; got {type(entry).__name__}",
+            )
         filename = _get_str(entry, "filename", file, i)
         filepath = entry.get("filepath", "")
         if not isinstance(filepath, str):
@@ -189,19 +216,24 @@ def _parse_karpathy(data: dict, file: str, wanted: set[str]) -> tuple[list[_Reco
             raise _entry_error(file, i, "missing key 'sentences'")
         sentences = entry["sentences"]
         if not isinstance(sentences, list):
-            raise _entry_error(file, i, f"'sentences' must be a list; got {type(sentences).__name__}")
+            raise _entry_error(
+                file, i, f"'sentences' must be a list; got {type(sentences).__name__}"
+            )
         if not sentences:
             raise _entry_error(file, i, "empty 'sentences' list")
         captions = []
         for j, sentence in enumerate(sentences):
             raw = sentence.get("raw") if isinstance(sentence, dict) else None
             if not isinstance(raw, str):
-                raise _entry_error(file, i, f"sentence {j} needs a string 'raw'; got {sentence!r:.60}")
+                raise _entry_error(
+                    file, i, f"sentence {j} needs a string 'raw'; got {sentence!r:.60}"
+                )
             captions.append(raw)
         counts[split] += 1
         if split in wanted:
-            records.append(_Record(i, os.path.join(filepath, filename) if filepath else filename,
-                                   captions))
+            records.append(
+                _Record(i, os.path.join(filepath, filename) if filepath else filename, captions)
+            )
     return records, counts
 
 
@@ -211,9 +243,18 @@ def _parse_karpathy(data: dict, file: str, wanted: set[str]) -> tuple[list[_Reco
 class KarpathyDataset(ImageTextDataset):
     """Images streamed from disk with their pre_caption-normalized captions, in file order."""
 
-    def __init__(self, records: list[_Record], *, annotation_path: str, image_root: str,
-                 image_size: int = 224, max_words: int = 30, split: str = "test",
-                 source_split: str | None = None, fmt: str = "karpathy"):
+    def __init__(
+        self,
+        records: list[_Record],
+        *,
+        annotation_path: str,
+        image_root: str,
+        image_size: int = 224,
+        max_words: int = 30,
+        split: str = "test",
+        source_split: str | None = None,
+        fmt: str = "karpathy",
+    ):
         captions: list[str] = []
         img2txt: list[list[int]] = []
         for record in records:
@@ -239,7 +280,8 @@ class KarpathyDataset(ImageTextDataset):
                 raise DatasetError(
                     f"{_LABEL}: {self.annotation_path}: entry {self.entry_indices[k]}: image path "
                     f"{path} resolves outside image_root={self.image_root}; paths must be relative "
-                    f"and stay inside it")
+                    f"and stay inside it"
+                )
         missing = [k for k, p in enumerate(self.image_paths) if not os.path.isfile(p)]
         if missing:
             k = missing[0]
@@ -247,7 +289,8 @@ class KarpathyDataset(ImageTextDataset):
             raise DatasetError(
                 f"{_LABEL}: {self.annotation_path}: entry {self.entry_indices[k]}: image not found: "
                 f"{self.image_paths[k]}{more}; image paths are relative to "
-                f"image_root={self.image_root}")
+                f"image_root={self.image_root}"
+            )
 
     def load_image(self, index: int) -> torch.Tensor:
         path = self.image_paths[index]
@@ -258,12 +301,19 @@ class KarpathyDataset(ImageTextDataset):
             reason = " ".join(str(exc).split()) or type(exc).__name__
             raise ImageReadError(
                 f"{_LABEL}: {self.annotation_path}: entry {self.entry_indices[index]}: cannot read "
-                f"image {path}: {reason}") from None
+                f"image {path}: {reason}"
+            ) from None
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
-        out.update({"path": self.annotation_path, "format": self.format,
-                    "source_split": self.source_split, "image_size": self.image_size})
+        out.update(
+            {
+                "path": self.annotation_path,
+                "format": self.format,
+                "source_split": self.source_split,
+                "image_size": self.image_size,
+            }
+        )
         return out
 
 
@@ -272,8 +322,10 @@ def load_karpathy(options: KarpathyOptions, ctx: Context | None, split: str) -> 
     if split not in ("train", "test"):
         raise DatasetError(f"{_LABEL}: unknown split role {split!r} (expected train or test)")
     if not options.path or not options.path.strip():
-        raise DatasetError(f"{_LABEL} needs option path=<annotation JSON>, e.g. "
-                           f"path=data/flickr30k_test.json or path=RSICD/dataset_rsicd.json")
+        raise DatasetError(
+            f"{_LABEL} needs option path=<annotation JSON>, e.g. "
+            f"path=data/flickr30k_test.json or path=RSICD/dataset_rsicd.json"
+        )
     if split == "train":
         file, wanted = (options.train_path or options.path), options.train_split
     else:
@@ -284,7 +336,8 @@ def load_karpathy(options: KarpathyOptions, ctx: Context | None, split: str) -> 
         if split == "train" and not options.train_path:
             raise DatasetError(
                 f"{_LABEL}: {file} is an ALBEF/SGA list file holding one split; set "
-                f"train_path=<train JSON> (e.g. flickr30k_train.json) for the train role")
+                f"train_path=<train JSON> (e.g. flickr30k_train.json) for the train role"
+            )
         records = _parse_list(data, file)
         source_split = None
         if not records:
@@ -296,14 +349,23 @@ def load_karpathy(options: KarpathyOptions, ctx: Context | None, split: str) -> 
         if not records:
             present = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
             option_name = "train_split" if split == "train" else "split"
-            raise DatasetError(f"{_LABEL}: {file}: no images with split '{wanted}' "
-                               f"(splits present: {present}); set {option_name}=...")
+            raise DatasetError(
+                f"{_LABEL}: {file}: no images with split '{wanted}' "
+                f"(splits present: {present}); set {option_name}=..."
+            )
     if options.limit > 0:
         records = records[: options.limit]
     image_root = options.image_root or os.path.dirname(os.path.abspath(file))
-    return KarpathyDataset(records, annotation_path=file, image_root=image_root,
-                           image_size=options.image_size, max_words=options.max_words,
-                           split=split, source_split=source_split, fmt=fmt)
+    return KarpathyDataset(
+        records,
+        annotation_path=file,
+        image_root=image_root,
+        image_size=options.image_size,
+        max_words=options.max_words,
+        split=split,
+        source_split=source_split,
+        fmt=fmt,
+    )
 
 
 @vladv.hookimpl
@@ -311,7 +373,7 @@ def vladv_datasets():
     yield vladv.DatasetSpec(
         name="karpathy",
         summary="Image-caption data on disk: ALBEF/SGA list or Karpathy-split JSON "
-                "(Flickr30k, COCO, RSICD, RSITMD)",
+        "(Flickr30k, COCO, RSICD, RSITMD)",
         options=KarpathyOptions,
         factory=load_karpathy,
     )

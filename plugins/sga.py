@@ -28,8 +28,7 @@ import torch
 import torch.nn.functional as F
 
 import vladv
-from vladv.kit.gradient import (View, caption_set_loss, caption_sums, draw_random,
-                                projected_gradient)
+from vladv.kit.gradient import View, caption_set_loss, caption_sums, draw_random, projected_gradient
 from vladv.options import MAX_STEPS, option
 from vladv.types import Attack, AttackOutput, AttackSpec, Context, PairBatch, ThreatModel
 
@@ -93,16 +92,22 @@ class SGAOptions:
     step_size: float = option(0.5 / 255, "PGD step size", min=0, max=1)
     steps: int = option(10, "PGD iterations", min=0, max=MAX_STEPS)
     scales: tuple[float, ...] = option(
-        (0.5, 0.75, 1.25, 1.5), "resize factors of the image set (the image itself is always in)",
-        min=0.05, max=8)
+        (0.5, 0.75, 1.25, 1.5),
+        "resize factors of the image set (the image itself is always in)",
+        min=0.05,
+        max=8,
+    )
     noise_std: float = option(0.05, "std of the Gaussian noise added before each resize", min=0)
     k: int = option(10, "MLM candidates per word", min=1)
     max_words: int = option(1, "words changed per caption", min=0)
-    mlm: str = option("vladv-tiny-mlm",
-                      "masked LM for candidates (built-in name, HF name or folder)")
+    mlm: str = option(
+        "vladv-tiny-mlm", "masked LM for candidates (built-in name, HF name or folder)"
+    )
     reference_compat: bool = option(
-        False, "reproduce the reference code's quirks (MLM offset, 30-BERT-token truncation of "
-               "the guidance captions)")
+        False,
+        "reproduce the reference code's quirks (MLM offset, 30-BERT-token truncation of "
+        "the guidance captions)",
+    )
 
 
 class SGA(Attack):
@@ -126,8 +131,9 @@ class SGA(Attack):
             from vladv.kit.words import load_search
 
             o = self.options
-            self._search = load_search(o.mlm, self.ctx, k=o.k, max_words=o.max_words,
-                                       reference_compat=o.reference_compat)
+            self._search = load_search(
+                o.mlm, self.ctx, k=o.k, max_words=o.max_words, reference_compat=o.reference_compat
+            )
             self._mlm = self._search.mlm
 
     @property
@@ -140,8 +146,13 @@ class SGA(Attack):
         self._build_search()
         return self._mlm
 
-    def _text_attack(self, backbone, texts: list[str], guidance: torch.Tensor,
-                     memo: dict[tuple[str, ...], torch.Tensor] | None = None) -> list[str]:
+    def _text_attack(
+        self,
+        backbone,
+        texts: list[str],
+        guidance: torch.Tensor,
+        memo: dict[tuple[str, ...], torch.Tensor] | None = None,
+    ) -> list[str]:
         if self.options.max_words == 0:
             return list(texts)
         from vladv.kit.words import image_guided_score
@@ -171,23 +182,31 @@ class SGA(Attack):
         # the same [UNK]-masked clean captions; only the guidance differs)
         memo: dict[tuple[str, ...], torch.Tensor] = {}
         if o.max_words > 0:
-            with self.ctx.autocast():                                 # 1. clean guidance
+            with self.ctx.autocast():  # 1. clean guidance
                 clean_emb = batch.clean_image_embeddings(backbone).to(images.device)
             texts_1 = self._text_attack(backbone, texts, clean_emb[txt2img], memo)  # 2.
-        with torch.no_grad(), self.ctx.autocast():                    # 3. caption-set embeddings
+        with torch.no_grad(), self.ctx.autocast():  # 3. caption-set embeddings
             adv_text_emb = backbone.encode_text(self._guidance_texts(texts_1)).float()
         sums = caption_sums(adv_text_emb, txt2img, n)
 
-        def objective(x: torch.Tensor) -> torch.Tensor:               # 4. set-level PGD
+        def objective(x: torch.Tensor) -> torch.Tensor:  # 4. set-level PGD
             return caption_set_loss(backbone.encode_image(x), sums)
 
-        adv = projected_gradient(objective, images, eps=o.eps, step_size=o.step_size,
-                                 steps=o.steps, norm="linf", random_start="uniform",
-                                 views=scale_views(o.scales, o.noise_std), generator=generator,
-                                 autocast=self.ctx.autocast)
+        adv = projected_gradient(
+            objective,
+            images,
+            eps=o.eps,
+            step_size=o.step_size,
+            steps=o.steps,
+            norm="linf",
+            random_start="uniform",
+            views=scale_views(o.scales, o.noise_std),
+            generator=generator,
+            autocast=self.ctx.autocast,
+        )
         if o.max_words == 0:
             return AttackOutput(adv, texts)
-        with torch.no_grad(), self.ctx.autocast():                    # 5. adversarial guidance
+        with torch.no_grad(), self.ctx.autocast():  # 5. adversarial guidance
             adv_emb = backbone.encode_image(adv).float()
         final = self._text_attack(backbone, texts, adv_emb[txt2img], memo)  # 6. fresh, on clean T
         return AttackOutput(adv, final)
@@ -220,6 +239,11 @@ def _prepare(options, ctx: Context, force: bool = False) -> None:
 @vladv.hookimpl
 def vladv_attacks():
     yield AttackSpec(
-        name="sga", modality="multimodal", options=SGAOptions, factory=SGA, prepare=_prepare,
+        name="sga",
+        modality="multimodal",
+        options=SGAOptions,
+        factory=SGA,
+        prepare=_prepare,
         summary="Set-level Guidance Attack: multi-scale set-level image PGD + image-guided "
-                "BERT-Attack")
+        "BERT-Attack",
+    )

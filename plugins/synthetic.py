@@ -22,11 +22,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from vladv_plugins.aerial.captions import captions_for
-from vladv_plugins.aerial.domains import apply_domain
-from vladv_plugins.aerial.render import render
-from vladv_plugins.aerial.world import (ATTRIBUTES, COLORS, SCENES, Scene, mutate_scene,
-                                         sample_scene)
 
 import vladv
 from vladv.cache import config_hash
@@ -34,6 +29,10 @@ from vladv.checkpoints import save_state_dict
 from vladv.data import TensorImageDataset
 from vladv.errors import DatasetError
 from vladv.options import options_to_dict
+from vladv_plugins.aerial.captions import captions_for
+from vladv_plugins.aerial.domains import apply_domain
+from vladv_plugins.aerial.render import render
+from vladv_plugins.aerial.world import ATTRIBUTES, COLORS, SCENES, Scene, mutate_scene, sample_scene
 
 NAME = "synthetic-aerial"
 GENERATOR_VERSION = 5  # world v2; bump when images or captions change, so caches are rebuilt
@@ -51,13 +50,26 @@ class SyntheticOptions:
     seed: int = vladv.option(0, "generator seed (train and test use disjoint streams)", min=0)
     captions_per_image: int = vladv.option(5, "distinct captions per image", min=1, max=8)
     train_domain: Domain = vladv.option("real", "training images: real, generated or mixed")
-    test_domain: Literal["real", "generated"] = vladv.option("real", "test images: real or generated")
-    mix_ratio: float = vladv.option(3.0, "mixed training set: generated images per real image",
-                                    min=0, max=100)
-    mismatch_rate: float = vladv.option(0.1, "generated images whose content contradicts their "
-                                        "captions (a missing, extra or recolored object)", min=0, max=1)
-    test_min_distance: int = vladv.option(3, "test images differ in at least this many captioned "
-                                          "attributes (2 or more: no near-duplicate neighbours)", min=0, max=4)
+    test_domain: Literal["real", "generated"] = vladv.option(
+        "real", "test images: real or generated"
+    )
+    mix_ratio: float = vladv.option(
+        3.0, "mixed training set: generated images per real image", min=0, max=100
+    )
+    mismatch_rate: float = vladv.option(
+        0.1,
+        "generated images whose content contradicts their "
+        "captions (a missing, extra or recolored object)",
+        min=0,
+        max=1,
+    )
+    test_min_distance: int = vladv.option(
+        3,
+        "test images differ in at least this many captioned "
+        "attributes (2 or more: no near-duplicate neighbours)",
+        min=0,
+        max=4,
+    )
 
 
 def _check_split(split: str) -> int:
@@ -101,12 +113,14 @@ def _draw_scenes(options: SyntheticOptions, split: str) -> list[tuple[int, Scene
     draw = 0
     while len(kept) < n:
         if draw > 200 * n + 10_000:
-            raise DatasetError(f"dataset '{NAME}': cannot draw {n} test images that differ in "
-                               f"{options.test_min_distance} attributes; lower test_size or "
-                               f"test_min_distance")
+            raise DatasetError(
+                f"dataset '{NAME}': cannot draw {n} test images that differ in "
+                f"{options.test_min_distance} attributes; lower test_size or "
+                f"test_min_distance"
+            )
         s = sample_scene(_rng(options, split, draw, _ATTR_STREAM))
         row = np.array([ids.setdefault((f, v), len(ids)) for f, v in zip(ATTRIBUTES, _codes(s))])
-        if not kept or int((table[:len(kept)] == row).sum(axis=1).max()) < need:
+        if not kept or int((table[: len(kept)] == row).sum(axis=1).max()) < need:
             table[len(kept)] = row
             kept.append((draw, s))
         draw += 1
@@ -120,7 +134,9 @@ def scene_records(options: SyntheticOptions, split: str) -> tuple[list[Scene], l
         rng = _rng(options, split, draw, _ATTR_STREAM)
         sample_scene(rng)  # the captions continue the stream that drew the scene
         scenes.append(s)
-        captions.append(captions_for(s, rng, options.captions_per_image, machine=domain == "generated"))
+        captions.append(
+            captions_for(s, rng, options.captions_per_image, machine=domain == "generated")
+        )
     return scenes, captions
 
 
@@ -129,8 +145,11 @@ def drawn_scenes(options: SyntheticOptions, split: str, scenes: list[Scene]) -> 
     out = []
     for i, (s, domain) in enumerate(zip(scenes, image_domains(options, split))):
         rng = _rng(options, split, i, _MISMATCH_STREAM)
-        out.append(mutate_scene(s, rng) if domain == "generated" and rng.random() < options.mismatch_rate
-                   else s)
+        out.append(
+            mutate_scene(s, rng)
+            if domain == "generated" and rng.random() < options.mismatch_rate
+            else s
+        )
     return out
 
 
@@ -156,7 +175,9 @@ def caption_corpus(options: SyntheticOptions | None = None) -> list[str]:
     return [c for caps in captions for c in caps]
 
 
-def generate(options: SyntheticOptions, split: str) -> tuple[torch.Tensor, list[list[str]], list[Scene]]:
+def generate(
+    options: SyntheticOptions, split: str
+) -> tuple[torch.Tensor, list[list[str]], list[Scene]]:
     """Images, captions and attribute records of ``split``, generated from scratch."""
     scenes, captions = scene_records(options, split)
     return render_images(options, split, scenes), captions, scenes
@@ -165,8 +186,14 @@ def generate(options: SyntheticOptions, split: str) -> tuple[torch.Tensor, list[
 class SyntheticAerialDataset(TensorImageDataset):
     """The generated split; ``scenes`` holds the attribute record behind each image."""
 
-    def __init__(self, images: torch.Tensor, captions: list[list[str]], scenes: list[Scene],
-                 split: str, options: SyntheticOptions):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        captions: list[list[str]],
+        scenes: list[Scene],
+        split: str,
+        options: SyntheticOptions,
+    ):
         super().__init__(images, captions, name=NAME, split=split)
         self.scenes = scenes
         self.options = options
@@ -175,7 +202,9 @@ class SyntheticAerialDataset(TensorImageDataset):
         out = super().describe()
         out["options"] = options_to_dict(self.options)
         out["generator_version"] = GENERATOR_VERSION
-        out["domain"] = self.options.test_domain if self.split == "test" else self.options.train_domain
+        out["domain"] = (
+            self.options.test_domain if self.split == "test" else self.options.train_domain
+        )
         return out
 
     @property
@@ -195,16 +224,30 @@ class SyntheticAerialDataset(TensorImageDataset):
 
 
 def cache_path(options: SyntheticOptions, ctx: vladv.Context, split: str) -> Path:
-    key = config_hash({"name": NAME, "version": GENERATOR_VERSION, "split": split,
-                       "options": options_to_dict(options)})
+    key = config_hash(
+        {
+            "name": NAME,
+            "version": GENERATOR_VERSION,
+            "split": split,
+            "options": options_to_dict(options),
+        }
+    )
     return ctx.cache_dir("datasets", NAME) / f"{split}-{key}.safetensors"
 
 
-def _save(path: Path, images: torch.Tensor, captions: list[list[str]], scenes: list[Scene],
-          options: SyntheticOptions) -> None:
-    meta = {"captions": json.dumps(captions), "options": json.dumps(options_to_dict(options)),
-            "scenes": json.dumps([dataclasses.astuple(s) for s in scenes]),
-            "version": str(GENERATOR_VERSION)}
+def _save(
+    path: Path,
+    images: torch.Tensor,
+    captions: list[list[str]],
+    scenes: list[Scene],
+    options: SyntheticOptions,
+) -> None:
+    meta = {
+        "captions": json.dumps(captions),
+        "options": json.dumps(options_to_dict(options)),
+        "scenes": json.dumps([dataclasses.astuple(s) for s in scenes]),
+        "version": str(GENERATOR_VERSION),
+    }
     save_state_dict({"images": images}, path, meta)
 
 
@@ -224,7 +267,9 @@ def _load(path: Path) -> tuple[torch.Tensor, list[list[str]], list[Scene]] | Non
     return images, captions, scenes
 
 
-def load_synthetic(options: SyntheticOptions, ctx: vladv.Context | None, split: str) -> SyntheticAerialDataset:
+def load_synthetic(
+    options: SyntheticOptions, ctx: vladv.Context | None, split: str
+) -> SyntheticAerialDataset:
     """The ``split`` ("train" or "test") of synthetic-aerial, from the cache or generated."""
     _check_split(split)
     ctx = ctx or vladv.Context()

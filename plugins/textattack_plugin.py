@@ -65,9 +65,11 @@ __all__ = [
     "nltk_data_dir",
 ]
 
-INSTALL_HINT = ("install the textattack extra in a second environment: python -m venv "
-                "--system-site-packages .venv-textattack && .venv-textattack/bin/pip install "
-                "-c constraints-textattack.txt -e '.[textattack]' (docs/attacks.md#installing-the-extra)")
+INSTALL_HINT = (
+    "install the textattack extra in a second environment: python -m venv "
+    "--system-site-packages .venv-textattack && .venv-textattack/bin/pip install "
+    "-c constraints-textattack.txt -e '.[textattack]' (docs/attacks.md#installing-the-extra)"
+)
 OFFLINE_RECIPES = ("bert-attack", "pwws", "deepwordbug", "pruthi", "custom")
 
 
@@ -93,8 +95,10 @@ def _use_vladv_wordnet(ctx: Context) -> None:
         def __getattr__(self, name: str) -> Any:
             return getattr(load_wordnet(ctx), name)
 
-    for module in ("textattack.transformations.word_swaps.word_swap_wordnet",
-                   "textattack.transformations.word_insertions.word_insertion_random_synonym"):
+    for module in (
+        "textattack.transformations.word_swaps.word_swap_wordnet",
+        "textattack.transformations.word_insertions.word_insertion_random_synonym",
+    ):
         importlib.import_module(module).wordnet = _Lazy()
 
 
@@ -173,8 +177,9 @@ def _prepare_import(ctx: Context) -> None:
 # ----------------------------------------------------------------------------------------------
 # The retrieval goal (shared by TextAttack's goal function and vladv's search in the benchmark)
 # ----------------------------------------------------------------------------------------------
-def retrieval_values(sims: torch.Tensor, paired: torch.Tensor, rules: str,
-                     scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+def retrieval_values(
+    sims: torch.Tensor, paired: torch.Tensor, rules: str, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(score, succeeded) of candidates from their cosines to the batch's images ``sims`` (N, B).
 
     ``rules="sga"``: score −cos(paired); ``"textattack"``: 1 − softmax(scale·cos)[paired].
@@ -192,8 +197,14 @@ class RetrievalScore(TextScore):
     """A :class:`~vladv.kit.words.TextScore` returning ``(score, succeeded)`` for
     :meth:`WordSubstitutionSearch.run` under either rule set (see :func:`retrieval_values`)."""
 
-    def __init__(self, backbone: Any, image_emb: torch.Tensor, paired: torch.Tensor,
-                 rules: str = "sga", ctx: Context | None = None):
+    def __init__(
+        self,
+        backbone: Any,
+        image_emb: torch.Tensor,
+        paired: torch.Tensor,
+        rules: str = "sga",
+        ctx: Context | None = None,
+    ):
         super().__init__(backbone, ctx)
         self.image_emb = F.normalize(image_emb.detach().float(), dim=-1)
         self.paired = paired.long()
@@ -233,21 +244,33 @@ def _retrieval_classes(ta: ModuleType) -> tuple[type, type]:
     class RetrievalGoalFunction(ClassificationGoalFunction):
         """Untargeted retrieval goal over the batch's images (see the module docstring)."""
 
-        def __init__(self, model_wrapper: Any, rules: str = "textattack", scale: float = 100.0,
-                     query_budget: float = float("inf")):  # an int when finite (it slices)
+        def __init__(
+            self,
+            model_wrapper: Any,
+            rules: str = "textattack",
+            scale: float = 100.0,
+            query_budget: float = float("inf"),
+        ):  # an int when finite (it slices)
             with _quiet_textattack():
-                super().__init__(model_wrapper, maximizable=rules == "sga",
-                                 allow_skip=rules == "textattack", query_budget=query_budget,
-                                 model_batch_size=1 << 20)
+                super().__init__(
+                    model_wrapper,
+                    maximizable=rules == "sga",
+                    allow_skip=rules == "textattack",
+                    query_budget=query_budget,
+                    model_batch_size=1 << 20,
+                )
             self.rules, self.scale = rules, scale
 
         def _process_model_outputs(self, inputs: list[Any], outputs: Any) -> torch.Tensor:
             return torch.as_tensor(outputs).float().reshape(len(inputs), -1)
 
         def _values(self, model_output: torch.Tensor) -> tuple[float, bool]:
-            score, ok = retrieval_values(model_output.view(1, -1),
-                                         torch.tensor([int(self.ground_truth_output)]),
-                                         self.rules, self.scale)
+            score, ok = retrieval_values(
+                model_output.view(1, -1),
+                torch.tensor([int(self.ground_truth_output)]),
+                self.rules,
+                self.scale,
+            )
             return float(score[0]), bool(ok[0])
 
         def _is_goal_complete(self, model_output: torch.Tensor, _: Any) -> bool:
@@ -262,10 +285,15 @@ def _retrieval_classes(ta: ModuleType) -> tuple[type, type]:
 # ----------------------------------------------------------------------------------------------
 # Building TextAttack components from option strings
 # ----------------------------------------------------------------------------------------------
-_NAMESPACES = ("textattack.transformations", "textattack.constraints.pre_transformation",
-               "textattack.constraints.overlap", "textattack.constraints.semantics",
-               "textattack.constraints.semantics.sentence_encoders",
-               "textattack.constraints.grammaticality", "textattack.search_methods")
+_NAMESPACES = (
+    "textattack.transformations",
+    "textattack.constraints.pre_transformation",
+    "textattack.constraints.overlap",
+    "textattack.constraints.semantics",
+    "textattack.constraints.semantics.sentence_encoders",
+    "textattack.constraints.grammaticality",
+    "textattack.search_methods",
+)
 
 
 def _lookup(name: str) -> Any:
@@ -275,12 +303,15 @@ def _lookup(name: str) -> Any:
         obj = getattr(importlib.import_module(module), name, None)
         if obj is not None:
             return obj
-    raise VladvError(f"textattack: unknown component {name!r} (a class of "
-                     f"textattack.transformations, .constraints.* or .search_methods)")
+    raise VladvError(
+        f"textattack: unknown component {name!r} (a class of "
+        f"textattack.transformations, .constraints.* or .search_methods)"
+    )
 
 
-def build_component(expr: str, inject: Callable[[type, dict[str, Any]], None] | None = None
-                    ) -> list[Any]:
+def build_component(
+    expr: str, inject: Callable[[type, dict[str, Any]], None] | None = None
+) -> list[Any]:
     """TextAttack objects from ``expr``: comma-separated ``Name`` or ``Name(arg, key=value)``
     with literal arguments (nested calls and lists of calls allowed), e.g.
     ``"RepeatModification, LevenshteinEditDistance(12)"``. ``inject(cls, kwargs)`` may add
@@ -296,24 +327,32 @@ def build_component(expr: str, inject: Callable[[type, dict[str, Any]], None] | 
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             cls = _lookup(node.func.id)
             args = [value(a, top=isinstance(a, ast.Name)) for a in node.args]
-            kwargs = {k.arg: value(k.value, top=isinstance(k.value, ast.Name))
-                      for k in node.keywords if k.arg}
+            kwargs = {
+                k.arg: value(k.value, top=isinstance(k.value, ast.Name))
+                for k in node.keywords
+                if k.arg
+            }
             if inject is not None:
                 inject(cls, kwargs)
             try:
                 return cls(*args, **kwargs)
             except (OSError, ImportError) as exc:  # requests' ConnectionError is an OSError
-                raise VladvError(f"textattack: {node.func.id} needs a download or a file that is "
-                                 f"missing offline ({type(exc).__name__}: {first_line(exc, 160)})") from None
+                raise VladvError(
+                    f"textattack: {node.func.id} needs a download or a file that is "
+                    f"missing offline ({type(exc).__name__}: {first_line(exc, 160)})"
+                ) from None
             except (TypeError, ValueError, AssertionError) as exc:
-                raise VladvError(f"textattack: cannot build {ast.unparse(node)}: "
-                                 f"{first_line(exc, 160)}") from None
+                raise VladvError(
+                    f"textattack: cannot build {ast.unparse(node)}: {first_line(exc, 160)}"
+                ) from None
         if isinstance(node, ast.List | ast.Tuple):
             return [value(e, top=isinstance(e, ast.Name)) for e in node.elts]
         try:
             return ast.literal_eval(node)
         except ValueError:
-            raise VladvError(f"textattack: only literal arguments are allowed in {expr!r}") from None
+            raise VladvError(
+                f"textattack: only literal arguments are allowed in {expr!r}"
+            ) from None
 
     return [value(e, top=True) for e in tree.elts]
 
@@ -323,21 +362,37 @@ def build_component(expr: str, inject: Callable[[type, dict[str, Any]], None] | 
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TextAttackOptions:
-    recipe: str = option("bert-attack", "bert-attack | pwws | deepwordbug | pruthi | custom, or "
-                         "any TextAttack recipe name (textfooler, bae, ...; most need downloads)")
-    rules: Literal["textattack", "sga"] = option("textattack", "textattack: untargeted top-1 goal, skip, early stop; "
-                          "sga: maximize the distance to the paired image, no early stop")
-    max_words: int = option(1, "words changed per caption at most (a character edit counts)",
-                            min=0, max=1000)
+    recipe: str = option(
+        "bert-attack",
+        "bert-attack | pwws | deepwordbug | pruthi | custom, or "
+        "any TextAttack recipe name (textfooler, bae, ...; most need downloads)",
+    )
+    rules: Literal["textattack", "sga"] = option(
+        "textattack",
+        "textattack: untargeted top-1 goal, skip, early stop; "
+        "sga: maximize the distance to the paired image, no early stop",
+    )
+    max_words: int = option(
+        1, "words changed per caption at most (a character edit counts)", min=0, max=1000
+    )
     k: int = option(10, "candidates per word of the masked LM (bert-attack)", min=1, max=1000)
     mlm: str = option(EMBEDDED_MLM, "masked LM for WordSwapMaskedLM: 'vladv-tiny-mlm' or a folder")
     max_length: int = option(77, "masked-LM sequence length (sub-tokens)", min=4, max=512)
-    transformation: str = option("", "TextAttack transformation, e.g. WordSwapWordNet or "
-                                 "WordSwapMaskedLM(method='bae') (replaces the recipe's)")
-    constraints: str = option("", "TextAttack constraints, e.g. 'RepeatModification, "
-                              "StopwordModification' (replace the recipe's)")
-    search: str = option("", "TextAttack search method, e.g. GreedyWordSwapWIR('delete') or "
-                         "BeamSearch(beam_width=4) (replaces the recipe's)")
+    transformation: str = option(
+        "",
+        "TextAttack transformation, e.g. WordSwapWordNet or "
+        "WordSwapMaskedLM(method='bae') (replaces the recipe's)",
+    )
+    constraints: str = option(
+        "",
+        "TextAttack constraints, e.g. 'RepeatModification, "
+        "StopwordModification' (replace the recipe's)",
+    )
+    search: str = option(
+        "",
+        "TextAttack search method, e.g. GreedyWordSwapWIR('delete') or "
+        "BeamSearch(beam_width=4) (replaces the recipe's)",
+    )
     query_budget: int = option(0, "model queries per caption (0: unlimited)", min=0)
 
     def __post_init__(self) -> None:
@@ -355,8 +410,11 @@ def _substitute_filter(ta: ModuleType) -> type:
 
         def _check_constraint(self, transformed_text: Any, reference_text: Any) -> bool:
             new = transformed_text.attack_attrs.get("newly_modified_indices", ())
-            return all(WORD_PATTERN.match(transformed_text.words[i])
-                       and transformed_text.words[i].lower() not in FILTER_WORDS for i in new)
+            return all(
+                WORD_PATTERN.match(transformed_text.words[i])
+                and transformed_text.words[i].lower() not in FILTER_WORDS
+                for i in new
+            )
 
     return SubstituteFilter
 
@@ -366,25 +424,47 @@ def _recipe_parts(ta: ModuleType, o: TextAttackOptions, mlm: Any) -> tuple[Any, 
     T, C, S = ta.transformations, ta.constraints, ta.search_methods
     if o.recipe == "bert-attack":  # TextAttack's BERT-Attack without USE, with a local MLM
         stop = FILTER_WORDS | {w.capitalize() for w in FILTER_WORDS}  # the check is case-sensitive
-        return (T.WordSwapMaskedLM(method="bert-attack", masked_language_model=mlm.model,
-                                   tokenizer=mlm.tokenizer, max_length=o.max_length,
-                                   max_candidates=o.k),
-                [C.pre_transformation.RepeatModification(),
-                 C.pre_transformation.StopwordModification(stopwords=stop),
-                 _substitute_filter(ta)()],
-                S.GreedyWordSwapWIR(wir_method="unk", unk_token=mlm.unk_token))
+        return (
+            T.WordSwapMaskedLM(
+                method="bert-attack",
+                masked_language_model=mlm.model,
+                tokenizer=mlm.tokenizer,
+                max_length=o.max_length,
+                max_candidates=o.k,
+            ),
+            [
+                C.pre_transformation.RepeatModification(),
+                C.pre_transformation.StopwordModification(stopwords=stop),
+                _substitute_filter(ta)(),
+            ],
+            S.GreedyWordSwapWIR(wir_method="unk", unk_token=mlm.unk_token),
+        )
     if o.recipe == "pwws":
-        return (T.WordSwapWordNet(), [C.pre_transformation.RepeatModification(),
-                                      C.pre_transformation.StopwordModification()],
-                S.GreedyWordSwapWIR("weighted-saliency"))
+        return (
+            T.WordSwapWordNet(),
+            [
+                C.pre_transformation.RepeatModification(),
+                C.pre_transformation.StopwordModification(),
+            ],
+            S.GreedyWordSwapWIR("weighted-saliency"),
+        )
     if o.recipe == "deepwordbug":
-        return (T.CompositeTransformation([
-                    T.WordSwapNeighboringCharacterSwap(), T.WordSwapRandomCharacterSubstitution(),
-                    T.WordSwapRandomCharacterDeletion(), T.WordSwapRandomCharacterInsertion()]),
-                [C.pre_transformation.RepeatModification(),
-                 C.pre_transformation.StopwordModification(),
-                 C.overlap.LevenshteinEditDistance(30)],
-                S.GreedyWordSwapWIR())
+        return (
+            T.CompositeTransformation(
+                [
+                    T.WordSwapNeighboringCharacterSwap(),
+                    T.WordSwapRandomCharacterSubstitution(),
+                    T.WordSwapRandomCharacterDeletion(),
+                    T.WordSwapRandomCharacterInsertion(),
+                ]
+            ),
+            [
+                C.pre_transformation.RepeatModification(),
+                C.pre_transformation.StopwordModification(),
+                C.overlap.LevenshteinEditDistance(30),
+            ],
+            S.GreedyWordSwapWIR(),
+        )
     if o.recipe == "custom":
         return None, [], S.GreedyWordSwapWIR()
     return _download_recipe(ta, o.recipe)
@@ -400,8 +480,10 @@ def _download_recipe(ta: ModuleType, name: str) -> tuple[Any, list[Any], Any]:
     path = ATTACK_RECIPE_NAMES.get(name, f"textattack.attack_recipes.{name}")
     cls = getattr(recipes, path.rsplit(".", 1)[1], None)
     if cls is None:
-        raise VladvError(f"textattack: unknown recipe {name!r}; offline: "
-                         f"{', '.join(OFFLINE_RECIPES)}; others: {', '.join(ATTACK_RECIPE_NAMES)}")
+        raise VladvError(
+            f"textattack: unknown recipe {name!r}; offline: "
+            f"{', '.join(OFFLINE_RECIPES)}; others: {', '.join(ATTACK_RECIPE_NAMES)}"
+        )
     wrapper = _retrieval_classes(ta)[0](torch.nn.Identity(), Context())
     try:
         with _quiet_textattack(), _offline_nltk():
@@ -411,8 +493,11 @@ def _download_recipe(ta: ModuleType, name: str) -> tuple[Any, list[Any], Any]:
             f"textattack: recipe {name!r} needs a download or a file that is missing offline "
             f"({type(exc).__name__}: {first_line(exc, 160)}); offline recipes: {', '.join(OFFLINE_RECIPES)}"
         ) from None
-    return (built.transformation, built.pre_transformation_constraints + built.constraints,
-            built.search_method)
+    return (
+        built.transformation,
+        built.pre_transformation_constraints + built.constraints,
+        built.search_method,
+    )
 
 
 class TextAttackAttack(Attack):
@@ -451,12 +536,15 @@ class TextAttackAttack(Attack):
                 constraints = build_component(o.constraints, inject)
             if o.search:
                 [search] = build_component(o.search, inject)
-        constraints = [*constraints,
-                       ta.constraints.pre_transformation.MaxNumWordsModified(o.max_words)]
+        constraints = [
+            *constraints,
+            ta.constraints.pre_transformation.MaxNumWordsModified(o.max_words),
+        ]
         wrapper_cls, goal_cls = _retrieval_classes(ta)
         wrapper = wrapper_cls(backbone, self.ctx)
-        goal = goal_cls(wrapper, o.rules, float(backbone.logit_scale.detach()),
-                        o.query_budget or float("inf"))
+        goal = goal_cls(
+            wrapper, o.rules, float(backbone.logit_scale.detach()), o.query_budget or float("inf")
+        )
         try:
             attack = ta.Attack(goal, constraints, transformation, search)
         except (AssertionError, ValueError) as exc:
@@ -472,7 +560,12 @@ class TextAttackAttack(Attack):
             wrapper.image_emb = batch.clean_image_embeddings(backbone).float()
         texts = []
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-        with _global_rng(seed), _offline_nltk(), _quiet_textattack(), _downloads(self.options.recipe):
+        with (
+            _global_rng(seed),
+            _offline_nltk(),
+            _quiet_textattack(),
+            _downloads(self.options.recipe),
+        ):
             for text, paired in zip(batch.texts, batch.txt2img.tolist(), strict=True):
                 attack.clear_cache()
                 result = attack.attack(text, int(paired))
@@ -486,8 +579,10 @@ def _downloads(what: str) -> Iterator[None]:
     try:
         yield
     except (OSError, ImportError) as exc:  # requests' ConnectionError, missing files/packages
-        raise VladvError(f"textattack: {what!r} needs a download or a file that is missing "
-                         f"offline ({type(exc).__name__}: {first_line(exc, 160)})") from None
+        raise VladvError(
+            f"textattack: {what!r} needs a download or a file that is missing "
+            f"offline ({type(exc).__name__}: {first_line(exc, 160)})"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -513,7 +608,9 @@ def _installed(ctx: Context) -> bool:
         return True
     from vladv.console import get_console
 
-    get_console(ctx).print("[dim]textattack: the extra is not installed here; nothing to prepare[/]")
+    get_console(ctx).print(
+        "[dim]textattack: the extra is not installed here; nothing to prepare[/]"
+    )
     return False
 
 
@@ -530,11 +627,15 @@ def _prepare(options: TextAttackOptions, ctx: Context, force: bool = False) -> N
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TextAttackAugmenterOptions:
-    augmenter: str = option("EasyDataAugmenter", "a textattack.augmentation class: "
-                            "EasyDataAugmenter, WordNetAugmenter, CharSwapAugmenter, ...")
+    augmenter: str = option(
+        "EasyDataAugmenter",
+        "a textattack.augmentation class: "
+        "EasyDataAugmenter, WordNetAugmenter, CharSwapAugmenter, ...",
+    )
     pct_words_to_swap: float = option(0.1, "share of words changed per new caption", min=0, max=1)
-    transformations_per_example: int = option(4, "new captions per ground-truth caption",
-                                              min=1, max=64)
+    transformations_per_example: int = option(
+        4, "new captions per ground-truth caption", min=1, max=64
+    )
     seed: int = option(-1, "seed of the pools (-1: the run seed)", min=-1)
 
 
@@ -558,16 +659,20 @@ class TextAttackAugmenter(PoolAugmenter):
         cls = getattr(ta.augmentation, o.augmenter, None)
         if not isinstance(cls, type) or not issubclass(cls, ta.augmentation.Augmenter):
             names = sorted(n for n in dir(ta.augmentation) if n.endswith("Augmenter"))
-            raise VladvError(f"textattack: unknown augmenter {o.augmenter!r}; one of "
-                             f"{', '.join(names)}")
+            raise VladvError(
+                f"textattack: unknown augmenter {o.augmenter!r}; one of {', '.join(names)}"
+            )
         try:
             with _offline_nltk(), _quiet_textattack():
-                return cls(pct_words_to_swap=o.pct_words_to_swap,
-                           transformations_per_example=o.transformations_per_example)
+                return cls(
+                    pct_words_to_swap=o.pct_words_to_swap,
+                    transformations_per_example=o.transformations_per_example,
+                )
         except Exception as exc:  # noqa: BLE001 - downloads fail in many ways
-            raise VladvError(f"textattack: augmenter {o.augmenter!r} needs a download or a file "
-                             f"that is missing offline ({type(exc).__name__}: {first_line(exc, 160)})"
-                             ) from None
+            raise VladvError(
+                f"textattack: augmenter {o.augmenter!r} needs a download or a file "
+                f"that is missing offline ({type(exc).__name__}: {first_line(exc, 160)})"
+            ) from None
 
     def generate(self, dataset: ImageTextDataset) -> list[list[str]]:
         from vladv.console import track
@@ -584,8 +689,9 @@ class TextAttackAugmenter(PoolAugmenter):
         return out
 
 
-def _prepare_augmenter(options: TextAttackAugmenterOptions, ctx: Context,
-                       force: bool = False) -> None:
+def _prepare_augmenter(
+    options: TextAttackAugmenterOptions, ctx: Context, force: bool = False
+) -> None:
     if _installed(ctx):
         TextAttackAugmenter(options, ctx).make()
 
@@ -595,13 +701,21 @@ def vladv_attacks():
     yield vladv.AttackSpec(
         name="textattack",
         summary="TextAttack recipes/components against retrieval (bert-attack, pwws, deepwordbug, "
-                "pruthi, custom; optional extra)",
-        options=TextAttackOptions, factory=TextAttackAttack, modality="text", prepare=_prepare)
+        "pruthi, custom; optional extra)",
+        options=TextAttackOptions,
+        factory=TextAttackAttack,
+        modality="text",
+        prepare=_prepare,
+    )
 
 
 @vladv.hookimpl
 def vladv_augmenters():
     yield vladv.AugmenterSpec(
-        name="textattack", summary="TextAttack augmenters (EasyDataAugmenter, ...; optional extra)",
-        options=TextAttackAugmenterOptions, factory=TextAttackAugmenter, modality="text",
-        prepare=_prepare_augmenter)
+        name="textattack",
+        summary="TextAttack augmenters (EasyDataAugmenter, ...; optional extra)",
+        options=TextAttackAugmenterOptions,
+        factory=TextAttackAugmenter,
+        modality="text",
+        prepare=_prepare_augmenter,
+    )

@@ -44,12 +44,24 @@ def tiny_mlm(tmp_path_factory):
     from vladv.testing import COLORS, PLACES, THINGS
     from vladv_plugins.mlm import build_tokenizer
 
-    corpus = [f"a {c} {t} {p} a {u} number {i}" for i in range(8) for c in COLORS
-              for t in THINGS for p in PLACES for u in THINGS[:2]]
+    corpus = [
+        f"a {c} {t} {p} a {u} number {i}"
+        for i in range(8)
+        for c in COLORS
+        for t in THINGS
+        for p in PLACES
+        for u in THINGS[:2]
+    ]
     tokenizer = build_tokenizer(corpus, vocab_size=120)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
     folder = tmp_path_factory.mktemp("tiny_mlm")
     BertForMaskedLM(config).eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)

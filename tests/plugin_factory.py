@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-FOO_MODULE = '''
+FOO_MODULE = """
 import vladv
 from vladv.testing import noise_attack_spec, tiny_plugin
 
@@ -24,13 +24,19 @@ def vladv_backbones():
 @vladv.hookimpl
 def vladv_datasets():
     yield from tiny_plugin.vladv_datasets()
-'''
+"""
 
 BROKEN_MODULE = "raise RuntimeError('this plugin is broken on purpose')\n"
 
 
-def write_distribution(site: Path, dist: str, module: str, source: str,
-                       entry_name: str | None = None, version: str = "0.1.0") -> Path:
+def write_distribution(
+    site: Path,
+    dist: str,
+    module: str,
+    source: str,
+    entry_name: str | None = None,
+    version: str = "0.1.0",
+) -> Path:
     """Create ``site/<module>.py`` and ``site/<dist>-<version>.dist-info`` with a vladv entry point."""
     site.mkdir(parents=True, exist_ok=True)
     (site / f"{module}.py").write_text(textwrap.dedent(source))

@@ -15,8 +15,14 @@ from vladv.types import Context
 from vladv_plugins import bert_attack as B
 from vladv_plugins.mlm import MaskedLM, build_tokenizer, get_mlm, save_random_mlm
 
-CORPUS = [f"a {c} {t} {p} a {u} number {i}" for i in range(4) for c in COLORS
-          for t in THINGS for p in PLACES for u in THINGS[:2]]
+CORPUS = [
+    f"a {c} {t} {p} a {u} number {i}"
+    for i in range(4)
+    for c in COLORS
+    for t in THINGS
+    for p in PLACES
+    for u in THINGS[:2]
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +39,27 @@ def mlm(mlm_path):
 # ----------------------------------------------------------------------------------------------
 # A controlled MLM: position p predicts a known ranked list of tokens
 # ----------------------------------------------------------------------------------------------
-VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "red", "house", "near", "lake", "zero",
-         "green", "tree", "road", "field", "##s", "##y", "blue", "a", "."]
+VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "red",
+    "house",
+    "near",
+    "lake",
+    "zero",
+    "green",
+    "tree",
+    "road",
+    "field",
+    "##s",
+    "##y",
+    "blue",
+    "a",
+    ".",
+]
 
 
 class PositionMLM(torch.nn.Module):
@@ -60,16 +85,28 @@ def position_mlm(table: dict[int, list[str]]) -> MaskedLM:
     from transformers import BertTokenizerFast
 
     wp = BertWordPieceTokenizer({t: i for i, t in enumerate(VOCAB)}, lowercase=True)
-    tok = BertTokenizerFast(tokenizer_object=wp._tokenizer, unk_token="[UNK]", sep_token="[SEP]",
-                            pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]")
+    tok = BertTokenizerFast(
+        tokenizer_object=wp._tokenizer,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+    )
     return MaskedLM(tok, PositionMLM(table))
 
 
 def differing_words(texts):
     """A score that rewards every changed word (so every candidate beats the current text)."""
+
     def score(candidates, owner):
-        return torch.tensor([float(sum(a != b for a, b in zip(c.split(" "), texts[o].split(" "))))
-                             for c, o in zip(candidates, owner.tolist())])
+        return torch.tensor(
+            [
+                float(sum(a != b for a, b in zip(c.split(" "), texts[o].split(" "))))
+                for c, o in zip(candidates, owner.tolist())
+            ]
+        )
+
     return score
 
 
@@ -86,7 +123,8 @@ def test_reference_compat_reads_the_previous_position():
     texts = ["red house near lake"]
     search = B.WordSubstitutionSearch(position_mlm(TABLE), k=1, max_words=4, reference_compat=True)
     assert search.run(texts, differing_words(texts), importance=differing_words(texts)) == [
-        "zero green near blue"]  # red←[CLS], house←red's row, lake←near's row
+        "zero green near blue"
+    ]  # red←[CLS], house←red's row, lake←near's row
 
 
 def test_multi_piece_words_rank_combinations_by_perplexity():
@@ -126,8 +164,27 @@ def test_threshold_and_truncation_in_reference_compat():
 # ----------------------------------------------------------------------------------------------
 # Budget, determinism and batching with a real (tiny, random) MLM
 # ----------------------------------------------------------------------------------------------
-WORDS = [*COLORS, *THINGS, *PLACES, "a", "the", "of", "lake.", "Red", "house,", "harbour", "(x)",
-         "farmhouses", "42", "-", "", "tab\tword", "naïve", "[UNK]", "[MASK]"]
+WORDS = [
+    *COLORS,
+    *THINGS,
+    *PLACES,
+    "a",
+    "the",
+    "of",
+    "lake.",
+    "Red",
+    "house,",
+    "harbour",
+    "(x)",
+    "farmhouses",
+    "42",
+    "-",
+    "",
+    "tab\tword",
+    "naïve",
+    "[UNK]",
+    "[MASK]",
+]
 
 
 class CountingScore(B.ImageGuidedScore):
@@ -147,16 +204,27 @@ def guided(texts, seed=0):
     return CountingScore(TinyBackbone().eval(), torch.randn(len(texts), 16, generator=g))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(texts=st.lists(st.lists(st.sampled_from(WORDS), min_size=1, max_size=12).map(" ".join),
-                      min_size=1, max_size=6),
-       k=st.integers(1, 8), max_words=st.integers(0, 3), compat=st.booleans(),
-       rounds=st.integers(0, 4))
-def test_budget_is_never_exceeded_and_runs_are_deterministic(mlm, texts, k, max_words, compat,
-                                                             rounds):
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    texts=st.lists(
+        st.lists(st.sampled_from(WORDS), min_size=1, max_size=12).map(" ".join),
+        min_size=1,
+        max_size=6,
+    ),
+    k=st.integers(1, 8),
+    max_words=st.integers(0, 3),
+    compat=st.booleans(),
+    rounds=st.integers(0, 4),
+)
+def test_budget_is_never_exceeded_and_runs_are_deterministic(
+    mlm, texts, k, max_words, compat, rounds
+):
     def attack():
-        search = B.WordSubstitutionSearch(mlm, k=k, max_words=max_words, reference_compat=compat,
-                                          max_rounds=rounds)
+        search = B.WordSubstitutionSearch(
+            mlm, k=k, max_words=max_words, reference_compat=compat, max_rounds=rounds
+        )
         return search.run(texts, guided(texts)), search.last_stats
 
     out, stats = attack()
@@ -221,15 +289,26 @@ def test_bert_attack_through_the_runner(mlm_path):
     from vladv.experiment import run
 
     with registered_plugin(tiny_plugin):
-        [rec] = run(output=False, backbone="tiny", dataset="tiny", attack="bert-attack", progress=False,
-                    device="cpu", attack_options={"mlm": mlm_path})
+        [rec] = run(
+            output=False,
+            backbone="tiny",
+            dataset="tiny",
+            attack="bert-attack",
+            progress=False,
+            device="cpu",
+            attack_options={"mlm": mlm_path},
+        )
     metrics = rec["metrics"]
     assert metrics["budget"]["max_words_changed"] <= 1
     assert metrics["budget"]["max_linf"] == 0
     assert metrics["budget"]["mean_words_changed"] > 0
     assert metrics["adversarial"]["ir_r1"] <= metrics["clean"]["ir_r1"]
-    assert rec["config"]["attack"]["threat_model"] == {"modality": "text", "norm": None,
-                                                       "eps": 0.0, "max_words": 1}
+    assert rec["config"]["attack"]["threat_model"] == {
+        "modality": "text",
+        "norm": None,
+        "eps": 0.0,
+        "max_words": 1,
+    }
 
 
 def test_unknown_objective_is_an_option_error():
@@ -238,8 +317,11 @@ def test_unknown_objective_is_an_option_error():
 
     with pytest.raises(OptionError, match="objective"):
         resolve_options("attack 'bert-attack'", B.BertAttackOptions, {"objective": "text"})
-    opts = resolve_options("attack 'bert-attack'", B.BertAttackOptions,
-                           {"max_words": "2", "reference_compat": "true", "objective": "kl"})
+    opts = resolve_options(
+        "attack 'bert-attack'",
+        B.BertAttackOptions,
+        {"max_words": "2", "reference_compat": "true", "objective": "kl"},
+    )
     assert opts.max_words == 2 and opts.reference_compat and opts.objective == "kl"
 
 

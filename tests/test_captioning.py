@@ -9,10 +9,10 @@ import torch
 
 import vladv
 from vladv.errors import VladvError
+from vladv.pools import caption_key
 from vladv.testing import tiny_dataset
 from vladv_plugins import captioning as C
 from vladv_plugins import captioning_model as M
-from vladv.pools import caption_key
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -28,28 +28,61 @@ def _one_thread():
 def tiny_blip(tmp_path_factory):
     """A randomly initialized BLIP captioner with a locally trained WordPiece tokenizer."""
     from tokenizers import BertWordPieceTokenizer
-    from transformers import (BertTokenizerFast, BlipConfig, BlipForConditionalGeneration,
-                              BlipImageProcessor, BlipProcessor)
+    from transformers import (
+        BertTokenizerFast,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+    )
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     wp = BertWordPieceTokenizer(lowercase=True)
-    wp.train_from_iterator(tiny_dataset(8).captions, vocab_size=120, min_frequency=1,
-                           show_progress=False, special_tokens=specials)
-    tok = BertTokenizerFast(tokenizer_object=wp._tokenizer, unk_token="[UNK]", sep_token="[SEP]",
-                            pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]")
-    text = dict(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                intermediate_size=64, max_position_embeddings=64, encoder_hidden_size=32,
-                bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
-                sep_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)
-    vision = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                  image_size=32, patch_size=8)
+    wp.train_from_iterator(
+        tiny_dataset(8).captions,
+        vocab_size=120,
+        min_frequency=1,
+        show_progress=False,
+        special_tokens=specials,
+    )
+    tok = BertTokenizerFast(
+        tokenizer_object=wp._tokenizer,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+    )
+    text = dict(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        encoder_hidden_size=32,
+        bos_token_id=tok.cls_token_id,
+        eos_token_id=tok.sep_token_id,
+        sep_token_id=tok.sep_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    vision = dict(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=32,
+        patch_size=8,
+    )
     torch.manual_seed(0)
-    model = BlipForConditionalGeneration(BlipConfig(text_config=text, vision_config=vision,
-                                                    projection_dim=32))
+    model = BlipForConditionalGeneration(
+        BlipConfig(text_config=text, vision_config=vision, projection_dim=32)
+    )
     folder = tmp_path_factory.mktemp("tiny-blip")
     model.save_pretrained(folder)
-    BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}),
-                  tokenizer=tok).save_pretrained(folder)
+    BlipProcessor(
+        image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tok
+    ).save_pretrained(folder)
     return folder
 
 
@@ -92,8 +125,9 @@ def test_missing_hf_model_is_a_clear_error(home, tmp_path):
 def test_embedded_captioner_pools(home):
     ds = tiny_dataset(4, image_size=16)
     ctx = vladv.Context(seed=0, progress=False)
-    opts = C.CaptionOptions(num_captions=3, pretrain_steps=3, pretrain_images=12, batch_size=3,
-                            max_length=12)
+    opts = C.CaptionOptions(
+        num_captions=3, pretrain_steps=3, pretrain_images=12, batch_size=3, max_length=12
+    )
     path = C.prepare_captioner(opts, ctx)
     assert {"model.safetensors", "config.json", "training.json"} <= {p.name for p in path.iterdir()}
     assert path.parent == home / "models" and path.name.startswith(C.EMBEDDED_CAPTIONER)
@@ -145,8 +179,9 @@ def test_caption_quality_of_ground_truth():
 def test_caption_quality_color_accuracy_on_synthetic_aerial(tmp_path):
     """The color accuracy reads the dataset's scenes and color words (no plugin module import)."""
     spec = vladv.get_registry().get("dataset", "synthetic-aerial")
-    ds = spec.factory(spec.options(train_size=6, test_size=4, image_size=16),
-                      vladv.Context(home=tmp_path), "test")
+    ds = spec.factory(
+        spec.options(train_size=6, test_size=4, image_size=16), vladv.Context(home=tmp_path), "test"
+    )
     truth = [[ds.captions[t] for t in ids] for ids in ds.img2txt]
     wrong = [[f"a {'red' if s.color != 'red' else 'blue'} house"] for s in ds.scenes]
     assert 0.0 < C.caption_quality(truth, ds)["color_acc"] <= 1.0

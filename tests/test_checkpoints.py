@@ -28,11 +28,14 @@ def test_weights_only_torch_file_loads(tmp_path):
     assert set(load_state_dict(tmp_path / "m.pt")) == set(model.state_dict())
 
 
-@pytest.mark.parametrize("name,payload,match", [
-    ("bad.safetensors", b"not a safetensors file", "corrupt safetensors"),
-    ("evil.pt", pickle.dumps(Evil()), "cannot load checkpoint"),
-    ("list.pt", None, "does not hold a state dict"),
-])
+@pytest.mark.parametrize(
+    "name,payload,match",
+    [
+        ("bad.safetensors", b"not a safetensors file", "corrupt safetensors"),
+        ("evil.pt", pickle.dumps(Evil()), "cannot load checkpoint"),
+        ("list.pt", None, "does not hold a state dict"),
+    ],
+)
 def test_corrupt_or_untrusted_checkpoints_are_refused(tmp_path, capsys, name, payload, match):
     path = tmp_path / name
     if payload is None:

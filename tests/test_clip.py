@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+import vladv
+from vladv.checkpoints import load_state_dict, read_metadata, save_state_dict
+from vladv.errors import CheckpointError, OptionError, VladvError
 from vladv_plugins import clip_pretrain
 from vladv_plugins.clip import (
     ClipBackbone,
@@ -13,10 +17,6 @@ from vladv_plugins.clip import (
     prepare_clip,
 )
 from vladv_plugins.synthetic import SyntheticOptions, load_synthetic
-
-import vladv
-from vladv.checkpoints import load_state_dict, read_metadata, save_state_dict
-from vladv.errors import CheckpointError, OptionError, VladvError
 
 TINY = {"pretrain_steps": 4, "pretrain_batch_size": 16, "pretrain_images": 32, "pretrain_warmup": 1}
 
@@ -53,7 +53,10 @@ def test_embeddings_normalized(tiny):
     assert img.shape == (3, d) and txt.shape == (3, d)
     assert torch.allclose(img.norm(dim=-1), torch.ones(3), atol=1e-5)
     assert torch.allclose(txt.norm(dim=-1), torch.ones(3), atol=1e-5)
-    assert tiny.tokenize(["x"]).shape == (1, clip_pretrain.TINY_CONFIG["text_cfg"]["context_length"])
+    assert tiny.tokenize(["x"]).shape == (
+        1,
+        clip_pretrain.TINY_CONFIG["text_cfg"]["context_length"],
+    )
     # other pixel sizes go through the differentiable resize
     assert tiny.encode_image(torch.rand(1, 3, 96, 80)).shape == (1, d)
 
@@ -87,7 +90,9 @@ def test_save_load_roundtrip(tiny, ctx, tmp_path):
         for p in fresh.parameters():
             p.add_(0.1)
     fresh.load_weights(path)
-    assert torch.equal(fresh.encode_image(x), ref_i) and torch.equal(fresh.encode_text(texts), ref_t)
+    assert torch.equal(fresh.encode_image(x), ref_i) and torch.equal(
+        fresh.encode_text(texts), ref_t
+    )
     # the same file as a local checkpoint option (vladv "model." keys are accepted)
     other = build_clip(ClipOptions(checkpoint=str(path)), ctx)
     assert torch.equal(other.encode_image(x), ref_i)
@@ -153,8 +158,17 @@ def test_training_lowers_loss(ctx):
     model = create_open_clip(clip_pretrain.DEFAULT_MODEL)
     backbone = ClipBackbone(model, clip_pretrain.get_tokenizer(clip_pretrain.DEFAULT_MODEL))
     tokens = backbone.tokenize(data.captions).view(8, 5, -1)
-    losses = clip_pretrain.train_clip(model, backbone.preprocess, data.images, tokens, steps=12,
-                                      batch_size=8, lr=2e-3, warmup=2, seed=0)
+    losses = clip_pretrain.train_clip(
+        model,
+        backbone.preprocess,
+        data.images,
+        tokens,
+        steps=12,
+        batch_size=8,
+        lr=2e-3,
+        warmup=2,
+        seed=0,
+    )
     assert len(losses) == 12 and sum(losses[-3:]) / 3 < losses[0] - 0.5
 
 
@@ -173,9 +187,18 @@ def test_pretraining_noise_keeps_special_tokens_and_is_seeded(ctx):
     def losses(text_noise: float, image_noise: float) -> list[float]:
         torch.manual_seed(0)
         model = create_open_clip(clip_pretrain.DEFAULT_MODEL)
-        return clip_pretrain.train_clip(model, backbone.preprocess, data.images, tokens, steps=3,
-                                        batch_size=8, lr=2e-3, seed=0, text_noise=text_noise,
-                                        image_noise=image_noise)
+        return clip_pretrain.train_clip(
+            model,
+            backbone.preprocess,
+            data.images,
+            tokens,
+            steps=3,
+            batch_size=8,
+            lr=2e-3,
+            seed=0,
+            text_noise=text_noise,
+            image_noise=image_noise,
+        )
 
     clean = losses(0.0, 0.0)
     assert losses(0.5, 0.0) == losses(0.5, 0.0) != clean  # seeded, and it changes the captions

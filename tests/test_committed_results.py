@@ -49,7 +49,9 @@ def test_the_table_is_the_mean_and_std_of_the_seeds(grid_report):
         assert float(row["adversarial_tr_r1_std"]) == pytest.approx(statistics.stdev(adv))
         clean = [r["metrics"]["clean"]["ir_r1"] for r in recs]
         assert float(row["clean_ir_r1_mean"]) == pytest.approx(statistics.fmean(clean))
-    assert {"none", "tecoa", "fare", "mat", "mat+eda", "mat+caption"} == {r["defense"] for r in rows}
+    assert {"none", "tecoa", "fare", "mat", "mat+eda", "mat+caption"} == {
+        r["defense"] for r in rows
+    }
     png = Path(out["files"]["defenses_attacks"]).read_bytes()
     assert png[:4] == b"\x89PNG" and len(png) > 20_000
 
@@ -63,19 +65,26 @@ def test_the_gallery_shows_the_committed_examples(grid_report):
     assert text.count("<h2>") == len(with_examples)
     sources = re.findall(r"<img src='([^']+)'", text)
     assert len(sources) == 3 * sum(
-        len(json.loads((folder / r["examples"]).read_text())["examples"]) for r in with_examples)
+        len(json.loads((folder / r["examples"]).read_text())["examples"]) for r in with_examples
+    )
     assert all((page.parent / s).resolve().is_file() for s in sources)
     # text attacks changed at most one word per caption, and the page marks it
     for rec in with_examples:
         index = json.loads((folder / rec["examples"]).read_text())
         for ex in index["examples"]:
             for clean, adv in zip(ex["clean_texts"], ex["adv_texts"], strict=True):
-                assert words_changed(clean, adv) <= (rec["config"]["attack"]["threat_model"]["max_words"] or 0)
+                assert words_changed(clean, adv) <= (
+                    rec["config"]["attack"]["threat_model"]["max_words"] or 0
+                )
     assert "<mark>" in text
     titles = re.findall(r"<h2>([^<]*)</h2>", text)
     assert [t.split(" · ")[0] for t in titles] == ["none"] * 4 + ["tecoa"] * 4 + ["mat"] * 4
     assert [t.split(" · ")[1].split()[0] for t in titles[:4]] == [
-        "pgd", "bert-attack", "co-attack", "sga"]  # the grid's order
+        "pgd",
+        "bert-attack",
+        "co-attack",
+        "sga",
+    ]  # the grid's order
 
 
 def test_the_eps_sweep_report_draws_one_line_per_defense(tmp_path):

@@ -24,7 +24,8 @@ def _fit(defense_cls, options_cls, given, monkeypatch, augmenters=()):
     real = module.train
     monkeypatch.setattr(module, "train", lambda *a, **k: losses.extend(real(*a, **k)) or losses)
     fitted = defense_cls(opts, Context(progress=False)).fit(
-        model, tiny_dataset(8, seed=4, split="train"), list(augmenters))
+        model, tiny_dataset(8, seed=4, split="train"), list(augmenters)
+    )
     return before, fitted, losses
 
 
@@ -32,8 +33,9 @@ def _changed(before, after):
     return {k for k in before if not torch.equal(before[k], after.state_dict()[k])}
 
 
-@pytest.mark.parametrize("cls,opts,extra", [(TeCoA, TeCoAOptions, {}),
-                                            (FARE, FAREOptions, {"pgd_steps": "3"})])
+@pytest.mark.parametrize(
+    "cls,opts,extra", [(TeCoA, TeCoAOptions, {}), (FARE, FAREOptions, {"pgd_steps": "3"})]
+)
 def test_unimodal_defenses_train_only_the_image_tower(cls, opts, extra, monkeypatch):
     before, model, losses = _fit(cls, opts, extra, monkeypatch)
     changed = _changed(before, model)
@@ -42,8 +44,14 @@ def test_unimodal_defenses_train_only_the_image_tower(cls, opts, extra, monkeypa
 
 
 def test_defense_is_cached_by_configuration(tiny, tmp_path, capsys):
-    kw = dict(backbone="tiny", dataset="tiny", defense="tecoa", progress=False, output=False,
-              defense_options={"steps": "2", "batch_size": "4"})
+    kw = dict(
+        backbone="tiny",
+        dataset="tiny",
+        defense="tecoa",
+        progress=False,
+        output=False,
+        defense_options={"steps": "2", "batch_size": "4"},
+    )
     first = run(**kw)[0]
     out = capsys.readouterr()
     assert "training defense" in out.out + out.err

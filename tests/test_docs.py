@@ -10,8 +10,9 @@ def test_cli_reference_matches_help():
     spec = importlib.util.spec_from_file_location("gen_cli", ROOT / "docs" / "gen_cli.py")
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
-    assert (ROOT / "docs" / "cli.md").read_text() == gen.render(), \
+    assert (ROOT / "docs" / "cli.md").read_text() == gen.render(), (
         "docs/cli.md is stale: run `python docs/gen_cli.py > docs/cli.md`"
+    )
 
 
 def test_readme_starts_with_the_two_commands():
@@ -19,7 +20,10 @@ def test_readme_starts_with_the_two_commands():
     main = text.index("<!-- main-command -->")
     test = text.index("<!-- test-command -->")
     assert main < test < text.index("## ")
-    assert "vladv run" in text[main:test] and "pytest" in text[test:text.index("<!-- /test-command -->")]
+    assert (
+        "vladv run" in text[main:test]
+        and "pytest" in text[test : text.index("<!-- /test-command -->")]
+    )
 
 
 def _slug(heading: str) -> str:
@@ -28,14 +32,20 @@ def _slug(heading: str) -> str:
 
 
 def _anchors(doc: Path) -> set[str]:
-    return {_slug(line.lstrip("#")) for line in doc.read_text().splitlines()
-            if line.startswith("#")}
+    return {
+        _slug(line.lstrip("#")) for line in doc.read_text().splitlines() if line.startswith("#")
+    }
 
 
 def test_doc_links_and_algorithm_citations_resolve():
     """Every `name.md#anchor` in docs, README, code and tests names a heading of docs/name.md."""
-    files = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "vladv").glob("*.py"),
-             *(ROOT / "plugins").rglob("*.py"), *(ROOT / "tests").glob("*.py")]
+    files = [
+        ROOT / "README.md",
+        *(ROOT / "docs").glob("*.md"),
+        *(ROOT / "vladv").glob("*.py"),
+        *(ROOT / "plugins").rglob("*.py"),
+        *(ROOT / "tests").glob("*.py"),
+    ]
     missing = "ALGORITHMS" + ".md"  # the retired file: cite docs/algorithms.md
     for path in files:
         text = path.read_text()
@@ -57,16 +67,33 @@ def test_hook_reference_names_every_field_and_argument():
 
     text = (ROOT / "docs" / "hooks.md").read_text()
     names = {f"{h}()" for h in hookspecs.HOOKS.values()}
-    for cls in (vladv.AttackSpec, vladv.AugmenterSpec, vladv.Context, vladv.PairBatch,
-                vladv.ThreatModel, vladv.AttackOutput, training.TrainingOptions,
-                training.TrainBatch, testing.NoiseAttackOptions):
+    for cls in (
+        vladv.AttackSpec,
+        vladv.AugmenterSpec,
+        vladv.Context,
+        vladv.PairBatch,
+        vladv.ThreatModel,
+        vladv.AttackOutput,
+        training.TrainingOptions,
+        training.TrainBatch,
+        testing.NoiseAttackOptions,
+    ):
         names |= {f.name for f in dataclasses.fields(cls)}
     names |= set(Backbone.__abstractmethods__)
-    for func in (training.train, training.PairSampler, training.contrastive_loss,
-                 training.step_generator, testing.registered_plugin, testing.isolated_registry):
+    for func in (
+        training.train,
+        training.PairSampler,
+        training.contrastive_loss,
+        training.step_generator,
+        testing.registered_plugin,
+        testing.isolated_registry,
+    ):
         names |= set(inspect.signature(func).parameters) - {"self", "salt"}
-    undocumented = sorted(n for n in names if not any(
-        form.format(n) in text for form in ("`{}`", "{}(", " {},", "({},", "{}=")))
+    undocumented = sorted(
+        n
+        for n in names
+        if not any(form.format(n) in text for form in ("`{}`", "{}(", " {},", "({},", "{}="))
+    )
     assert not undocumented, f"docs/hooks.md does not mention {undocumented}"
 
 
@@ -106,16 +133,45 @@ def test_plugins_md_package_installs_is_listed_and_its_test_passes(tmp_path):
     (package / "pyproject.toml").write_text(pyproject)
     (package / "tests" / "test_foo.py").write_text(test)
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(site), str(package)], capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(package),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert install.returncode == 0, install.stderr[-3000:]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
-           "VLADV_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
-    listing = subprocess.run([sys.executable, "-m", "vladv", "plugins", "--json"], env=env,
-                             capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+        "VLADV_HOME": str(tmp_path / "home"),
+        "OMP_NUM_THREADS": "1",
+    }
+    listing = subprocess.run(
+        [sys.executable, "-m", "vladv", "plugins", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     data = json.loads(listing.stdout)
     [row] = [p for p in data["plugins"] if p["name"] == "fgsm"]
     assert row["distribution"] == "vladv-foo" and not data["broken"]
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-                         cwd=package, env=env, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=package,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout[-3000:] + run.stderr[-3000:]

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import os
-
 import random
 from pathlib import Path
 
 import pytest
 
 import vladv
+from vladv import pools as P
 from vladv.errors import OptionError, VladvError
+from vladv.kit import text as T
 from vladv.options import resolve_options
 from vladv.testing import tiny_dataset
-from vladv import pools as P
 from vladv_plugins import eda as E
-from vladv.kit import text as T
 
 WORDS = [f"w{c}" for c in "abcdefghijklmnopqrst"]
 FAKE = {w: [f"s{w[1:]}", f"t{w[1:]}"] for w in WORDS}  # wa -> sa, ta
@@ -95,15 +94,39 @@ def test_rd_probabilities_and_edge_cases():
 
 def test_counts_follow_the_alphas():
     sentence = " ".join(WORDS)  # n = 20
-    out = E.eda(sentence, alpha_sr=0.25, alpha_ri=0, alpha_rs=0, p_rd=0, num_aug=3,
-                rng=random.Random(0), synonyms=fake)
+    out = E.eda(
+        sentence,
+        alpha_sr=0.25,
+        alpha_ri=0,
+        alpha_rs=0,
+        p_rd=0,
+        num_aug=3,
+        rng=random.Random(0),
+        synonyms=fake,
+    )
     for s in out[:-1]:
         assert sum(a != b for a, b in zip(WORDS, s.split(), strict=True)) == 5  # ⌊0.25·20⌋
-    out = E.eda(sentence, alpha_sr=0, alpha_ri=0.15, alpha_rs=0, p_rd=0, num_aug=2,
-                rng=random.Random(0), synonyms=fake)
+    out = E.eda(
+        sentence,
+        alpha_sr=0,
+        alpha_ri=0.15,
+        alpha_rs=0,
+        p_rd=0,
+        num_aug=2,
+        rng=random.Random(0),
+        synonyms=fake,
+    )
     assert all(len(s.split()) == 23 for s in out[:-1])  # ⌊0.15·20⌋ = 3 insertions
-    out = E.eda(sentence, alpha_sr=0.001, alpha_ri=0, alpha_rs=0, p_rd=0, num_aug=1,
-                rng=random.Random(0), synonyms=fake)
+    out = E.eda(
+        sentence,
+        alpha_sr=0.001,
+        alpha_ri=0,
+        alpha_rs=0,
+        p_rd=0,
+        num_aug=1,
+        rng=random.Random(0),
+        synonyms=fake,
+    )
     assert sum(a != b for a, b in zip(WORDS, out[0].split(), strict=True)) == 1  # max(1, 0)
 
 
@@ -113,11 +136,21 @@ def test_eda_driver_shape_and_original_last():
     assert len(out) == 10 and out[-1] == "a red car near the wc house"
     assert all(s2 == E.clean_text(s2) for s2 in out)
     # per op ⌊9/4⌋+1 = 3 candidates: only RD enabled → 3 augmented + original
-    only_rd = E.eda(s, alpha_sr=0, alpha_ri=0, alpha_rs=0, p_rd=0.5, num_aug=9,
-                    rng=random.Random(0), synonyms=fake)
+    only_rd = E.eda(
+        s,
+        alpha_sr=0,
+        alpha_ri=0,
+        alpha_rs=0,
+        p_rd=0.5,
+        num_aug=9,
+        rng=random.Random(0),
+        synonyms=fake,
+    )
     assert len(only_rd) == 4
     # num_aug < 1: each candidate kept with probability num_aug / #candidates
-    sizes = [len(E.eda(s, num_aug=0.5, rng=random.Random(i), synonyms=fake)) - 1 for i in range(200)]
+    sizes = [
+        len(E.eda(s, num_aug=0.5, rng=random.Random(i), synonyms=fake)) - 1 for i in range(200)
+    ]
     assert 0.3 < sum(sizes) / len(sizes) < 0.7
     assert E.eda("Hello!", num_aug=4, rng=random.Random(0), synonyms=fake)[-1] == "hello"
     assert E.eda("?!", rng=random.Random(0), synonyms=fake) == [""]
@@ -138,8 +171,11 @@ def test_eda_is_deterministic_and_leaves_global_random_alone():
 def test_options_validate():
     assert resolve_options("augmenter 'eda'", E.EdaOptions, {}).num_aug == 4
     with pytest.raises(OptionError, match="at least one"):
-        resolve_options("augmenter 'eda'", E.EdaOptions,
-                        {"alpha_sr": 0, "alpha_ri": 0, "alpha_rs": 0, "p_rd": 0})
+        resolve_options(
+            "augmenter 'eda'",
+            E.EdaOptions,
+            {"alpha_sr": 0, "alpha_ri": 0, "alpha_rs": 0, "p_rd": 0},
+        )
     with pytest.raises(OptionError, match="p_rd"):
         resolve_options("augmenter 'eda'", E.EdaOptions, {"p_rd": "2"})
 
@@ -214,8 +250,11 @@ def test_eda_with_wordnet_changes_words_for_synonyms(wordnet):
 # Pools
 # ----------------------------------------------------------------------------------------------
 def test_dedupe_captions():
-    out = P.dedupe_captions(["A red car.", "a red car", "", "the blue car", "New one"],
-                            ground_truth=["The blue car!"], limit=2)
+    out = P.dedupe_captions(
+        ["A red car.", "a red car", "", "the blue car", "New one"],
+        ground_truth=["The blue car!"],
+        limit=2,
+    )
     assert out == ["A red car.", "New one"]
 
 
@@ -250,5 +289,8 @@ def test_entry_points_and_specs():
     assert eps["eda"] == "vladv_plugins.eda" and eps["image-aug"] == "vladv_plugins.image_aug"
     assert eps["caption"] == "vladv_plugins.captioning"
     specs = [*E.vladv_augmenters(), *image_aug.vladv_augmenters(), *captioning.vladv_augmenters()]
-    assert [(s.name, s.modality) for s in specs] == [("eda", "text"), ("image-aug", "image"),
-                                                      ("caption", "text")]
+    assert [(s.name, s.modality) for s in specs] == [
+        ("eda", "text"),
+        ("image-aug", "image"),
+        ("caption", "text"),
+    ]

@@ -21,26 +21,65 @@ ROOT = Path(__file__).resolve().parent.parent
 def installed_example(tmp_path_factory):
     target = tmp_path_factory.mktemp("site")
     res = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(ROOT / "examples" / "vladv-example-plugin")],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(ROOT / "examples" / "vladv-example-plugin"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     return target
 
 
 def test_example_plugin_package_installs_and_runs(installed_example, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(installed_example), "VLADV_HOME": str(tmp_path)}
-    listing = subprocess.run([sys.executable, "-m", "vladv", "plugins", "--json"], env=env,
-                             capture_output=True, text=True, timeout=300)
+    listing = subprocess.run(
+        [sys.executable, "-m", "vladv", "plugins", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     fgsm = [p for p in json.loads(listing.stdout)["plugins"] if p["name"] == "fgsm"]
     assert fgsm and fgsm[0]["distribution"] == "vladv-example-plugin"
     res = subprocess.run(
-        [sys.executable, "-m", "vladv", "run", "--plugin", str(ROOT / "tests" / "tiny_world.py"),
-         "--backbone", "tiny", "--dataset", "tiny", "--attack", "fgsm", "--attack-opt",
-         "eps=4/255", "--output", str(tmp_path / "out"), "-q", "--json"],
-        env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "vladv",
+            "run",
+            "--plugin",
+            str(ROOT / "tests" / "tiny_world.py"),
+            "--backbone",
+            "tiny",
+            "--dataset",
+            "tiny",
+            "--attack",
+            "fgsm",
+            "--attack-opt",
+            "eps=4/255",
+            "--output",
+            str(tmp_path / "out"),
+            "-q",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
-    [rec] = json.loads(res.stdout[res.stdout.index("["):])
+    [rec] = json.loads(res.stdout[res.stdout.index("[") :])
     assert rec["metrics"]["budget"]["max_linf"] == pytest.approx(4 / 255, abs=1e-6)
     assert rec["versions"]["plugins"]["attack"]["distribution"] == "vladv-example-plugin"
 
@@ -55,21 +94,30 @@ def _tiny_run(real, mlm):
         return {value} if isinstance(value, str) else set(value or ())
 
     def run_tiny(**kw):
-        kw["attack_options"] = {**(kw.get("attack_options") or {}), "steps": "2",
-                                **({"mlm": mlm} if TEXT_ATTACKS & names(kw.get("attack")) else {})}
+        kw["attack_options"] = {
+            **(kw.get("attack_options") or {}),
+            "steps": "2",
+            **({"mlm": mlm} if TEXT_ATTACKS & names(kw.get("attack")) else {}),
+        }
         defenses = names(kw.get("defense"))
         if defenses - {"none"}:  # MAT's inner text attack gets the tiny MLM too (no pretraining)
-            kw["defense_options"] = {"steps": "2", "batch_size": "4",
-                                     **({"mlm": mlm} if "mat" in defenses else {})}
-        kw.update(backbone="tiny", dataset="tiny", progress=False,
-                  dataset_options={"n_images": 4, "captions_per_image": 2})
+            kw["defense_options"] = {
+                "steps": "2",
+                "batch_size": "4",
+                **({"mlm": mlm} if "mat" in defenses else {}),
+            }
+        kw.update(
+            backbone="tiny",
+            dataset="tiny",
+            progress=False,
+            dataset_options={"n_images": 4, "captions_per_image": 2},
+        )
         return real(**kw)
 
     return run_tiny
 
 
-@pytest.mark.parametrize("script", sorted((ROOT / "examples").glob("*.py")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("script", sorted((ROOT / "examples").glob("*.py")), ids=lambda p: p.name)
 def test_example_scripts_run(script, tiny_mlm, monkeypatch, tmp_path, capsys):
     monkeypatch.chdir(tmp_path)  # the scripts write runs/... under the working directory
     monkeypatch.setenv("VLADV_HOME", str(tmp_path / "home"))
@@ -84,25 +132,50 @@ def test_example_scripts_run(script, tiny_mlm, monkeypatch, tmp_path, capsys):
 
 
 def test_synthetic_experiment_file_resolves():
-    cells = run(output=False, config=ROOT / "experiments" / "synthetic_aerial.toml", dry_run=True,
-                progress=False)
+    cells = run(
+        output=False,
+        config=ROOT / "experiments" / "synthetic_aerial.toml",
+        dry_run=True,
+        progress=False,
+    )
     assert len(cells) == 6 * 4 * 3
     assert {c["attack"]["name"] for c in cells} == {"pgd", "bert-attack", "co-attack", "sga"}
     assert {(c["defense"]["name"], len(c["augmenters"])) for c in cells} == {
-        ("none", 0), ("tecoa", 0), ("fare", 0), ("mat", 0), ("mat", 1)}
+        ("none", 0),
+        ("tecoa", 0),
+        ("fare", 0),
+        ("mat", 0),
+        ("mat", 1),
+    }
 
 
 def test_eps_sweep_reuses_the_grid_models():
-    grid = run(output=False, config=ROOT / "experiments" / "synthetic_aerial.toml", dry_run=True, progress=False)
-    sweep = run(output=False, config=ROOT / "experiments" / "synthetic_aerial_eps.toml", dry_run=True,
-                progress=False)
+    grid = run(
+        output=False,
+        config=ROOT / "experiments" / "synthetic_aerial.toml",
+        dry_run=True,
+        progress=False,
+    )
+    sweep = run(
+        output=False,
+        config=ROOT / "experiments" / "synthetic_aerial_eps.toml",
+        dry_run=True,
+        progress=False,
+    )
     assert len(sweep) == 6 * 5
     assert sorted({round(c["attack"]["options"]["eps"] * 255, 1) for c in sweep}) == [
-        0.5, 1.0, 2.0, 4.0, 8.0]
+        0.5,
+        1.0,
+        2.0,
+        4.0,
+        8.0,
+    ]
 
     def model(c):
-        return json.dumps({k: c[k] for k in ("backbone", "dataset", "defense", "augmenters",
-                                             "seed")}, sort_keys=True)
+        return json.dumps(
+            {k: c[k] for k in ("backbone", "dataset", "defense", "augmenters", "seed")},
+            sort_keys=True,
+        )
 
     assert {model(c) for c in sweep} <= {model(c) for c in grid}  # same cached defenses
 
@@ -111,15 +184,33 @@ def _rsicd_fixture(folder: Path) -> Path:
     """A tiny RSICD-format dataset: Karpathy JSON + 224×224 JPEGs, duplicated captions."""
     (folder / "RSICD_images").mkdir(parents=True)
     images = []
-    for i, (scene, color) in enumerate([("airport", (200, 200, 200)), ("forest", (20, 120, 30)),
-                                        ("beach", (230, 210, 150)), ("river", (40, 80, 200)),
-                                        ("farmland", (120, 160, 60)), ("desert", (220, 180, 100))]):
+    for i, (scene, color) in enumerate(
+        [
+            ("airport", (200, 200, 200)),
+            ("forest", (20, 120, 30)),
+            ("beach", (230, 210, 150)),
+            ("river", (40, 80, 200)),
+            ("farmland", (120, 160, 60)),
+            ("desert", (220, 180, 100)),
+        ]
+    ):
         name = f"{scene}_{i}.jpg"
         Image.new("RGB", (224, 224), color).save(folder / "RSICD_images" / name)
-        raw = [f"many buildings near a {scene} .", f"a {scene} is shown .",
-               f"a {scene} is shown .", f"this is a {scene} .", f"a {scene} is shown ."]
-        images.append({"filename": name, "imgid": i, "split": "test" if i >= 3 else "train",
-                       "sentences": [{"raw": r, "tokens": r.split()} for r in raw]})
+        raw = [
+            f"many buildings near a {scene} .",
+            f"a {scene} is shown .",
+            f"a {scene} is shown .",
+            f"this is a {scene} .",
+            f"a {scene} is shown .",
+        ]
+        images.append(
+            {
+                "filename": name,
+                "imgid": i,
+                "split": "test" if i >= 3 else "train",
+                "sentences": [{"raw": r, "tokens": r.split()} for r in raw],
+            }
+        )
     path = folder / "dataset_rsicd.json"
     path.write_text(json.dumps({"images": images, "dataset": "rsicd"}))
     return path
@@ -127,14 +218,30 @@ def _rsicd_fixture(folder: Path) -> Path:
 
 def test_rsicd_experiment_runs_on_a_tiny_fixture(tiny, tmp_path):
     data = _rsicd_fixture(tmp_path / "RSICD")
-    opts = {"path": str(data), "image_root": str(tmp_path / "RSICD" / "RSICD_images"),
-            "image_size": "32"}
-    cells = run(output=False, config=ROOT / "experiments" / "rsicd.toml", dataset_options=opts, dry_run=True,
-                progress=False)
+    opts = {
+        "path": str(data),
+        "image_root": str(tmp_path / "RSICD" / "RSICD_images"),
+        "image_size": "32",
+    }
+    cells = run(
+        output=False,
+        config=ROOT / "experiments" / "rsicd.toml",
+        dataset_options=opts,
+        dry_run=True,
+        progress=False,
+    )
     assert len(cells) == 72 and cells[0]["dataset"]["options"]["path"] == str(data)
-    [rec] = run(config=ROOT / "experiments" / "rsicd.toml", backbone="tiny", defense="none",
-                attack="pgd", seed=0, dataset_options=opts, attack_options={"steps": "2"},
-                output=tmp_path / "out", progress=False)
+    [rec] = run(
+        config=ROOT / "experiments" / "rsicd.toml",
+        backbone="tiny",
+        defense="none",
+        attack="pgd",
+        seed=0,
+        dataset_options=opts,
+        attack_options={"steps": "2"},
+        output=tmp_path / "out",
+        progress=False,
+    )
     assert rec["data"]["images"] == 3 and rec["data"]["texts"] == 15
     assert rec["config"]["dataset"]["name"] == "karpathy"
     assert rec["metrics"]["budget"]["max_linf"] <= 2 / 255 + 1e-6
@@ -143,10 +250,19 @@ def test_rsicd_experiment_runs_on_a_tiny_fixture(tiny, tmp_path):
 @pytest.mark.parametrize("name", ["rsicd", "rsicd_published", "flickr30k"])
 def test_real_data_experiments_use_fine_tuning_recipes(tiny, tmp_path, name):
     data = _rsicd_fixture(tmp_path / "RSICD")
-    opts = {"path": str(data), "image_root": str(tmp_path / "RSICD" / "RSICD_images"),
-            "train_path": str(data), "image_size": "32"}
-    cells = run(output=False, config=ROOT / "experiments" / f"{name}.toml", dataset_options=opts, dry_run=True,
-                progress=False)
+    opts = {
+        "path": str(data),
+        "image_root": str(tmp_path / "RSICD" / "RSICD_images"),
+        "train_path": str(data),
+        "image_size": "32",
+    }
+    cells = run(
+        output=False,
+        config=ROOT / "experiments" / f"{name}.toml",
+        dataset_options=opts,
+        dry_run=True,
+        progress=False,
+    )
     assert len(cells) == 72
     for cell in cells:
         defense = cell["defense"]

@@ -24,10 +24,22 @@ FAMILIES = ("clip", "align", "siglip", "blip")
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = sorted({"a", "number", "photo", "of", *COLORS, *THINGS, *PLACES, *map(str, range(10))})
 VOCAB = 64
-TEXT = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-            num_attention_heads=2, max_position_embeddings=16)
-VIT = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2,
-           image_size=32, patch_size=8)
+TEXT = dict(
+    vocab_size=VOCAB,
+    hidden_size=32,
+    intermediate_size=37,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    max_position_embeddings=16,
+)
+VIT = dict(
+    hidden_size=32,
+    intermediate_size=37,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    image_size=32,
+    patch_size=8,
+)
 # Tolerance of preprocessing against the HF image processor, in [0, 1] pixel units. vladv
 # reproduces PIL's resampling filters (transformers' PIL processors call PIL, its torchvision
 # processors reimplement it for uint8) but stays in float so gradients flow: HF rounds each
@@ -44,11 +56,19 @@ def _tokenizer(folder):
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
-        special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
+    )
     hf = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]", model_max_length=16)
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=16,
+    )
     hf.save_pretrained(folder)
 
 
@@ -56,24 +76,47 @@ def _model_and_processor(family):
     t = transformers
     size = {"height": 32, "width": 32}
     if family == "clip":
-        cfg = t.CLIPConfig(text_config={**TEXT, "eos_token_id": 3, "bos_token_id": 2,
-                                        "pad_token_id": 0}, vision_config=VIT, projection_dim=16)
+        cfg = t.CLIPConfig(
+            text_config={**TEXT, "eos_token_id": 3, "bos_token_id": 2, "pad_token_id": 0},
+            vision_config=VIT,
+            projection_dim=16,
+        )
         return t.CLIPModel(cfg), t.CLIPImageProcessor(size={"shortest_edge": 36}, crop_size=size)
     if family == "siglip":
         cfg = t.SiglipConfig(text_config=TEXT, vision_config=VIT)
         return t.SiglipModel(cfg), t.SiglipImageProcessor(size=size)
     if family == "blip":
-        cfg = t.BlipConfig(text_config={**TEXT, "encoder_hidden_size": 32}, vision_config=VIT,
-                           image_text_hidden_size=16, projection_dim=16)
+        cfg = t.BlipConfig(
+            text_config={**TEXT, "encoder_hidden_size": 32},
+            vision_config=VIT,
+            image_text_hidden_size=16,
+            projection_dim=16,
+        )
         return t.BlipForImageTextRetrieval(cfg), t.BlipImageProcessor(size=size)
     # ALIGN: a two-stage EfficientNet (~20k parameters); its embedding size is the last stage's
-    vision = dict(image_size=32, width_coefficient=1.0, depth_coefficient=1.0, kernel_sizes=[3, 3],
-                  in_channels=[32, 16], out_channels=[16, 24], depthwise_padding=[],
-                  strides=[1, 2], num_block_repeats=[1, 1], expand_ratios=[1, 6], hidden_dim=64)
-    cfg = t.AlignConfig(text_config=TEXT, vision_config=vision, projection_dim=24,
-                        temperature_init_value=0.5)
-    proc = t.EfficientNetImageProcessor(size={"height": 36, "width": 36}, crop_size=size,
-                                        do_center_crop=True, rescale_offset=True, include_top=True)
+    vision = dict(
+        image_size=32,
+        width_coefficient=1.0,
+        depth_coefficient=1.0,
+        kernel_sizes=[3, 3],
+        in_channels=[32, 16],
+        out_channels=[16, 24],
+        depthwise_padding=[],
+        strides=[1, 2],
+        num_block_repeats=[1, 1],
+        expand_ratios=[1, 6],
+        hidden_dim=64,
+    )
+    cfg = t.AlignConfig(
+        text_config=TEXT, vision_config=vision, projection_dim=24, temperature_init_value=0.5
+    )
+    proc = t.EfficientNetImageProcessor(
+        size={"height": 36, "width": 36},
+        crop_size=size,
+        do_center_crop=True,
+        rescale_offset=True,
+        include_top=True,
+    )
     return t.AlignModel(cfg), proc
 
 
@@ -92,8 +135,10 @@ def folders(tmp_path_factory):
 
 
 def _build(folder, **given):
-    return build_hf(resolve_options("backbone 'hf'", HFOptions, {"model": folder, **given}),
-                    ex.make_context("cpu", progress=False))
+    return build_hf(
+        resolve_options("backbone 'hf'", HFOptions, {"model": folder, **given}),
+        ex.make_context("cpu", progress=False),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +149,15 @@ def backbones(folders):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_pgd_experiment_runs_end_to_end(folders, family):
     with registered_plugin(tiny_plugin):
-        [rec] = ex.run(backbone="hf", backbone_options={"model": folders[family]},
-                       dataset="tiny", attack="pgd", attack_options={"steps": "2"},
-                       progress=False, device="cpu")
+        [rec] = ex.run(
+            backbone="hf",
+            backbone_options={"model": folders[family]},
+            dataset="tiny",
+            attack="pgd",
+            attack_options={"steps": "2"},
+            progress=False,
+            device="cpu",
+        )
     m = rec["metrics"]
     assert set(m["clean"]) >= {"tr_r1", "ir_r1", "rsum"} and set(m["adversarial"]) >= {"tr_r1"}
     assert m["budget"]["max_linf"] <= 2 / 255 + 1e-6
@@ -132,7 +183,9 @@ def test_embeddings_normalized_and_differentiable(backbones, family):
 def test_text_padding_does_not_change_embeddings(backbones, family):
     bb = backbones[family]
     tokens = bb.tokenize(["a red house", "a green field beside a lake number 3"])
-    assert set(tokens) <= {"input_ids", "attention_mask"} and tokens["input_ids"].device.type == "cpu"
+    assert (
+        set(tokens) <= {"input_ids", "attention_mask"} and tokens["input_ids"].device.type == "cpu"
+    )
     if family == "siglip":  # SigLIP is padded to max_length, as it was trained
         assert tokens["input_ids"].shape[1] == 16
     alone = bb.encode_text(["a red house"])
@@ -166,8 +219,9 @@ def test_resampling_matches_pil_filters(mode):
         row = rng.integers(0, 256, (3, width), dtype=np.uint8)
         pil = Image.fromarray(row).resize((out, 3), getattr(Image, mode.upper()))
         ours = torch.from_numpy(row).double() @ resample_matrix(width, out, mode).T
-        assert (ours.round().clamp(0, 255) - torch.from_numpy(np.array(pil)).double()
-                ).abs().max() <= 1  # PIL's 8-bit fixed-point coefficients
+        assert (
+            ours.round().clamp(0, 255) - torch.from_numpy(np.array(pil)).double()
+        ).abs().max() <= 1  # PIL's 8-bit fixed-point coefficients
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -178,9 +232,12 @@ def test_towers_and_logit_scale(backbones, family):
     assert image and text and not image & text
     assert isinstance(bb.logit_scale_param, torch.nn.Parameter)
     assert any(p is bb.logit_scale_param for p in bb.parameters())
-    expected = {"clip": lambda: math.exp(2.6592), "align": lambda: 1 / 0.5,
-                "siglip": lambda: math.exp(bb.model.logit_scale.item()),
-                "blip": lambda: 1 / 0.07}[family]()
+    expected = {
+        "clip": lambda: math.exp(2.6592),
+        "align": lambda: 1 / 0.5,
+        "siglip": lambda: math.exp(bb.model.logit_scale.item()),
+        "blip": lambda: 1 / 0.07,
+    }[family]()
     assert bb.logit_scale.item() == pytest.approx(min(expected, 100.0), rel=1e-3)
     bb.train()
     assert bb.model.training and bb.image_tower.training
@@ -252,9 +309,25 @@ def test_cli_lists_hf_and_reports_errors_in_one_line():
     assert res.exit_code == 0, res.output
     rows = {(r["kind"], r["name"]): r for r in json.loads(res.output)["plugins"]}
     assert {o["name"] for o in rows["backbone", "hf"]["options"]} == {
-        "model", "family", "revision", "checkpoint", "max_length"}
+        "model",
+        "family",
+        "revision",
+        "checkpoint",
+        "max_length",
+    }
     with registered_plugin(tiny_plugin):
-        res = runner.invoke(app, ["run", "--backbone", "hf", "--backbone-opt",
-                                  "model=/no/such/folder", "--dataset", "tiny", "-q"])
+        res = runner.invoke(
+            app,
+            [
+                "run",
+                "--backbone",
+                "hf",
+                "--backbone-opt",
+                "model=/no/such/folder",
+                "--dataset",
+                "tiny",
+                "-q",
+            ],
+        )
     assert res.exit_code == 2 and "/no/such/folder" in res.output
     assert "Traceback" not in res.output

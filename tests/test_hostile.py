@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from plugin_factory import write_distribution
 from typer.testing import CliRunner
 
 import vladv
@@ -32,8 +33,6 @@ from vladv.testing import TinyBackbone, tiny_dataset
 from vladv.training import PairSampler, Schedule, contrastive_loss, train
 from vladv.types import Context
 
-from plugin_factory import write_distribution
-
 runner = CliRunner()
 TINY = ["run", "--backbone", "tiny", "--dataset", "tiny", "-q"]
 TINY_WORLD = str(Path(__file__).with_name("tiny_world.py"))
@@ -44,8 +43,9 @@ TINY_WORLD = str(Path(__file__).with_name("tiny_world.py"))
 # ----------------------------------------------------------------------------------------------
 def snapshot(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` with its bytes."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def assert_untouched(before: dict[str, bytes], root: Path) -> None:
@@ -119,8 +119,10 @@ FLAG_CASES = {
     "sga-step-size": (["--attack", "sga", "--attack-opt", "step_size=5"], "option 'step_size'"),
     "norm-unknown": (["--attack", "pgd", "--attack-opt", "norm=l3"], "expects one of"),
     "option-int64": (["--backbone-opt", f"seed={2**70}"], "64-bit integer"),
-    "defense-steps-absurd": (["--defense", "tecoa", "--defense-opt", f"steps={10**9}"],
-                             "option 'steps' must lie in"),
+    "defense-steps-absurd": (
+        ["--defense", "tecoa", "--defense-opt", f"steps={10**9}"],
+        "option 'steps' must lie in",
+    ),
     "device-unknown": (["--device", "tpu"], "unknown device"),
     "device-bad-index": (["--device", "cuda:abc"], "unknown device"),
     "defense-entry": (["--defense", "tecoa+"], "bad defense entry"),
@@ -187,13 +189,18 @@ TOML_CASES = {
     "options-number": ("options = 5\n", "[options] holds one table per kind"),
     "options-kind-number": ("[options]\nattack = 3\n", "[options] holds one table per kind"),
     "options-unknown-kind": ("[options.model]\nx = 1\n", "[options] holds one table per kind"),
-    "option-table-value": ('[experiment]\nattacks = ["pgd"]\n[options.attack]\npgd.eps = {a = 1}\n',
-                           "option 'eps' expects a number"),
+    "option-table-value": (
+        '[experiment]\nattacks = ["pgd"]\n[options.attack]\npgd.eps = {a = 1}\n',
+        "option 'eps' expects a number",
+    ),
     "option-steps-float": (
         '[experiment]\nattacks = ["pgd"]\n[options.attack]\n"pgd.steps" = 1e12\n',
-        "option 'steps' must lie in"),
-    "option-eps-string": ('[experiment]\nattacks = ["pgd"]\n[options.attack]\n"pgd.eps" = "1e9"\n',
-                          "option 'eps' must lie in"),
+        "option 'steps' must lie in",
+    ),
+    "option-eps-string": (
+        '[experiment]\nattacks = ["pgd"]\n[options.attack]\n"pgd.eps" = "1e9"\n',
+        "option 'eps' must lie in",
+    ),
     "attacks-number": ("[experiment]\nattacks = 5\n", "attacks must be a list of strs"),
     "attacks-numbers": ("[experiment]\nattacks = [1, 2]\n", "attacks must be a list of strs"),
     "name-escapes": ('[experiment]\nname = "../../escape"\n', "experiment name must be one folder"),
@@ -236,13 +243,18 @@ def _png(path: Path) -> None:
 DATA_CASES = {
     "not-json": ("{nope", "invalid JSON"),
     "a-number": ("3", "expected a JSON list"),
-    "entry-not-object": ('[5]', "entry 0: expected an object"),
+    "entry-not-object": ("[5]", "entry 0: expected an object"),
     "caption-number": ('[{"image": "imgs/a.png", "caption": 7}]', "'caption' must be a string"),
     "escape-root": ('[{"image": "../secret.png", "caption": ["x"]}]', "outside image_root"),
     "absolute-path": ('[{"image": "/etc/hostname", "caption": ["x"]}]', "outside image_root"),
     "image-missing": ('[{"image": "imgs/none.png", "caption": ["x"]}]', "image not found"),
-    "image-corrupt": (('[{"image": "imgs/bad.png", "caption": ["x"]}, '
-                       '{"image": "imgs/a.png", "caption": ["y"]}]'), "cannot read image"),
+    "image-corrupt": (
+        (
+            '[{"image": "imgs/bad.png", "caption": ["x"]}, '
+            '{"image": "imgs/a.png", "caption": ["y"]}]'
+        ),
+        "cannot read image",
+    ),
 }
 
 
@@ -254,14 +266,28 @@ def test_hostile_dataset_files(ws, case):
     _png(ws / "secret.png")
     (root / "imgs" / "bad.png").write_bytes(b"not an image at all")
     (root / "ann.json").write_text(text)
-    cli_case(ws, ["run", "--backbone", "tiny", "--dataset", "karpathy", "-q", "--dataset-opt",
-                  "path=data/ann.json", "--dataset-opt", "image_size=16"], match)
+    cli_case(
+        ws,
+        [
+            "run",
+            "--backbone",
+            "tiny",
+            "--dataset",
+            "karpathy",
+            "-q",
+            "--dataset-opt",
+            "path=data/ann.json",
+            "--dataset-opt",
+            "image_size=16",
+        ],
+        match,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # Plugins
 # ----------------------------------------------------------------------------------------------
-ATTACK_HEAD = '''
+ATTACK_HEAD = """
 import sys
 import torch
 import vladv
@@ -275,34 +301,47 @@ class Base(vladv.Attack):
     def perturb(self, backbone, batch, generator):
         return vladv.AttackOutput(batch.images.clone(), list(batch.texts))
 
-'''
+"""
 
 PLUGIN_CASES = {
     "exit-at-import": ("import sys\nsys.exit(0)\n", "called sys.exit(0)"),
     "exit-3-at-import": ("import sys\nsys.exit(3)\n", "called sys.exit(3)"),
     "syntax-error": ("def (:\n", "failed to import"),
     "raises-at-import": ("raise RuntimeError('boom [/]')\n", "boom [/]"),
-    "hook-exits": (ATTACK_HEAD + "@vladv.hookimpl\ndef vladv_attacks():\n    sys.exit(1)\n",
-                   "is broken: vladv_attacks failed"),
-    "bad-spec-name": (ATTACK_HEAD + "@vladv.hookimpl\ndef vladv_attacks():\n"
-                      "    yield vladv.AttackSpec(name='Bad Name', summary='x', factory=Base)\n",
-                      "is broken: vladv_attacks failed"),
-    "factory-wrong-type": (ATTACK_HEAD + "@vladv.hookimpl\ndef vladv_attacks():\n"
-                           "    yield vladv.AttackSpec(name='evil', summary='x', "
-                           "factory=lambda o, c: 42)\n", "factory returned int, not Attack"),
-    "threat-model-wrong": (ATTACK_HEAD + "class T(Base):\n    threat_model = 'all'\n\n"
-                           "@vladv.hookimpl\ndef vladv_attacks():\n"
-                           "    yield vladv.AttackSpec(name='evil', summary='x', factory=T)\n",
-                           "threat_model is str"),
-    "perturb-returns-none": (ATTACK_HEAD + "class P(Base):\n    def perturb(self, *a):\n"
-                             "        return None\n\n@vladv.hookimpl\ndef vladv_attacks():\n"
-                             "    yield vladv.AttackSpec(name='evil', summary='x', factory=P)\n",
-                             "perturb returned NoneType"),
-    "perturb-wrong-shape": (ATTACK_HEAD + "class P(Base):\n    def perturb(self, b, batch, g):\n"
-                            "        return vladv.AttackOutput(batch.images[:1], [])\n\n"
-                            "@vladv.hookimpl\ndef vladv_attacks():\n"
-                            "    yield vladv.AttackSpec(name='evil', summary='x', factory=P)\n",
-                            "wrong shape"),
+    "hook-exits": (
+        ATTACK_HEAD + "@vladv.hookimpl\ndef vladv_attacks():\n    sys.exit(1)\n",
+        "is broken: vladv_attacks failed",
+    ),
+    "bad-spec-name": (
+        ATTACK_HEAD + "@vladv.hookimpl\ndef vladv_attacks():\n"
+        "    yield vladv.AttackSpec(name='Bad Name', summary='x', factory=Base)\n",
+        "is broken: vladv_attacks failed",
+    ),
+    "factory-wrong-type": (
+        ATTACK_HEAD + "@vladv.hookimpl\ndef vladv_attacks():\n"
+        "    yield vladv.AttackSpec(name='evil', summary='x', "
+        "factory=lambda o, c: 42)\n",
+        "factory returned int, not Attack",
+    ),
+    "threat-model-wrong": (
+        ATTACK_HEAD + "class T(Base):\n    threat_model = 'all'\n\n"
+        "@vladv.hookimpl\ndef vladv_attacks():\n"
+        "    yield vladv.AttackSpec(name='evil', summary='x', factory=T)\n",
+        "threat_model is str",
+    ),
+    "perturb-returns-none": (
+        ATTACK_HEAD + "class P(Base):\n    def perturb(self, *a):\n"
+        "        return None\n\n@vladv.hookimpl\ndef vladv_attacks():\n"
+        "    yield vladv.AttackSpec(name='evil', summary='x', factory=P)\n",
+        "perturb returned NoneType",
+    ),
+    "perturb-wrong-shape": (
+        ATTACK_HEAD + "class P(Base):\n    def perturb(self, b, batch, g):\n"
+        "        return vladv.AttackOutput(batch.images[:1], [])\n\n"
+        "@vladv.hookimpl\ndef vladv_attacks():\n"
+        "    yield vladv.AttackSpec(name='evil', summary='x', factory=P)\n",
+        "wrong shape",
+    ),
     "not-python": (None, "is not a Python (.py) file"),
 }
 
@@ -324,8 +363,9 @@ EXIT_MODULE = "import sys\nsys.exit(0)\n"
 
 def test_installed_plugin_that_exits_at_import_is_reported_broken(tmp_path, monkeypatch):
     """A third-party distribution calling sys.exit() at import no longer ends every command."""
-    site = write_distribution(tmp_path / "site", "vladv-exit", "vladv_exit", EXIT_MODULE,
-                              entry_name="exiter")
+    site = write_distribution(
+        tmp_path / "site", "vladv-exit", "vladv_exit", EXIT_MODULE, entry_name="exiter"
+    )
     monkeypatch.syspath_prepend(str(site))
     reset_registry()
     try:
@@ -342,14 +382,33 @@ def test_installed_plugin_that_exits_at_import_is_reported_broken(tmp_path, monk
 
 def test_console_script_with_exiting_plugin_still_runs(tmp_path):
     """The real entry point (subprocess): same as in-process, and a one-line user error."""
-    site = write_distribution(tmp_path / "site", "vladv-exit", "vladv_exit", EXIT_MODULE,
-                              entry_name="exiter")
+    site = write_distribution(
+        tmp_path / "site", "vladv-exit", "vladv_exit", EXIT_MODULE, entry_name="exiter"
+    )
     (tmp_path / "taken").write_text("precious\n")
     env = {**os.environ, "PYTHONPATH": str(site), "VLADV_HOME": str(tmp_path / "home")}
-    res = subprocess.run([sys.executable, "-m", "vladv", "run", "--plugin", TINY_WORLD,
-                          "--backbone", "tiny", "--dataset", "tiny", "-q", "--output",
-                          str(tmp_path / "taken")], capture_output=True, text=True, env=env,
-                         timeout=120, check=False)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vladv",
+            "run",
+            "--plugin",
+            TINY_WORLD,
+            "--backbone",
+            "tiny",
+            "--dataset",
+            "tiny",
+            "-q",
+            "--output",
+            str(tmp_path / "taken"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert res.returncode == 2, res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: cannot create the folder"), res.stderr
@@ -359,8 +418,16 @@ def test_console_script_with_exiting_plugin_still_runs(tmp_path):
 # ----------------------------------------------------------------------------------------------
 # Storage: VLADV_HOME, cached checkpoints, resume state
 # ----------------------------------------------------------------------------------------------
-DEFENSE = ["--defense", "tecoa", "--defense-opt", "steps=2", "--defense-opt", "batch_size=4",
-           "--defense-opt", "pgd_steps=1"]
+DEFENSE = [
+    "--defense",
+    "tecoa",
+    "--defense-opt",
+    "steps=2",
+    "--defense-opt",
+    "batch_size=4",
+    "--defense-opt",
+    "pgd_steps=1",
+]
 
 
 def test_vladv_home_is_a_file(ws, monkeypatch):
@@ -378,8 +445,14 @@ def test_vladv_home_under_a_file(ws, monkeypatch):
 def test_corrupt_cached_defense_is_retrained(ws, monkeypatch, payload, capsys):
     """Documented recovery: an unusable cached defended model is replaced by training afresh."""
     monkeypatch.setenv("VLADV_HOME", str(ws / "home"))
-    kw = {"backbone": "tiny", "dataset": "tiny", "defense": "tecoa", "progress": False,
-          "output": False, "defense_options": {"steps": "2", "batch_size": "4", "pgd_steps": "1"}}
+    kw = {
+        "backbone": "tiny",
+        "dataset": "tiny",
+        "defense": "tecoa",
+        "progress": False,
+        "output": False,
+        "defense_options": {"steps": "2", "batch_size": "4", "pgd_steps": "1"},
+    }
     first = vladv.run(**kw)[0]
     [final] = (ws / "home" / "defenses").glob("tecoa-*/model.safetensors")
     final.write_bytes(_hostile_bytes(payload, ws))
@@ -415,12 +488,19 @@ def _train(workdir: Path, steps: int = 4) -> tuple[TinyBackbone, list[float]]:
     sampler = PairSampler(tiny_dataset(8, seed=3, split="train"), 4, seed=0)
 
     def loss(batch):
-        return contrastive_loss(model.encode_image(batch.images), model.encode_text(batch.texts),
-                                model.logit_scale)
+        return contrastive_loss(
+            model.encode_image(batch.images), model.encode_text(batch.texts), model.logit_scale
+        )
 
-    losses = train(model, model.parameters(), sampler, loss,
-                   Schedule(steps=steps, lr=1e-2, checkpoint_every=2),
-                   Context(progress=False), workdir)
+    losses = train(
+        model,
+        model.parameters(),
+        sampler,
+        loss,
+        Schedule(steps=steps, lr=1e-2, checkpoint_every=2),
+        Context(progress=False),
+        workdir,
+    )
     return model, losses
 
 
@@ -435,8 +515,9 @@ def _state_cases(ws: Path) -> dict[str, object]:
         "random-bytes": os.urandom(300),
         "empty": b"",
         "truncated": None,  # the first 40 bytes of a real state
-        "pickle-payload": pickle.dumps({"step": 2, "optimizer": _Evil(ws / "pwned"),
-                                        "scheduler": {}}),
+        "pickle-payload": pickle.dumps(
+            {"step": 2, "optimizer": _Evil(ws / "pwned"), "scheduler": {}}
+        ),
         "not-a-dict": [1, 2, 3],
         "step-beyond-schedule": {"step": 10**9, "optimizer": {}, "scheduler": {}},
         "step-not-int": {"step": "2", "optimizer": {}, "scheduler": {}},
@@ -444,9 +525,20 @@ def _state_cases(ws: Path) -> dict[str, object]:
     }
 
 
-@pytest.mark.parametrize("case", ["random-bytes", "empty", "truncated", "pickle-payload",
-                                  "not-a-dict", "step-beyond-schedule", "step-not-int",
-                                  "weights-of-other-model", "steps-mismatch"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "random-bytes",
+        "empty",
+        "truncated",
+        "pickle-payload",
+        "not-a-dict",
+        "step-beyond-schedule",
+        "step-not-int",
+        "weights-of-other-model",
+        "steps-mismatch",
+    ],
+)
 def test_unusable_resume_state_is_discarded(tmp_path, case, fresh_losses, capsys):
     """Documented recovery: one warning line, training afresh, identical to a clean run."""
     workdir = tmp_path / "work"
@@ -456,8 +548,11 @@ def test_unusable_resume_state_is_discarded(tmp_path, case, fresh_losses, capsys
     if case == "truncated":
         state.write_bytes(state.read_bytes()[:40])
     elif case == "steps-mismatch":  # weights of step 2 tagged as step 1
-        save_state_dict(load_state_dict(workdir / "last.safetensors"),
-                        workdir / "last.safetensors", metadata={"step": "1"})
+        save_state_dict(
+            load_state_dict(workdir / "last.safetensors"),
+            workdir / "last.safetensors",
+            metadata={"step": "1"},
+        )
     elif case == "weights-of-other-model":
         other = value.state_dict()  # type: ignore[union-attr]
         save_state_dict(other, workdir / "last.safetensors", metadata={"step": "2"})
@@ -485,7 +580,9 @@ def test_pickle_payload_checkpoint_is_refused_not_executed(tmp_path):
 # ----------------------------------------------------------------------------------------------
 # Records: strict JSON, flagged results, unreadable records
 # ----------------------------------------------------------------------------------------------
-NAN_PLUGIN = ATTACK_HEAD + '''
+NAN_PLUGIN = (
+    ATTACK_HEAD
+    + """
 class NaNs(Base):
     def perturb(self, backbone, batch, generator):
         return vladv.AttackOutput(torch.full_like(batch.images, float("nan")), list(batch.texts))
@@ -494,7 +591,8 @@ class NaNs(Base):
 @vladv.hookimpl
 def vladv_attacks():
     yield vladv.AttackSpec(name="nans", summary="returns NaN images", factory=NaNs)
-'''
+"""
+)
 
 
 def _strict(text: str) -> dict:
@@ -508,8 +606,18 @@ def test_nan_attack_gives_a_strict_flagged_record(ws):
     (ws / "nan_plugin.py").write_text(NAN_PLUGIN)
     before = snapshot(ws)
     try:
-        res = runner.invoke(app, [*TINY, "--plugin", str(ws / "nan_plugin.py"), "--attack",
-                                  "nans", "--output", str(ws / "out")])
+        res = runner.invoke(
+            app,
+            [
+                *TINY,
+                "--plugin",
+                str(ws / "nan_plugin.py"),
+                "--attack",
+                "nans",
+                "--output",
+                str(ws / "out"),
+            ],
+        )
     finally:
         get_registry().unregister("file:nan_plugin.py")
     assert res.exit_code == 0, (res.stderr, res.exception)
@@ -577,7 +685,9 @@ def test_hostile_python_api(ws, case):
 # ----------------------------------------------------------------------------------------------
 # Signals and concurrency
 # ----------------------------------------------------------------------------------------------
-SLOW_PLUGIN = ATTACK_HEAD + '''
+SLOW_PLUGIN = (
+    ATTACK_HEAD
+    + """
 import time
 
 
@@ -590,19 +700,42 @@ class Slow(Base):
 @vladv.hookimpl
 def vladv_attacks():
     yield vladv.AttackSpec(name="slow", summary="slow identity", factory=Slow)
-'''
+"""
+)
 
 
 def test_sigint_exits_130_with_one_line_and_resumes(tmp_path):
     (tmp_path / "slow.py").write_text(SLOW_PLUGIN)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "vladv", "run", "--plugin", TINY_WORLD, "--plugin",
-           str(tmp_path / "slow.py"), "--backbone", "tiny", "--dataset", "tiny", "--attack",
-           "slow", "--seed", "0", "--seed", "1", "--seed", "2", "--batch-size", "2", "-q",
-           "--output", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vladv",
+        "run",
+        "--plugin",
+        TINY_WORLD,
+        "--plugin",
+        str(tmp_path / "slow.py"),
+        "--backbone",
+        "tiny",
+        "--dataset",
+        "tiny",
+        "--attack",
+        "slow",
+        "--seed",
+        "0",
+        "--seed",
+        "1",
+        "--seed",
+        "2",
+        "--batch-size",
+        "2",
+        "-q",
+        "--output",
+        str(out),
+    ]
     env = {**os.environ, "VLADV_HOME": str(tmp_path / "home")}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     records = []
     while time.time() < deadline and not records and proc.poll() is None:
@@ -663,8 +796,9 @@ def test_concurrent_trainings_of_one_defense_share_no_temporary_file(tmp_path, m
 # ----------------------------------------------------------------------------------------------
 def _record_folder(ws: Path) -> Path:
     out = ws / "res"
-    res = runner.invoke(app, [*TINY, "--attack", "pgd", "--save-examples", "1", "--output",
-                              str(out)])
+    res = runner.invoke(
+        app, [*TINY, "--attack", "pgd", "--save-examples", "1", "--output", str(out)]
+    )
     assert res.exit_code == 0, res.stderr
     return out
 

@@ -52,7 +52,9 @@ def test_identity_settings_and_exact_flip():
 
 
 def test_crop_boxes_respect_scale_and_bounds():
-    boxes = sample_crop_boxes(200, 32, 48, (0.3, 0.6), (0.75, 1.333), torch.Generator().manual_seed(0))
+    boxes = sample_crop_boxes(
+        200, 32, 48, (0.3, 0.6), (0.75, 1.333), torch.Generator().manual_seed(0)
+    )
     x0, y0 = boxes[:, 0, 0], boxes[:, 0, 1]
     x1, y1 = boxes[:, 2, 0], boxes[:, 2, 1]
     assert (x0 >= 0).all() and (y0 >= 0).all() and (x1 <= 47).all() and (y1 <= 31).all()

@@ -56,8 +56,12 @@ def kfile(tmp_path):
     entries = []
     spec = [("train", 5), ("test", 6), ("restval", 5), ("val", 5), ("test", 5), ("train", 6)]
     for i, (split, n) in enumerate(spec):
-        entry = {"filename": f"scene_{i}.jpg", "split": split, "imgid": i,
-                 "sentences": [{"raw": f"There is a Scene {i}, number {k} ."} for k in range(n)]}
+        entry = {
+            "filename": f"scene_{i}.jpg",
+            "split": split,
+            "imgid": i,
+            "sentences": [{"raw": f"There is a Scene {i}, number {k} ."} for k in range(n)],
+        }
         if i % 2:
             entry["filepath"] = "sub"
             _image(root / "sub" / f"scene_{i}.jpg")
@@ -71,10 +75,16 @@ def kfile(tmp_path):
 # ------------------------------------------------------------------------------------------------
 def test_pre_caption_matches_sga():
     assert pre_caption("A Man's dog, running!  Fast.") == "a mans dog running fast"
-    assert pre_caption("  a well-known t-shirt/hat (red) \"x\" *#:;~? ") == "a well known t shirt hat red x"
+    assert (
+        pre_caption('  a well-known t-shirt/hat (red) "x" *#:;~? ')
+        == "a well known t shirt hat red x"
+    )
     assert pre_caption("two   spaces\t\tand\n\nnew lines\n") == "two spaces and new lines"
     assert pre_caption("A <PERSON> sits") == "a person sits"
-    assert pre_caption("many green trees are around a church .") == "many green trees are around a church"
+    assert (
+        pre_caption("many green trees are around a church .")
+        == "many green trees are around a church"
+    )
     assert pre_caption(" ".join(f"w{k}" for k in range(40))) == " ".join(f"w{k}" for k in range(30))
     assert pre_caption("a b c d", max_words=2) == "a b"
     assert pre_caption("...") == ""
@@ -133,8 +143,9 @@ def test_karpathy_split_selection_and_restval(kfile):
     only_rest = _load("train", path=str(path), image_root=str(root), train_split="restval")
     assert only_rest.entry_indices == [2]
     # a separate train file may be given for the Karpathy format too
-    assert _load("train", path="unused.json", train_path=str(path),
-                 image_root=str(root)).entry_indices == [0, 2, 5]
+    assert _load(
+        "train", path="unused.json", train_path=str(path), image_root=str(root)
+    ).entry_indices == [0, 2, 5]
 
 
 def test_karpathy_unknown_split_lists_present(kfile):
@@ -145,11 +156,18 @@ def test_karpathy_unknown_split_lists_present(kfile):
 
 def test_list_train_file_groups_pairs(tmp_path, albef):
     path, _ = albef
-    pairs = [("flickr30k-images/1.jpg", "B one"), ("flickr30k-images/0.png", "A one"),
-             ("flickr30k-images/1.jpg", "B two"), ("flickr30k-images/2.png", "C one"),
-             ("flickr30k-images/0.png", "A two"), ("flickr30k-images/1.jpg", "B three")]
-    train = _json(tmp_path / "flickr30k_train.json",
-                  [{"image": p, "caption": c, "image_id": p.split("/")[1]} for p, c in pairs])
+    pairs = [
+        ("flickr30k-images/1.jpg", "B one"),
+        ("flickr30k-images/0.png", "A one"),
+        ("flickr30k-images/1.jpg", "B two"),
+        ("flickr30k-images/2.png", "C one"),
+        ("flickr30k-images/0.png", "A two"),
+        ("flickr30k-images/1.jpg", "B three"),
+    ]
+    train = _json(
+        tmp_path / "flickr30k_train.json",
+        [{"image": p, "caption": c, "image_id": p.split("/")[1]} for p, c in pairs],
+    )
     ds = _load("train", path=str(path), train_path=str(train))
     assert ds.split == "train" and ds.name == "karpathy:flickr30k_train"
     assert [Path(p).name for p in ds.image_paths] == ["1.jpg", "0.png", "2.png"]
@@ -202,8 +220,11 @@ def test_missing_image_default_root(albef):
     path, _ = albef
     (path.parent / "flickr30k-images" / "1.jpg").unlink()
     (path.parent / "flickr30k-images" / "2.png").unlink()
-    with pytest.raises(DatasetError, match=r"flickr30k_test\.json: entry 1: image not found: "
-                                           r".*1\.jpg \(and 1 more missing\)"):
+    with pytest.raises(
+        DatasetError,
+        match=r"flickr30k_test\.json: entry 1: image not found: "
+        r".*1\.jpg \(and 1 more missing\)",
+    ):
         _load(path=str(path))
 
 
@@ -224,28 +245,53 @@ MALFORMED = {
     "top_level": ('"just a string"', r"expected a JSON list .* got str"),
     "dict_no_images": ('{"annotations": []}', r"object without an 'images' list"),
     "empty_list": ("[]", r"holds no entries"),
-    "entry_not_object": ('[{"image": "a.png", "caption": ["x"]}, 3]', r"entry 1: expected an object"),
-    "missing_image": ('[{"image": "a.png", "caption": ["x"]}, {"caption": ["y"]}]',
-                      r"entry 1: missing key 'image'"),
+    "entry_not_object": (
+        '[{"image": "a.png", "caption": ["x"]}, 3]',
+        r"entry 1: expected an object",
+    ),
+    "missing_image": (
+        '[{"image": "a.png", "caption": ["x"]}, {"caption": ["y"]}]',
+        r"entry 1: missing key 'image'",
+    ),
     "missing_caption": ('[{"image": "a.png"}]', r"entry 0: missing key 'caption'"),
-    "empty_captions": ('[{"image": "a.png", "caption": ["x"]}, {"image": "a.png", "caption": []}]',
-                       r"entry 1: empty caption list"),
-    "non_string_caption": ('[{"image": "a.png", "caption": ["x", 5]}]',
-                           r"entry 0: caption 1 is not a string"),
-    "caption_number": ('[{"image": "a.png", "caption": 7}]', r"entry 0: 'caption' must be a string"),
+    "empty_captions": (
+        '[{"image": "a.png", "caption": ["x"]}, {"image": "a.png", "caption": []}]',
+        r"entry 1: empty caption list",
+    ),
+    "non_string_caption": (
+        '[{"image": "a.png", "caption": ["x", 5]}]',
+        r"entry 0: caption 1 is not a string",
+    ),
+    "caption_number": (
+        '[{"image": "a.png", "caption": 7}]',
+        r"entry 0: 'caption' must be a string",
+    ),
     "image_not_str": ('[{"image": 12, "caption": ["x"]}]', r"entry 0: 'image' must be a non-empty"),
-    "k_missing_filename": ('{"images": [{"split": "test", "sentences": [{"raw": "x"}]}]}',
-                           r"entry 0: missing key 'filename'"),
-    "k_missing_sentences": ('{"images": [{"filename": "a.png", "split": "test"}]}',
-                            r"entry 0: missing key 'sentences'"),
-    "k_missing_split": ('{"images": [{"filename": "a.png", "sentences": [{"raw": "x"}]}]}',
-                        r"entry 0: missing key 'split'"),
-    "k_empty_sentences": ('{"images": [{"filename": "a.png", "split": "test", "sentences": []}]}',
-                          r"entry 0: empty 'sentences' list"),
-    "k_raw_not_str": ('{"images": [{"filename": "a.png", "split": "test", '
-                      '"sentences": [{"raw": "x"}, {"raw": null}]}]}', r"entry 0: sentence 1"),
-    "k_sentence_no_raw": ('{"images": [{"filename": "a.png", "split": "test", '
-                          '"sentences": [{"tokens": ["x"]}]}]}', r"entry 0: sentence 0"),
+    "k_missing_filename": (
+        '{"images": [{"split": "test", "sentences": [{"raw": "x"}]}]}',
+        r"entry 0: missing key 'filename'",
+    ),
+    "k_missing_sentences": (
+        '{"images": [{"filename": "a.png", "split": "test"}]}',
+        r"entry 0: missing key 'sentences'",
+    ),
+    "k_missing_split": (
+        '{"images": [{"filename": "a.png", "sentences": [{"raw": "x"}]}]}',
+        r"entry 0: missing key 'split'",
+    ),
+    "k_empty_sentences": (
+        '{"images": [{"filename": "a.png", "split": "test", "sentences": []}]}',
+        r"entry 0: empty 'sentences' list",
+    ),
+    "k_raw_not_str": (
+        '{"images": [{"filename": "a.png", "split": "test", '
+        '"sentences": [{"raw": "x"}, {"raw": null}]}]}',
+        r"entry 0: sentence 1",
+    ),
+    "k_sentence_no_raw": (
+        '{"images": [{"filename": "a.png", "split": "test", "sentences": [{"tokens": ["x"]}]}]}',
+        r"entry 0: sentence 0",
+    ),
     "k_entry_not_object": ('{"images": [[]]}', r"entry 0: expected an object"),
 }
 
@@ -282,5 +328,7 @@ def test_registered_spec():
     (spec,) = list(karpathy.vladv_datasets())
     assert isinstance(spec, DatasetSpec) and spec.name == "karpathy"
     assert spec.options is KarpathyOptions and spec.factory is load_karpathy
-    opts = resolve_options("dataset 'karpathy'", KarpathyOptions, {"image_size": "32", "limit": "5"})
+    opts = resolve_options(
+        "dataset 'karpathy'", KarpathyOptions, {"image_size": "32", "limit": "5"}
+    )
     assert (opts.image_size, opts.limit, opts.max_words, opts.split) == (32, 5, 30, "test")

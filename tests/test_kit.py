@@ -26,11 +26,11 @@ PACKAGE = "vladv_plugins"
 # Private helper modules (top-level name under plugins/) → the plugin module that owns them. A
 # module may import its own package's modules and the helpers of the plugin it belongs to.
 HELPERS: dict[str, str] = {
-    "aerial": "synthetic",              # the synthetic world's generator (a subpackage)
-    "captioning_model": "captioning",   # the embedded captioner's network and training
-    "clip_pretrain": "clip",            # the embedded CLIP's config, pretraining, evaluation
-    "clip_backbone": "clip",            # ClipBackbone, shared by clip and clip_pretrain
-    "hf_preprocess": "hf",              # the hf backbone's pixel preprocessing (PIL filters)
+    "aerial": "synthetic",  # the synthetic world's generator (a subpackage)
+    "captioning_model": "captioning",  # the embedded captioner's network and training
+    "clip_pretrain": "clip",  # the embedded CLIP's config, pretraining, evaluation
+    "clip_backbone": "clip",  # ClipBackbone, shared by clip and clip_pretrain
+    "hf_preprocess": "hf",  # the hf backbone's pixel preprocessing (PIL filters)
 }
 # Modules under plugins/ that are no plugin and must import no plugin module either.
 SHIMS = {"mlm"}  # re-exports vladv.kit.mlm for code written before the kit
@@ -54,7 +54,7 @@ def _imported_plugin_modules(path: Path, root: Path = PLUGINS) -> list[tuple[int
                     found.append((node.lineno, parts[1]))
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative: resolve against this module's package
-                base = package[:len(package) - node.level + 1]
+                base = package[: len(package) - node.level + 1]
                 parts = base + (node.module.split(".") if node.module else [])
             else:
                 parts = (node.module or "").split(".")
@@ -67,8 +67,12 @@ def _imported_plugin_modules(path: Path, root: Path = PLUGINS) -> list[tuple[int
         elif isinstance(node, ast.Call) and node.args:  # importlib.import_module("vladv_plugins.x")
             name = getattr(node.func, "attr", getattr(node.func, "id", ""))
             arg = node.args[0]
-            if (name in ("import_module", "__import__") and isinstance(arg, ast.Constant)
-                    and isinstance(arg.value, str) and arg.value.startswith(f"{PACKAGE}.")):
+            if (
+                name in ("import_module", "__import__")
+                and isinstance(arg, ast.Constant)
+                and isinstance(arg.value, str)
+                and arg.value.startswith(f"{PACKAGE}.")
+            ):
                 found.append((node.lineno, arg.value.split(".")[1]))
     return found
 
@@ -78,8 +82,9 @@ def _plugin_files() -> list[Path]:
 
 
 def test_the_allow_list_names_real_helpers_of_real_plugins():
-    entry_points = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
-        "entry-points"]["vladv"]
+    entry_points = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"][
+        "vladv"
+    ]
     plugin_modules = {v.removeprefix(f"{PACKAGE}.") for v in entry_points.values()}
     tops = {_top(p) for p in _plugin_files()}
     for helper, owner in HELPERS.items():
@@ -97,9 +102,10 @@ def test_plugins_import_no_other_plugin_module(path):
         allowed = me not in SHIMS and (target == me or HELPERS.get(target) == owner)
         if not allowed:
             bad.append(f"{path.relative_to(ROOT)}:{line} imports {PACKAGE}.{target}")
-    assert not bad, ("a plugin reaches another plugin only through the registry or vladv.kit "
-                     "(docs/kit.md); private helpers are listed in tests/test_kit.py HELPERS: "
-                     + "; ".join(bad))
+    assert not bad, (
+        "a plugin reaches another plugin only through the registry or vladv.kit "
+        "(docs/kit.md); private helpers are listed in tests/test_kit.py HELPERS: " + "; ".join(bad)
+    )
 
 
 def test_the_import_check_sees_every_import_form(tmp_path):
@@ -109,12 +115,23 @@ def test_the_import_check_sees_every_import_form(tmp_path):
         "import vladv_plugins.pgd\nfrom vladv_plugins.mlm import get_mlm\n"
         "from vladv_plugins import eda, sga\nfrom . import hf\nfrom .aerial.world import X\n"
         "import vladv.kit\ndef f():\n    from vladv_plugins.clip import ClipBackbone\n"
-        "    importlib.import_module('vladv_plugins.karpathy')\n")
+        "    importlib.import_module('vladv_plugins.karpathy')\n"
+    )
     (fake / "sub" / "inner.py").write_text("from .. import clip\nfrom . import other\n")
     assert [t for _, t in _imported_plugin_modules(fake / "mod.py", fake)] == [
-        "pgd", "mlm", "eda", "sga", "hf", "aerial", "clip", "karpathy"]
+        "pgd",
+        "mlm",
+        "eda",
+        "sga",
+        "hf",
+        "aerial",
+        "clip",
+        "karpathy",
+    ]
     assert [t for _, t in _imported_plugin_modules(fake / "sub" / "inner.py", fake)] == [
-        "clip", "sub"]
+        "clip",
+        "sub",
+    ]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -131,10 +148,18 @@ def _attribute_docstrings(module) -> dict[str, str]:
     tree = ast.parse(inspect.getsource(module))
     out = {}
     for node, nxt in zip(tree.body, tree.body[1:]):
-        targets = (node.targets if isinstance(node, ast.Assign)
-                   else [node.target] if isinstance(node, ast.AnnAssign) else [])
-        if (isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
-                and isinstance(nxt.value.value, str)):
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, ast.AnnAssign)
+            else []
+        )
+        if (
+            isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
             for target in targets:
                 if isinstance(target, ast.Name):
                     out[target.id] = nxt.value.value

@@ -12,8 +12,14 @@ from vladv.types import Augmenter, Context
 from vladv_plugins import mat as M
 from vladv_plugins.mlm import save_random_mlm
 
-CORPUS = [f"a {c} {t} {p} a {u} number {i}" for i in range(8) for c in COLORS
-          for t in THINGS for p in PLACES for u in THINGS[:2]]
+CORPUS = [
+    f"a {c} {t} {p} a {u} number {i}"
+    for i in range(8)
+    for c in COLORS
+    for t in THINGS
+    for p in PLACES
+    for u in THINGS[:2]
+]
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +62,16 @@ def _fit(mlm_path, monkeypatch, augmenters=(), **given):
     losses = []
     real_train = M.train
     monkeypatch.setattr(M, "train", lambda *a, **k: losses.extend(real_train(*a, **k)) or losses)
-    opts = resolve_options("defense 'mat'", M.MATOptions,
-                           {"steps": "10", "batch_size": "8", "lr": "1e-2", "warmup": "0",
-                            "mlm": mlm_path, **given})
+    opts = resolve_options(
+        "defense 'mat'",
+        M.MATOptions,
+        {"steps": "10", "batch_size": "8", "lr": "1e-2", "warmup": "0", "mlm": mlm_path, **given},
+    )
     model = TinyBackbone(seed=0)
     before = copy.deepcopy(model.state_dict())
-    M.MAT(opts, Context(progress=False)).fit(model, tiny_dataset(8, seed=4, split="train"),
-                                             list(augmenters))
+    M.MAT(opts, Context(progress=False)).fit(
+        model, tiny_dataset(8, seed=4, split="train"), list(augmenters)
+    )
     return before, model, losses, seen
 
 
@@ -75,8 +84,11 @@ def test_mat_trains_both_towers_and_inner_attacks_respect_budgets(mlm_path, monk
     assert len(seen["pgd"]) == 10 and len(seen["text"]) == 10
     for clean, adv, eps in seen["pgd"]:
         assert (adv - clean).abs().max() <= eps + 1e-6 and adv.min() >= 0 and adv.max() <= 1
-    changes = [words_changed(a, b) for texts, outs, _ in seen["text"]
-               for a, b in zip(texts, outs, strict=True)]
+    changes = [
+        words_changed(a, b)
+        for texts, outs, _ in seen["text"]
+        for a, b in zip(texts, outs, strict=True)
+    ]
     assert max(changes) <= 1 and sum(changes) > 0
 
 
@@ -92,13 +104,17 @@ def test_pools_hold_ground_truth_and_augmented_texts():
     pools = M.text_pools(ds, [Shout(None, Context()), Flip(None, Context())])
     for ids, pool in zip(ds.img2txt, pools, strict=True):
         gt = [ds.captions[t] for t in ids]
-        assert pool[:len(gt)] == gt and pool[len(gt):] == [gt[0] + " indeed"]
+        assert pool[: len(gt)] == gt and pool[len(gt) :] == [gt[0] + " indeed"]
 
 
 def test_image_augmenter_and_text_pools_feed_training(mlm_path, monkeypatch):
-    _, _, _, seen = _fit(mlm_path, monkeypatch, augmenters=[Shout(None, Context()),
-                                                           Flip(None, Context())],
-                         image_aug_prob="1", text_words="1")
+    _, _, _, seen = _fit(
+        mlm_path,
+        monkeypatch,
+        augmenters=[Shout(None, Context()), Flip(None, Context())],
+        image_aug_prob="1",
+        text_words="1",
+    )
     ds = tiny_dataset(8, seed=4, split="train")
     flipped = ds.images.flip(-1)
     clean_inputs = torch.cat([c for c, _, _ in seen["pgd"]])

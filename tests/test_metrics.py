@@ -4,14 +4,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vladv.metrics import (asr_block, asr_conditional, metrics_from_ranks, retrieval_metrics,
-                           retrieval_ranks)
+from vladv.metrics import (
+    asr_block,
+    asr_conditional,
+    metrics_from_ranks,
+    retrieval_metrics,
+    retrieval_ranks,
+)
 
 
 def _brute(S, img2txt, txt2img):
     n_img, n_txt = len(S), len(S[0])
-    tr = [min(sorted(range(n_txt), key=lambda j: (-S[i][j], j)).index(t) for t in img2txt[i])
-          for i in range(n_img)]
+    tr = [
+        min(sorted(range(n_txt), key=lambda j: (-S[i][j], j)).index(t) for t in img2txt[i])
+        for i in range(n_img)
+    ]
     ir = [sorted(range(n_img), key=lambda i: (-S[i][t], i)).index(txt2img[t]) for t in range(n_txt)]
     return tr, ir
 
@@ -41,7 +48,8 @@ def _pairwise_ranks(queries, gallery, targets):
     idx = torch.arange(gallery.shape[0])
     s_t = scores.gather(1, targets.clamp(min=0))
     better = (scores[:, None, :] > s_t[:, :, None]) | (
-        (scores[:, None, :] == s_t[:, :, None]) & (idx[None, None, :] < targets[:, :, None]))
+        (scores[:, None, :] == s_t[:, :, None]) & (idx[None, None, :] < targets[:, :, None])
+    )
     return better.sum(-1).masked_fill(targets < 0, torch.iinfo(torch.long).max).min(1).values
 
 
@@ -61,8 +69,10 @@ def test_ranks_follow_the_definition_with_padding_duplicates_and_non_finite_scor
         targets = torch.randint(-1, ng, (nq, m), generator=g)
         if rng.random() < 0.3:
             targets[:, 1:] = targets[:, :1]  # one caption listed twice
-        assert torch.equal(_ranks_of_targets(q, gal, targets, rng.choice([1, 4, 256])),
-                           _pairwise_ranks(q, gal, targets))
+        assert torch.equal(
+            _ranks_of_targets(q, gal, targets, rng.choice([1, 4, 256])),
+            _pairwise_ranks(q, gal, targets),
+        )
 
 
 def test_perfect_and_reversed_retrieval():
@@ -79,7 +89,9 @@ def test_perfect_and_reversed_retrieval():
 def test_metrics_from_ranks_percentages():
     m = metrics_from_ranks(torch.tensor([0, 1, 5, 20]), torch.tensor([0, 9, 10]))
     assert m["tr_r1"] == 25 and m["tr_r5"] == 50 and m["tr_r10"] == 75
-    assert m["ir_r1"] == pytest.approx(100 / 3, abs=1e-4) and m["ir_r10"] == pytest.approx(200 / 3, abs=1e-4)
+    assert m["ir_r1"] == pytest.approx(100 / 3, abs=1e-4) and m["ir_r10"] == pytest.approx(
+        200 / 3, abs=1e-4
+    )
 
 
 def test_asr_conventions():
@@ -87,7 +99,8 @@ def test_asr_conventions():
     adv = torch.tensor([0, 2, 5, 0])
     assert asr_conditional(clean, adv, 1) == pytest.approx(200 / 3)  # 2 of 3 correct ones broken
     assert asr_conditional(torch.tensor([4, 5]), torch.tensor([0, 0])) is None
-    block = asr_block((clean, clean), (adv, adv), {"tr_r1": 75.0, "ir_r1": 75.0},
-                      {"tr_r1": 50.0, "ir_r1": 25.0})
+    block = asr_block(
+        (clean, clean), (adv, adv), {"tr_r1": 75.0, "ir_r1": 75.0}, {"tr_r1": 50.0, "ir_r1": 25.0}
+    )
     assert block["tr_r1_delta"] == 25.0 and block["ir_r1_delta"] == 50.0
     assert block["tr_r1_conditional"] == pytest.approx(200 / 3)

@@ -8,18 +8,27 @@ import pytest
 import torch
 
 from vladv.errors import VladvError
+from vladv.kit import mlm as M
 from vladv.testing import COLORS, PLACES, THINGS
 from vladv.types import Context
-from vladv.kit import mlm as M
 
-CORPUS = [f"a {c} {t} {p} a {u} number {i}" for i in range(4) for c in COLORS
-          for t in THINGS for p in PLACES for u in THINGS[:2]]
+CORPUS = [
+    f"a {c} {t} {p} a {u} number {i}"
+    for i in range(4)
+    for c in COLORS
+    for t in THINGS
+    for p in PLACES
+    for u in THINGS[:2]
+]
 
 
 @pytest.fixture(scope="module")
 def tiny_mlm_path(tmp_path_factory):
-    return M.save_random_mlm(CORPUS + ["farmhouses with orange roofs."] * 3,
-                             tmp_path_factory.mktemp("mlm"), vocab_size=200)
+    return M.save_random_mlm(
+        CORPUS + ["farmhouses with orange roofs."] * 3,
+        tmp_path_factory.mktemp("mlm"),
+        vocab_size=200,
+    )
 
 
 def test_get_mlm_loads_a_local_folder_once_in_eval_mode(tiny_mlm_path):
@@ -58,16 +67,23 @@ def test_results_do_not_depend_on_the_batch_nor_on_the_history(tiny_mlm_path):
     """A text's top-k is bit-identical whether it ran alone or first met longer texts in a batch,
     so cached results (computed in whichever batch came first) equal a recomputation."""
     mlm = M.MaskedLM(*M._load_hf(str(tiny_mlm_path), "fixture"))
-    texts = [f"a {c} {t} {p} a {u}" for c in COLORS[:3] for t in THINGS[:3]
-             for p in PLACES[:2] for u in THINGS[3:5]]
-    longer = ["a red house near a lake and a blue ship beside a small green tree " * 3,
-              "farmhouses with orange roofs near a river"]
+    texts = [
+        f"a {c} {t} {p} a {u}"
+        for c in COLORS[:3]
+        for t in THINGS[:3]
+        for p in PLACES[:2]
+        for u in THINGS[3:5]
+    ]
+    longer = [
+        "a red house near a lake and a blue ship beside a small green tree " * 3,
+        "farmhouses with orange roofs near a river",
+    ]
     alone = []
     for text in texts:
         mlm.clear_cache()
         alone.append(mlm.topk([text], 5, 77)[0])
     mlm.clear_cache()
-    mixed = mlm.topk(longer + texts, 5, 77)[len(longer):]
+    mixed = mlm.topk(longer + texts, 5, 77)[len(longer) :]
     cached = mlm.topk(texts, 5, 77)
     for a, b, c in zip(alone, mixed, cached, strict=True):
         assert torch.equal(a.ids, b.ids) and torch.equal(a.logits, b.logits)
@@ -99,8 +115,18 @@ def test_masking_follows_80_10_10():
     assert torch.equal(labels[target], ids[target]) and torch.equal(inputs[~target], ids[~target])
 
 
-SMALL = M.TinyMLMConfig(vocab_size=200, hidden_size=32, layers=1, heads=2, intermediate_size=64,
-                        steps=60, batch_size=32, warmup=5, lr=5e-3, heldout=0.05)
+SMALL = M.TinyMLMConfig(
+    vocab_size=200,
+    hidden_size=32,
+    layers=1,
+    heads=2,
+    intermediate_size=64,
+    steps=60,
+    batch_size=32,
+    warmup=5,
+    lr=5e-3,
+    heldout=0.05,
+)
 
 
 def test_embedded_training_learns_is_deterministic_and_reloads(tmp_path, monkeypatch):

@@ -12,8 +12,15 @@ from vladv.errors import OptionError
 from vladv.experiment import run
 from vladv.testing import TinyBackbone, registered_plugin, tiny_dataset, tiny_plugin
 from vladv.types import Context
-from vladv_plugins.pgd import (PGD, PGDOptions, caption_set_loss, caption_sums, project,
-                               projected_gradient, random_delta)
+from vladv_plugins.pgd import (
+    PGD,
+    PGDOptions,
+    caption_set_loss,
+    caption_sums,
+    project,
+    projected_gradient,
+    random_delta,
+)
 
 TOL = 1e-6
 
@@ -49,13 +56,23 @@ def _objective(model: TinyBackbone, target: torch.Tensor):
 
 
 @settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 2**16), b=st.integers(1, 3), size=st.sampled_from([8, 16]),
-       saturate=st.booleans(), norm=st.sampled_from(["linf", "l2"]),
-       eps=st.floats(0.0, 0.5), step=st.floats(0.0, 0.3), steps=st.integers(0, 3),
-       start=st.sampled_from(["uniform", "positive", "none"]),
-       momentum=st.sampled_from([0.0, 0.9]), train_mode=st.booleans(), n_views=st.integers(0, 2))
-def test_projected_gradient_properties(seed, b, size, saturate, norm, eps, step, steps, start,
-                                       momentum, train_mode, n_views):
+@given(
+    seed=st.integers(0, 2**16),
+    b=st.integers(1, 3),
+    size=st.sampled_from([8, 16]),
+    saturate=st.booleans(),
+    norm=st.sampled_from(["linf", "l2"]),
+    eps=st.floats(0.0, 0.5),
+    step=st.floats(0.0, 0.3),
+    steps=st.integers(0, 3),
+    start=st.sampled_from(["uniform", "positive", "none"]),
+    momentum=st.sampled_from([0.0, 0.9]),
+    train_mode=st.booleans(),
+    n_views=st.integers(0, 2),
+)
+def test_projected_gradient_properties(
+    seed, b, size, saturate, norm, eps, step, steps, start, momentum, train_mode, n_views
+):
     model = TinyBackbone(image_size=16).train(train_mode)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = _images(seed, b, size, saturate)
@@ -63,12 +80,21 @@ def test_projected_gradient_properties(seed, b, size, saturate, norm, eps, step,
     target = torch.nn.functional.normalize(torch.randn(b, 16, generator=g), dim=-1)
     noisy = lambda z, g: (z + 0.01 * torch.randn(z.shape, generator=g)).clamp(0, 1)  # noqa: E731
     views = [lambda z, g: z, noisy][:n_views] or None
-    kwargs = dict(eps=eps, step_size=step, steps=steps, norm=norm, random_start=start,
-                  momentum=momentum, views=views)
-    out = projected_gradient(_objective(model, target), x,
-                             generator=torch.Generator().manual_seed(seed), **kwargs)
-    again = projected_gradient(_objective(model, target), x,
-                               generator=torch.Generator().manual_seed(seed), **kwargs)
+    kwargs = dict(
+        eps=eps,
+        step_size=step,
+        steps=steps,
+        norm=norm,
+        random_start=start,
+        momentum=momentum,
+        views=views,
+    )
+    out = projected_gradient(
+        _objective(model, target), x, generator=torch.Generator().manual_seed(seed), **kwargs
+    )
+    again = projected_gradient(
+        _objective(model, target), x, generator=torch.Generator().manual_seed(seed), **kwargs
+    )
     assert out.shape == x.shape and out.dtype == x.dtype and not out.requires_grad
     assert float(_norms(out - x, norm).max()) <= eps + TOL
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
@@ -112,8 +138,9 @@ def test_momentum_and_invalid_arguments():
     x = _images(1, 2, 8, False)
     obj = lambda z: (z * torch.linspace(-1, 1, z.numel()).view_as(z)).sum()  # noqa: E731
     plain = projected_gradient(obj, x, eps=0.1, step_size=0.01, steps=5, random_start="none")
-    mom = projected_gradient(obj, x, eps=0.1, step_size=0.01, steps=5, random_start="none",
-                             momentum=0.9)
+    mom = projected_gradient(
+        obj, x, eps=0.1, step_size=0.01, steps=5, random_start="none", momentum=0.9
+    )
     assert torch.allclose(plain, mom)  # constant gradient: momentum keeps the direction
     with pytest.raises(ValueError):
         projected_gradient(obj, x, eps=0.1, step_size=0.01, steps=1, norm="l1")
@@ -127,20 +154,28 @@ def test_works_under_no_grad_and_autocast():
     target = torch.nn.functional.normalize(torch.randn(2, 16), dim=-1)
     ctx = Context(precision="bf16")
     with torch.no_grad():
-        out = projected_gradient(_objective(model, target), x, eps=4 / 255, step_size=1 / 255,
-                                 steps=2, autocast=ctx.autocast)
+        out = projected_gradient(
+            _objective(model, target),
+            x,
+            eps=4 / 255,
+            step_size=1 / 255,
+            steps=2,
+            autocast=ctx.autocast,
+        )
     assert out.dtype == torch.float32
     assert float((out - x).abs().max()) <= 4 / 255 + TOL
 
 
 def test_caption_set_loss_matches_definition():
-    img = torch.nn.functional.normalize(torch.randn(2 * 3, 5), dim=-1)   # 2 views × 3 images
+    img = torch.nn.functional.normalize(torch.randn(2 * 3, 5), dim=-1)  # 2 views × 3 images
     txt = torch.nn.functional.normalize(torch.randn(7, 5), dim=-1)
     txt2img = torch.tensor([0, 0, 1, 1, 1, 2, 2])
     expected = 0.0
     for v in range(2):
-        per_image = [sum(float(img[v * 3 + i] @ txt[j]) for j in range(7) if txt2img[j] == i)
-                     for i in range(3)]
+        per_image = [
+            sum(float(img[v * 3 + i] @ txt[j]) for j in range(7) if txt2img[j] == i)
+            for i in range(3)
+        ]
         expected += -sum(per_image) / 3
     got = caption_set_loss(img, caption_sums(txt, txt2img, 3))
     assert abs(float(got) - expected) < 1e-5
@@ -169,11 +204,23 @@ def test_pgd_attack_lowers_similarity_to_own_captions():
 
 def test_pgd_through_the_runner():
     with registered_plugin(tiny_plugin):
-        [rec] = run(output=False, backbone="tiny", dataset="tiny", attack="pgd", progress=False,
-                    attack_options={"eps": "4/255", "step_size": "1/255", "steps": "3"})
+        [rec] = run(
+            output=False,
+            backbone="tiny",
+            dataset="tiny",
+            attack="pgd",
+            progress=False,
+            attack_options={"eps": "4/255", "step_size": "1/255", "steps": "3"},
+        )
         with pytest.raises(OptionError, match="pgd"):
-            run(output=False, backbone="tiny", dataset="tiny", attack="pgd", progress=False,
-                attack_options={"norm": "l1"})
+            run(
+                output=False,
+                backbone="tiny",
+                dataset="tiny",
+                attack="pgd",
+                progress=False,
+                attack_options={"norm": "l1"},
+            )
     m = rec["metrics"]
     assert m["adversarial"]["tr_r1"] <= m["clean"]["tr_r1"]
     assert m["adversarial"]["ir_r1"] <= m["clean"]["ir_r1"]

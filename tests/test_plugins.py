@@ -5,21 +5,31 @@ import sys
 from dataclasses import dataclass
 
 import pytest
+from plugin_factory import BROKEN_MODULE, FOO_MODULE, write_distribution
 
 import vladv
 from vladv import hookspecs
 from vladv.errors import PluginError, UnknownPluginError
-from vladv.plugins import PluginRegistry, get_registry
 from vladv.experiment import run
+from vladv.plugins import PluginRegistry, get_registry
 from vladv.testing import isolated_registry, registered_plugin
 
-from plugin_factory import BROKEN_MODULE, FOO_MODULE, write_distribution
-
-FIRST_PARTY = {("backbone", "clip"), ("backbone", "hf"), ("dataset", "synthetic-aerial"),
-               ("dataset", "karpathy"), ("attack", "pgd"), ("attack", "bert-attack"),
-               ("attack", "sga"), ("attack", "co-attack"), ("defense", "mat"),
-               ("defense", "tecoa"), ("defense", "fare"), ("augmenter", "eda"),
-               ("augmenter", "image-aug"), ("augmenter", "caption")}
+FIRST_PARTY = {
+    ("backbone", "clip"),
+    ("backbone", "hf"),
+    ("dataset", "synthetic-aerial"),
+    ("dataset", "karpathy"),
+    ("attack", "pgd"),
+    ("attack", "bert-attack"),
+    ("attack", "sga"),
+    ("attack", "co-attack"),
+    ("defense", "mat"),
+    ("defense", "tecoa"),
+    ("defense", "fare"),
+    ("augmenter", "eda"),
+    ("augmenter", "image-aug"),
+    ("augmenter", "caption"),
+}
 
 
 def _spec(name, kind="attack"):
@@ -60,7 +70,9 @@ def test_conflicting_names_name_both_plugins():
     registry = PluginRegistry()
     registry.register(_Plugin("dup"), name="first", distribution="vladv-a")
     registry.register(_Plugin("dup", "other"), name="second", distribution="vladv-b")
-    with pytest.raises(PluginError, match=r"provided by both first \(vladv-a\) and second \(vladv-b\)"):
+    with pytest.raises(
+        PluginError, match=r"provided by both first \(vladv-a\) and second \(vladv-b\)"
+    ):
         registry.get("attack", "dup")
     assert registry.get("attack", "other").name == "other"  # the rest keeps working
 
@@ -86,7 +98,7 @@ def test_spec_names_are_validated(name):
 
 
 def test_every_hook_is_documented():
-    docs = (os.path.join(os.path.dirname(__file__), "..", "docs", "plugins.md"))
+    docs = os.path.join(os.path.dirname(__file__), "..", "docs", "plugins.md")
     text = open(docs).read()
     for hook in hookspecs.HOOKS.values():
         func = getattr(hookspecs, hook)
@@ -96,8 +108,13 @@ def test_every_hook_is_documented():
 
 def _cli(args, site, **env):
     full_env = {**os.environ, "PYTHONPATH": str(site), **env}
-    return subprocess.run([sys.executable, "-m", "vladv", *args], capture_output=True, text=True,
-                          env=full_env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "vladv", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -122,9 +139,25 @@ def test_third_party_distribution_is_listed_and_broken_one_reported(site):
 
 
 def test_third_party_attack_runs_from_the_cli(site, tmp_path):
-    res = _cli(["run", "--backbone", "tiny", "--dataset", "tiny", "--attack", "foo-fgsm",
-                "--attack-opt", "eps=8/255", "--output", str(tmp_path), "--quiet", "--json"],
-               site, VLADV_HOME=str(tmp_path / "home"))
+    res = _cli(
+        [
+            "run",
+            "--backbone",
+            "tiny",
+            "--dataset",
+            "tiny",
+            "--attack",
+            "foo-fgsm",
+            "--attack-opt",
+            "eps=8/255",
+            "--output",
+            str(tmp_path),
+            "--quiet",
+            "--json",
+        ],
+        site,
+        VLADV_HOME=str(tmp_path / "home"),
+    )
     assert res.returncode == 0, res.stderr
     [rec] = json.loads(res.stdout)
     assert rec["versions"]["plugins"]["attack"]["distribution"] == "vladv-foo"
@@ -167,13 +200,17 @@ def test_registered_plugin_accepts_a_plugin_installed_through_its_entry_point(si
 
             assert registry.name_of(vladv_foo) == "foo"  # loaded through its entry point
             with registered_plugin(vladv_foo):
-                [rec] = run(output=False, backbone="tiny", dataset="tiny", attack="foo-fgsm", progress=False)
+                [rec] = run(
+                    output=False, backbone="tiny", dataset="tiny", attack="foo-fgsm", progress=False
+                )
             assert rec["versions"]["plugins"]["attack"]["distribution"] == "vladv-foo"
             assert registry.name_of(vladv_foo) == "foo"
             assert registry.plugins["foo"].status == "ok"
         assert get_registry() is not registry and get_registry().name_of(vladv_foo) is None
         with isolated_registry(load_entry_points=False), registered_plugin(vladv_foo):
-            [again] = run(output=False, backbone="tiny", dataset="tiny", attack="foo-fgsm", progress=False)
+            [again] = run(
+                output=False, backbone="tiny", dataset="tiny", attack="foo-fgsm", progress=False
+            )
         assert again["metrics"] == rec["metrics"]  # not installed: the same result
     finally:
         sys.modules.pop("vladv_foo", None)
@@ -196,22 +233,36 @@ def vladv_defenses():
 def test_misspelt_or_unmarked_hooks_make_a_plugin_broken(tmp_path):
     path = tmp_path / "misspelt.py"
     path.write_text(MISSPELT)
-    with pytest.raises(PluginError, match=r"vladv_attack is not a vladv hook \(did you mean "
-                                          r"vladv_attacks\?\); vladv_defenses is not marked"):
+    with pytest.raises(
+        PluginError,
+        match=r"vladv_attack is not a vladv hook \(did you mean "
+        r"vladv_attacks\?\); vladv_defenses is not marked",
+    ):
         get_registry().register_file(path)
     site = tmp_path / "site"
     write_distribution(site, "vladv-misspelt", "vladv_misspelt", MISSPELT, entry_name="misspelt")
     res = _cli(["plugins", "--json"], site)
     [broken] = json.loads(res.stdout)["broken"]
-    assert broken["distribution"] == "vladv-misspelt" and "did you mean vladv_attacks" in broken["error"]
+    assert (
+        broken["distribution"] == "vladv-misspelt"
+        and "did you mean vladv_attacks" in broken["error"]
+    )
 
 
 def test_import_vladv_exposes_what_the_docs_use():
     import importlib
 
-    fresh = subprocess.run([sys.executable, "-c", "import vladv; vladv.plugins.get_registry(); "
-                            "vladv.get_registry(); vladv.backbone.Backbone; vladv.Backbone; "
-                            "vladv.testing.registered_plugin"], capture_output=True, text=True,
-                           timeout=300)
+    fresh = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import vladv; vladv.plugins.get_registry(); "
+            "vladv.get_registry(); vladv.backbone.Backbone; vladv.Backbone; "
+            "vladv.testing.registered_plugin",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert fresh.returncode == 0, fresh.stderr
     assert vladv.get_registry is importlib.import_module("vladv.plugins").get_registry

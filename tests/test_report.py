@@ -1,5 +1,6 @@
 import csv
 import json
+
 import pytest
 from typer.testing import CliRunner
 
@@ -34,15 +35,19 @@ save_examples = 2
 n_images = 6
 """)
     with registered_plugin(Plugin()):
-        res = CliRunner().invoke(app, ["run", "-c", str(toml), "--output", str(tmp_path / "out"),
-                                       "-q"], catch_exceptions=False)
+        res = CliRunner().invoke(
+            app,
+            ["run", "-c", str(toml), "--output", str(tmp_path / "out"), "-q"],
+            catch_exceptions=False,
+        )
         assert res.exit_code == 0, res.output
     return tmp_path / "out"
 
 
 def test_report_writes_table_csv_plots_and_gallery(grid_dir):
-    res = CliRunner().invoke(app, ["report", str(grid_dir)], catch_exceptions=False,
-                             env={"COLUMNS": "200"})
+    res = CliRunner().invoke(
+        app, ["report", str(grid_dir)], catch_exceptions=False, env={"COLUMNS": "200"}
+    )
     assert res.exit_code == 0, res.output
     rep = grid_dir / "report"
     rows = list(csv.DictReader((rep / "summary.csv").open()))
@@ -50,8 +55,12 @@ def test_report_writes_table_csv_plots_and_gallery(grid_dir):
     by_attack = {r["attack_label"]: r for r in rows}
     assert set(by_attack) == {"none", "noise ε=4/255", "noise ε=16/255"}
     recs = [json.loads(p.read_text()) for p in grid_dir.glob("*.json") if p.stem != "experiment"]
-    strong = [r for r in recs if r["config"]["attack"]["threat_model"]
-              and r["config"]["attack"]["threat_model"]["eps_255"] == 16]
+    strong = [
+        r
+        for r in recs
+        if r["config"]["attack"]["threat_model"]
+        and r["config"]["attack"]["threat_model"]["eps_255"] == 16
+    ]
     mean = sum(r["metrics"]["adversarial"]["tr_r1"] for r in strong) / 2
     assert float(by_attack["noise ε=16/255"]["adversarial_tr_r1_mean"]) == pytest.approx(mean)
     assert by_attack["noise ε=16/255"]["seeds"] == "0 1"
@@ -69,18 +78,27 @@ def test_report_writes_table_csv_plots_and_gallery(grid_dir):
     assert header == "| defense | clean | noise ε=4/255 | noise ε=16/255 |"  # ε ascending
     [none_row] = [line for line in md if line.startswith("| none | ") and "±" in line][:1]
     strong_tr = by_attack["noise ε=16/255"]
-    cell = (f"{float(strong_tr['adversarial_tr_r1_mean']):.1f}±"
-            f"{float(strong_tr['adversarial_tr_r1_std']):.1f} / ")
+    cell = (
+        f"{float(strong_tr['adversarial_tr_r1_mean']):.1f}±"
+        f"{float(strong_tr['adversarial_tr_r1_std']):.1f} / "
+    )
     assert none_row.split(" | ")[3].startswith(cell)
 
 
 def test_rows_follow_the_grid_order_of_the_manifest():
     def rec(defense, attack):
-        return {"run_id": defense + attack, "config": {
-            "backbone": {"name": "b"}, "dataset": {"name": "d"}, "defense": {"name": defense},
-            "augmenters": [], "seed": 0, "attack": {"name": attack, "options": {},
-                                                    "threat_model": None}},
-            "metrics": {"clean": {"tr_r1": 1.0}, "adversarial": {"tr_r1": 0.5}}}
+        return {
+            "run_id": defense + attack,
+            "config": {
+                "backbone": {"name": "b"},
+                "dataset": {"name": "d"},
+                "defense": {"name": defense},
+                "augmenters": [],
+                "seed": 0,
+                "attack": {"name": attack, "options": {}, "threat_model": None},
+            },
+            "metrics": {"clean": {"tr_r1": 1.0}, "adversarial": {"tr_r1": 0.5}},
+        }
 
     recs = [rec(d, a) for d in ("fare", "mat", "none") for a in ("sga", "pgd")]
     plain = [(r["defense"], r["attack"]) for r in aggregate(recs)]

@@ -41,18 +41,27 @@ def records(tmp_path: Path) -> Path:
     shutil.copy(COMMITTED / "experiment.json", folder)
     for path in sorted(COMMITTED.glob("*.json")):
         rec = json.loads(path.read_text())
-        if (path.name != "experiment.json" and rec["config"]["defense"]["name"] == "none"
-                and rec.get("examples") and (COMMITTED / rec["examples"]).exists()):
+        if (
+            path.name != "experiment.json"
+            and rec["config"]["defense"]["name"] == "none"
+            and rec.get("examples")
+            and (COMMITTED / rec["examples"]).exists()
+        ):
             shutil.copy(path, folder)
-            shutil.copytree((COMMITTED / rec["examples"]).parent,
-                            folder / Path(rec["examples"]).parent)
+            shutil.copytree(
+                (COMMITTED / rec["examples"]).parent, folder / Path(rec["examples"]).parent
+            )
     base = json.loads(next(folder.glob("8c1f*.json")).read_text())
     first = json.loads((folder / base["examples"]).read_text())["examples"][0]
     evil = {**base, "run_id": "evil", "examples": "examples/evil/index.json"}
     evil["config"] = {**base["config"], "defense": {"name": f"[/]{EVIL}", "options": {}}}
-    example = {**first, "image_id": EVIL_IMG, "clean_texts": ["a red house", f"{EVIL} field"],
-               "adv_texts": ["a blue house", f"{EVIL_IMG} field"],
-               "images": {k: f"../{base['run_id']}/{v}" for k, v in first["images"].items()}}
+    example = {
+        **first,
+        "image_id": EVIL_IMG,
+        "clean_texts": ["a red house", f"{EVIL} field"],
+        "adv_texts": ["a blue house", f"{EVIL_IMG} field"],
+        "images": {k: f"../{base['run_id']}/{v}" for k, v in first["images"].items()},
+    }
     (folder / "examples" / "evil").mkdir()
     (folder / "examples" / "evil" / "index.json").write_text(json.dumps({"examples": [example]}))
     (folder / "evil.json").write_text(json.dumps(evil))
@@ -86,8 +95,14 @@ def test_a_report_written_elsewhere_is_self_contained(moved_report: Path):
         for link in _links(page):
             assert not link.startswith(("/", "..", "file:", "http")), link
             assert (moved_report / link).resolve().is_file(), link
-    assert {"gallery.html", "summary.md", "summary.csv", "records.csv", "robust_vs_eps.png",
-            "defenses_attacks.png"} <= set(_links(index))
+    assert {
+        "gallery.html",
+        "summary.md",
+        "summary.csv",
+        "records.csv",
+        "robust_vs_eps.png",
+        "defenses_attacks.png",
+    } <= set(_links(index))
     assert "index.html" in _links(gallery)
     text = index.read_text()
     assert text.index("Configuration") < text.index("Summary") < text.index("Plots")
@@ -108,11 +123,14 @@ def test_text_from_records_is_escaped_everywhere(records: Path, tmp_path: Path):
 
 def test_a_foreign_folder_gets_one_warning_per_unusable_file(records: Path, tmp_path: Path):
     good = json.loads(next(records.glob("8c1f*.json")).read_text())
-    bad = {"broken.json": "{not json", "list.json": "[1, 2]",
-           "no_config.json": json.dumps({"run_id": "x", "metrics": {"clean": {}}}),
-           "seed.json": json.dumps({**good, "config": {**good["config"], "seed": "one"}}),
-           "metric.json": json.dumps({**good, "metrics": {"clean": {"tr_r1": "high"}}}),
-           "attack.json": json.dumps({**good, "config": {**good["config"], "attack": "pgd"}})}
+    bad = {
+        "broken.json": "{not json",
+        "list.json": "[1, 2]",
+        "no_config.json": json.dumps({"run_id": "x", "metrics": {"clean": {}}}),
+        "seed.json": json.dumps({**good, "config": {**good["config"], "seed": "one"}}),
+        "metric.json": json.dumps({**good, "metrics": {"clean": {"tr_r1": "high"}}}),
+        "attack.json": json.dumps({**good, "config": {**good["config"], "attack": "pgd"}}),
+    }
     for name, text in bad.items():
         (records / name).write_text(text)
     res = _report(records, "--output", tmp_path / "out")
@@ -139,8 +157,11 @@ def test_user_errors_are_one_line_and_exit_2(case: str, records: Path, tmp_path:
     assert res.exit_code == 2, res.output
     [line] = res.stderr.strip().splitlines()
     assert line.startswith("error: ") and "Traceback" not in res.output
-    assert {"output is a file": "is a file", "no usable record": "no usable result records",
-            "no folder": "no result directory"}[case] in line
+    assert {
+        "output is a file": "is a file",
+        "no usable record": "no usable result records",
+        "no folder": "no result directory",
+    }[case] in line
 
 
 def test_files_outside_the_records_examples_are_never_read(records: Path, tmp_path: Path):
@@ -149,18 +170,23 @@ def test_files_outside_the_records_examples_are_never_read(records: Path, tmp_pa
     secret.write_bytes(secret.read_bytes() + b"secret")
     outside = tmp_path / "outside"
     outside.mkdir()
-    (outside / "index.json").write_text(json.dumps({"examples": [
-        {"images": {"clean": str(secret)}, "clean_texts": [], "adv_texts": []}]}))
+    (outside / "index.json").write_text(
+        json.dumps(
+            {"examples": [{"images": {"clean": str(secret)}, "clean_texts": [], "adv_texts": []}]}
+        )
+    )
     (records / "examples" / "evil" / "link.png").symlink_to(secret)
     index = json.loads((records / "examples" / "evil" / "index.json").read_text())
     example = index["examples"][0]
-    index["examples"] += [{**example, "images": {"clean": name}}
-                          for name in ("../../../secret.png", str(secret), "link.png",
-                                       "../../evil.json")]
+    index["examples"] += [
+        {**example, "images": {"clean": name}}
+        for name in ("../../../secret.png", str(secret), "link.png", "../../evil.json")
+    ]
     (records / "examples" / "evil" / "index.json").write_text(json.dumps(index))
     rec = json.loads(next(records.glob("95839*.json")).read_text())
-    (records / "outside.json").write_text(json.dumps({**rec, "run_id": "outside",
-                                                      "examples": "../outside/index.json"}))
+    (records / "outside.json").write_text(
+        json.dumps({**rec, "run_id": "outside", "examples": "../outside/index.json"})
+    )
     (outside / "record.json").write_text(json.dumps({**rec, "run_id": "linked"}))
     (records / "linked.json").symlink_to(outside / "record.json")
     res = _report(records, "--output", tmp_path / "out")
@@ -175,6 +201,7 @@ def test_files_outside_the_records_examples_are_never_read(records: Path, tmp_pa
 
 # -- headless Chromium over the DevTools protocol -------------------------------------------------
 
+
 class Chromium:
     """A headless Chromium driven through ``--remote-debugging-pipe`` (fds 3 and 4)."""
 
@@ -188,13 +215,26 @@ class Chromium:
             os.dup2(w, 4)
 
         self.proc = subprocess.Popen(
-            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--disable-extensions", f"--user-data-dir={profile}",
-             "about:blank"],
-            pass_fds=(3, 4), preexec_fn=pipes,  # noqa: PLW1509 (no threads yet)
+            [
+                binary,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--remote-debugging-pipe",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-extensions",
+                f"--user-data-dir={profile}",
+                "about:blank",
+            ],
+            pass_fds=(3, 4),
+            preexec_fn=pipes,  # noqa: PLW1509 (no threads yet)
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(theirs_r)
         os.close(theirs_w)
         self.reader, self.writer, self.timeout = ours_r, ours_w, timeout
@@ -231,17 +271,21 @@ class Chromium:
         """Open ``url`` in a new tab, wait for its load event; return the tab's session."""
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})[
-            "sessionId"]
+            "sessionId"
+        ]
         self.send("Page.enable", session=session)
         self.send("Page.navigate", {"url": url}, session)
-        while not any(e.get("method") == "Page.loadEventFired" and e.get("sessionId") == session
-                      for e in self.events):
+        while not any(
+            e.get("method") == "Page.loadEventFired" and e.get("sessionId") == session
+            for e in self.events
+        ):
             self.events.append(self._message())
         return session
 
     def evaluate(self, session: str, expression: str) -> Any:
-        result = self.send("Runtime.evaluate", {"expression": expression,
-                                                "returnByValue": True}, session)
+        result = self.send(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True}, session
+        )
         if "exceptionDetails" in result:
             raise RuntimeError(result["exceptionDetails"])
         return result["result"]["value"]
@@ -268,8 +312,10 @@ def _chromium_binary() -> str | None:
 def browser(tmp_path_factory: pytest.TempPathFactory):
     binary = _chromium_binary()
     if binary is None:
-        pytest.skip("headless Chromium not found: install Debian's `chromium` (.ci/run does) or "
-                    "set VLADV_CHROMIUM")
+        pytest.skip(
+            "headless Chromium not found: install Debian's `chromium` (.ci/run does) or "
+            "set VLADV_CHROMIUM"
+        )
     try:
         chromium = Chromium(binary, tmp_path_factory.mktemp("chromium-profile"))
     except (OSError, TimeoutError, ConnectionError, RuntimeError) as exc:

@@ -9,34 +9,55 @@ import pytest
 
 from vladv.reports import report
 
-MODELS = {"aerial": {"model": "vladv-tiny-aerial", "pretrain_seed": 0},
-          "align": {"model": "vladv-tiny-align", "pretrain_seed": 0},
-          "seed1": {"model": "vladv-tiny-aerial", "pretrain_seed": 1}}
+MODELS = {
+    "aerial": {"model": "vladv-tiny-aerial", "pretrain_seed": 0},
+    "align": {"model": "vladv-tiny-align", "pretrain_seed": 0},
+    "seed1": {"model": "vladv-tiny-aerial", "pretrain_seed": 1},
+}
 
 
 def _part(model: str, defense: str = "none") -> dict:
-    return {"backbone": {"name": "clip", "options": MODELS[model]},
-            "defense": {"name": defense, "options": {"steps": 5} if defense != "none" else {}},
-            "augmenters": []}
+    return {
+        "backbone": {"name": "clip", "options": MODELS[model]},
+        "defense": {"name": defense, "options": {"steps": 5} if defense != "none" else {}},
+        "augmenters": [],
+    }
 
 
-def _record(target: str, source: str | None, attack: str, seed: int, asr: float,
-            defense: str = "none") -> dict:
-    metrics = dict.fromkeys(("tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5", "ir_r10", "rsum"),
-                            50.0)
+def _record(
+    target: str, source: str | None, attack: str, seed: int, asr: float, defense: str = "none"
+) -> dict:
+    metrics = dict.fromkeys(("tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5", "ir_r10", "rsum"), 50.0)
     adv = {**metrics, "tr_r1": 50.0 * (1 - asr / 100), "ir_r1": 50.0 * (1 - asr / 200)}
-    cfg = {**_part(target, defense), "dataset": {"name": "synthetic-aerial", "options": {}},
-           "attack": {"name": attack, "options": {},
-                      "threat_model": {"modality": "image", "norm": "linf", "eps": 2 / 255,
-                                       "max_words": 0}},
-           "seed": seed, "source": _part(source) if source else None}
+    cfg = {
+        **_part(target, defense),
+        "dataset": {"name": "synthetic-aerial", "options": {}},
+        "attack": {
+            "name": attack,
+            "options": {},
+            "threat_model": {"modality": "image", "norm": "linf", "eps": 2 / 255, "max_words": 0},
+        },
+        "seed": seed,
+        "source": _part(source) if source else None,
+    }
     rid = f"{target}-{defense}-{source}-{attack}-{seed}"
-    return {"schema_version": 4, "run_id": rid, "created": "2026-11-30T00:00:00+00:00",
-            "config": cfg, "metrics": {
-                "clean": metrics, "adversarial": adv,
-                "asr": {"tr_r1_conditional": asr, "ir_r1_conditional": asr / 2,
-                        "tr_r1_delta": 50.0 - adv["tr_r1"], "ir_r1_delta": 50.0 - adv["ir_r1"]},
-                "budget": {"max_linf": 2 / 255, "max_words_changed": 0}}}
+    return {
+        "schema_version": 4,
+        "run_id": rid,
+        "created": "2026-11-30T00:00:00+00:00",
+        "config": cfg,
+        "metrics": {
+            "clean": metrics,
+            "adversarial": adv,
+            "asr": {
+                "tr_r1_conditional": asr,
+                "ir_r1_conditional": asr / 2,
+                "tr_r1_delta": 50.0 - adv["tr_r1"],
+                "ir_r1_delta": 50.0 - adv["ir_r1"],
+            },
+            "budget": {"max_linf": 2 / 255, "max_words_changed": 0},
+        },
+    }
 
 
 @pytest.fixture
@@ -49,8 +70,9 @@ def folder(tmp_path):
             for target in MODELS:
                 for source in MODELS:
                     asr = (60.0 if source == target else 20.0) * strength + seed
-                    rec = _record(target, None if source == target else source, attack, seed,
-                                  min(asr, 100.0))
+                    rec = _record(
+                        target, None if source == target else source, attack, seed, min(asr, 100.0)
+                    )
                     (out / f"{rec['run_id']}.json").write_text(json.dumps(rec))
             for source in (None, "aerial"):
                 rec = _record("aerial", source, attack, seed, 10.0 + seed, defense="mat")
@@ -66,19 +88,25 @@ def test_report_draws_the_source_by_target_matrix(folder):
     md = (folder / "report" / "summary.md").read_text()
     assert "## Transfer: source (rows) × target (columns)" in md
     assert md.count("conditional ASR@1") >= 2 and md.count("Co-Attack's ASR@1") == 2
-    header = ("| source \\ target | clip(model=vladv-tiny-aerial, pretrain_seed=0) | "
-              "clip(model=vladv-tiny-aerial, pretrain_seed=1) | "
-              "clip(model=vladv-tiny-align, pretrain_seed=0) | "
-              "clip(model=vladv-tiny-aerial, pretrain_seed=0)/mat |")
+    header = (
+        "| source \\ target | clip(model=vladv-tiny-aerial, pretrain_seed=0) | "
+        "clip(model=vladv-tiny-aerial, pretrain_seed=1) | "
+        "clip(model=vladv-tiny-align, pretrain_seed=0) | "
+        "clip(model=vladv-tiny-aerial, pretrain_seed=0)/mat |"
+    )
     assert header in md
-    pgd = md[md.index("### pgd ε=2/255"):md.index("### sga")]
+    pgd = md[md.index("### pgd ε=2/255") : md.index("### sga")]
     # white-box diagonal (60 + seed → 60.5±0.7), transfer off the diagonal (20.5±0.7 / 10.2±0.4)
-    row = next(line for line in pgd.splitlines()
-               if line.startswith("| clip(model=vladv-tiny-align"))
+    row = next(
+        line for line in pgd.splitlines() if line.startswith("| clip(model=vladv-tiny-align")
+    )
     assert "| 20.5±0.7 / 10.2±0.4 | 20.5±0.7 / 10.2±0.4 | 60.5±0.7 / 30.2±0.4 |" in row
     assert row.endswith("| – / – |")  # no align-crafted examples against the MAT target
-    first = next(line for line in pgd.splitlines()
-                 if line.startswith("| clip(model=vladv-tiny-aerial, pretrain_seed=0) |"))
+    first = next(
+        line
+        for line in pgd.splitlines()
+        if line.startswith("| clip(model=vladv-tiny-aerial, pretrain_seed=0) |")
+    )
     assert first.endswith("| 10.5±0.7 / 5.2±0.4 |")
     rows = list(csv.DictReader((folder / "report" / "transfer.csv").open()))
     assert len(rows) == 2 * (9 + 2)

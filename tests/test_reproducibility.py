@@ -21,8 +21,14 @@ from vladv.errors import VladvError
 from vladv.testing import COLORS, PLACES, THINGS
 from vladv_plugins.mlm import save_random_mlm
 
-CORPUS = [f"a {c} {t} {p} a {u} number {i}" for i in range(8) for c in COLORS
-          for t in THINGS for p in PLACES for u in THINGS[:2]]
+CORPUS = [
+    f"a {c} {t} {p} a {u} number {i}"
+    for i in range(8)
+    for c in COLORS
+    for t in THINGS
+    for p in PLACES
+    for u in THINGS[:2]
+]
 SAVES = 3  # each process writes the model this many times (the metadata order was per call)
 
 SCRIPT = """
@@ -78,11 +84,28 @@ def test_mat_eda_training_is_bit_reproducible_across_processes(wordnet, tmp_path
     for name, hash_seed, history in (("fresh", "1", "0"), ("after-history", "2", "1")):
         out = tmp_path / name
         out.mkdir()
-        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "OMP_NUM_THREADS": "1",
-               "VLADV_HOME": str(tmp_path / f"home-{name}")}
+        env = {
+            **os.environ,
+            "PYTHONHASHSEED": hash_seed,
+            "OMP_NUM_THREADS": "1",
+            "VLADV_HOME": str(tmp_path / f"home-{name}"),
+        }
         proc = subprocess.Popen(
-            [sys.executable, "-c", SCRIPT, str(mlm), env["VLADV_HOME"], str(out), history,
-             str(SAVES)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [
+                sys.executable,
+                "-c",
+                SCRIPT,
+                str(mlm),
+                env["VLADV_HOME"],
+                str(out),
+                history,
+                str(SAVES),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         runs.append((out, proc))
     for _, proc in runs:
         log, _ = proc.communicate(timeout=300)

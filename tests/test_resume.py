@@ -6,8 +6,8 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +18,7 @@ from vladv.testing import registered_plugin, tiny_plugin
 
 TINY_WORLD = str(Path(__file__).with_name("tiny_world.py"))
 
-PLUGIN = '''
+PLUGIN = """
 import vladv
 from vladv.testing import noise_attack_spec
 
@@ -26,9 +26,9 @@ from vladv.testing import noise_attack_spec
 @vladv.hookimpl
 def vladv_attacks():
     yield noise_attack_spec("slow", "slow noise", eps=4 / 255, sleep=0.4)
-'''
+"""
 
-TOML = '''
+TOML = """
 [experiment]
 backbones = ["tiny"]
 datasets = ["tiny"]
@@ -38,7 +38,7 @@ batch_size = 2
 
 [options.attack]
 "slow.eps" = ["1/255", "4/255", "8/255"]
-'''
+"""
 
 
 def _records(folder):
@@ -46,8 +46,21 @@ def _records(folder):
 
 
 def _cmd(tmp_path, out):
-    return [sys.executable, "-m", "vladv", "run", "-c", str(tmp_path / "exp.toml"), "--plugin",
-            str(tmp_path / "slow_plugin.py"), "--plugin", TINY_WORLD, "--output", str(out), "-q"]
+    return [
+        sys.executable,
+        "-m",
+        "vladv",
+        "run",
+        "-c",
+        str(tmp_path / "exp.toml"),
+        "--plugin",
+        str(tmp_path / "slow_plugin.py"),
+        "--plugin",
+        TINY_WORLD,
+        "--output",
+        str(out),
+        "-q",
+    ]
 
 
 def test_sigkill_mid_grid_then_resume_matches_uninterrupted_run(tmp_path):
@@ -55,8 +68,9 @@ def test_sigkill_mid_grid_then_resume_matches_uninterrupted_run(tmp_path):
     (tmp_path / "exp.toml").write_text(TOML)
     env = {**os.environ, "VLADV_HOME": str(tmp_path / "home")}
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd(tmp_path, killed), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _cmd(tmp_path, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while time.time() < deadline and len(_records(killed)) < 2 and proc.poll() is None:
         time.sleep(0.05)
@@ -68,8 +82,9 @@ def test_sigkill_mid_grid_then_resume_matches_uninterrupted_run(tmp_path):
     for text, _ in before.values():
         json.loads(text)  # every record on disk is complete
 
-    res = subprocess.run(_cmd(tmp_path, killed), env=env, capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run(
+        _cmd(tmp_path, killed), env=env, capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 0, res.stderr
     after = _records(killed)
     assert len(after) == 6
@@ -105,8 +120,9 @@ def test_a_different_grid_in_the_same_directory_is_refused(tmp_path):
         run(config=tmp_path / "exp.toml", output=out, progress=False)
         with pytest.raises(VladvError, match="different experiment grid"):
             run(config=tmp_path / "exp.toml", output=out, seed=5, progress=False)
-        planned = run(config=tmp_path / "exp.toml", output=out, seed=[0, 7], dry_run=True,
-                      progress=False)
+        planned = run(
+            config=tmp_path / "exp.toml", output=out, seed=[0, 7], dry_run=True, progress=False
+        )
         assert [c["done"] for c in planned] == [True] * 3 + [False] * 3  # dry run: nothing written
         assert {c["run_id"] for c in planned if c["done"]} == set(_records(out))
         run(config=tmp_path / "exp.toml", output=out, seed=5, progress=False, force=True)

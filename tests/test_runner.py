@@ -47,23 +47,38 @@ def test_cli_passes_the_api_defaults(monkeypatch, tmp_path):
     res = invoke("run")
     assert res.exit_code == 2 and "stop here" in res.output
     seen.pop("console")
-    assert seen == {k: v if v is not None or not k.endswith("_options") else {}
-                    for k, v in defaults.items() if k != "console"}
+    assert seen == {
+        k: v if v is not None or not k.endswith("_options") else {}
+        for k, v in defaults.items()
+        if k != "console"
+    }
 
 
-def test_cli_and_api_write_the_same_records_to_the_same_default_folder(noise, tmp_path,
-                                                                       monkeypatch):
+def test_cli_and_api_write_the_same_records_to_the_same_default_folder(
+    noise, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
-    res = invoke("run", "--backbone", "tiny", "--dataset", "tiny", "--attack", "noise",
-                 "--seed", "3", "-q", "--json")
+    res = invoke(
+        "run",
+        "--backbone",
+        "tiny",
+        "--dataset",
+        "tiny",
+        "--attack",
+        "noise",
+        "--seed",
+        "3",
+        "-q",
+        "--json",
+    )
     assert res.exit_code == 0, res.output
-    cli_records = json.loads(res.stdout[res.stdout.index("["):])
+    cli_records = json.loads(res.stdout[res.stdout.index("[") :])
     [folder] = (tmp_path / "runs").iterdir()
-    planned = vladv.run(backbone="tiny", dataset="tiny", attack="noise", seed=3, dry_run=True,
-                        progress=False)
+    planned = vladv.run(
+        backbone="tiny", dataset="tiny", attack="noise", seed=3, dry_run=True, progress=False
+    )
     assert [c["done"] for c in planned] == [True]  # the API looks in the same folder ...
-    api_records = vladv.run(backbone="tiny", dataset="tiny", attack="noise", seed=3,
-                            progress=False)
+    api_records = vladv.run(backbone="tiny", dataset="tiny", attack="noise", seed=3, progress=False)
     assert api_records == cli_records  # ... and reads back what the CLI wrote
     assert list((tmp_path / "runs").iterdir()) == [folder]
     spec = grid.GridSpec(backbones=("tiny",), datasets=("tiny",), attacks=("noise",), seeds=(3,))
@@ -72,8 +87,7 @@ def test_cli_and_api_write_the_same_records_to_the_same_default_folder(noise, tm
 
 def test_api_output_false_writes_nothing(noise, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    [rec] = vladv.run(backbone="tiny", dataset="tiny", attack="noise", progress=False,
-                      output=False)
+    [rec] = vladv.run(backbone="tiny", dataset="tiny", attack="noise", progress=False, output=False)
     assert rec["metrics"]["adversarial"] is not None
     assert list(tmp_path.iterdir()) == []
 
@@ -82,11 +96,13 @@ def test_one_grid_and_one_lookup_per_plugin_per_run(noise, tmp_path, monkeypatch
     """A grid with a defense, sweeps and two seeds, through the CLI and an experiment file: the
     file is read once, the grid expanded once, each plugin looked up once, the hooks called once."""
     config = tmp_path / "grid.toml"
-    config.write_text('[experiment]\nbackbones = ["tiny"]\ndatasets = ["tiny"]\n'
-                      'defenses = ["none", "tecoa"]\nattacks = ["none", "noise"]\nseeds = [0, 1]\n'
-                      '[options.attack]\n"noise.eps" = ["2/255", "4/255"]\n'
-                      '[options.defense]\n"tecoa.steps" = 2\n"tecoa.batch_size" = 4\n'
-                      '"tecoa.pgd_steps" = 1\n')
+    config.write_text(
+        '[experiment]\nbackbones = ["tiny"]\ndatasets = ["tiny"]\n'
+        'defenses = ["none", "tecoa"]\nattacks = ["none", "noise"]\nseeds = [0, 1]\n'
+        '[options.attack]\n"noise.eps" = ["2/255", "4/255"]\n'
+        '[options.defense]\n"tecoa.steps" = 2\n"tecoa.batch_size" = 4\n'
+        '"tecoa.pgd_steps" = 1\n'
+    )
     registry = get_registry()
     registry.specs("backbone")  # hooks already collected by the fixtures' registrations
     lookups, calls = Counter(), Counter()
@@ -117,8 +133,12 @@ def test_one_grid_and_one_lookup_per_plugin_per_run(noise, tmp_path, monkeypatch
     count(experiment, "build_grid")
     res = invoke("run", "-c", str(config), "--output", str(tmp_path / "out"), "-q", "--json")
     assert res.exit_code == 0, res.output
-    assert len(json.loads(res.stdout[res.stdout.index("["):])) == 2 * 2 * (1 + 2)
+    assert len(json.loads(res.stdout[res.stdout.index("[") :])) == 2 * 2 * (1 + 2)
     assert calls == Counter({"load_experiment_file": 1, "expand": 1, "build_grid": 1})
-    assert set(lookups) == {("backbone", "tiny"), ("dataset", "tiny"), ("defense", "tecoa"),
-                            ("attack", "noise")}
+    assert set(lookups) == {
+        ("backbone", "tiny"),
+        ("dataset", "tiny"),
+        ("defense", "tecoa"),
+        ("attack", "noise"),
+    }
     assert set(lookups.values()) == {1}, lookups

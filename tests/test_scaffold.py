@@ -13,15 +13,23 @@ from vladv.scaffold import KINDS
 
 
 def _pytest(package, **env):
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-                          cwd=package, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **env})
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=package,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_kind_scaffolds_a_package_whose_test_passes(kind, tmp_path):
-    res = CliRunner().invoke(app, ["new-plugin", f"my-{kind}", "--kind", kind, "--dir",
-                                   str(tmp_path)], catch_exceptions=False)
+    res = CliRunner().invoke(
+        app,
+        ["new-plugin", f"my-{kind}", "--kind", kind, "--dir", str(tmp_path)],
+        catch_exceptions=False,
+    )
     assert res.exit_code == 0, res.output
     package = tmp_path / f"vladv-my-{kind}"
     assert f'my-{kind} = "vladv_my_{kind}"' in (package / "pyproject.toml").read_text()
@@ -35,14 +43,34 @@ def test_installed_scaffold_is_listed_and_its_test_still_passes(tmp_path):
     assert res.exit_code == 0, res.output
     package, site = tmp_path / "vladv-my-fgsm", tmp_path / "site"
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(site), str(package)], capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(package),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert install.returncode == 0, install.stderr
-    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
-           "VLADV_HOME": str(tmp_path / "home")}  # the vladv under test, plus the package
-    listing = subprocess.run([sys.executable, "-m", "vladv", "plugins", "--json"],
-                             env={**os.environ, **env}, capture_output=True, text=True,
-                             timeout=300)
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+        "VLADV_HOME": str(tmp_path / "home"),
+    }  # the vladv under test, plus the package
+    listing = subprocess.run(
+        [sys.executable, "-m", "vladv", "plugins", "--json"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     data = json.loads(listing.stdout)
     [row] = [p for p in data["plugins"] if p["name"] == "my-fgsm"]
     assert row["distribution"] == "vladv-my-fgsm" and not data["broken"]

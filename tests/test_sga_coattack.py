@@ -11,8 +11,7 @@ import torch
 from vladv.budget import text_budget
 from vladv.data import pair_loader
 from vladv.experiment import run
-from vladv.testing import TinyBackbone, registered_plugin, tiny_dataset
-from vladv.testing import tiny_plugin
+from vladv.testing import TinyBackbone, registered_plugin, tiny_dataset, tiny_plugin
 from vladv.types import Context
 from vladv_plugins.co_attack import CoAttack, CoAttackOptions, co_attack_loss
 from vladv_plugins.sga import SGA, SGAOptions, bicubic_resize, scale_views
@@ -78,8 +77,11 @@ def fake_text(monkeypatch):
 
     monkeypatch.setattr(words, "WordSubstitutionSearch", FakeSearch)
     monkeypatch.setattr(words, "get_mlm", get_mlm)
-    monkeypatch.setattr(words, "image_guided_score",
-                        lambda backbone, guidance, ctx=None: ("image", guidance.clone()))
+    monkeypatch.setattr(
+        words,
+        "image_guided_score",
+        lambda backbone, guidance, ctx=None: ("image", guidance.clone()),
+    )
     monkeypatch.setattr(words, "kl_score", lambda backbone, emb, ctx=None: ("kl", emb.clone()))
     FakeSearch.calls = []
     return FakeSearch.calls
@@ -89,18 +91,21 @@ def test_sga_follows_the_reference_order(model, batch, fake_text, monkeypatch):
     attack = SGA(SGAOptions(eps=EPS, steps=3), Context())
     encoded: list[list[str]] = []
     original = model.encode_text
-    monkeypatch.setattr(model, "encode_text",
-                        lambda texts, **kw: (encoded.append(list(texts)), original(texts, **kw))[1])
+    monkeypatch.setattr(
+        model,
+        "encode_text",
+        lambda texts, **kw: (encoded.append(list(texts)), original(texts, **kw))[1],
+    )
     out = attack.perturb(model, batch, torch.Generator().manual_seed(0))
     with torch.no_grad():
         clean = model.encode_image(batch.images)
         adv = model.encode_image(out.images)
     (t1_in, s1), (t2_in, s2) = fake_text
-    assert t1_in == batch.texts and t2_in == batch.texts          # both attacks on CLEAN texts
+    assert t1_in == batch.texts and t2_in == batch.texts  # both attacks on CLEAN texts
     assert s1[0] == "image" and torch.allclose(s1[1], clean[batch.txt2img])
-    assert torch.allclose(s2[1], adv[batch.txt2img], atol=1e-6)   # guided by the adversarial image
+    assert torch.allclose(s2[1], adv[batch.txt2img], atol=1e-6)  # guided by the adversarial image
     t1 = [" ".join(t.split()[:-1] + ["w1"]) for t in batch.texts]
-    assert encoded == [t1]                                         # PGD guided by T¹, embedded once
+    assert encoded == [t1]  # PGD guided by T¹, embedded once
     assert out.texts == [" ".join(t.split()[:-1] + ["w2"]) for t in batch.texts]  # T¹ discarded
     assert attack.threat_model.max_words == 1 and attack.threat_model.norm == "linf"
 
@@ -109,7 +114,7 @@ def test_co_attack_order_and_objective(model, batch, fake_text):
     attack = CoAttack(CoAttackOptions(eps=EPS), Context())
     assert attack.step_size == pytest.approx(1.25 * EPS / 10)
     out = attack.perturb(model, batch, torch.Generator().manual_seed(0))
-    [(texts, score)] = fake_text                                   # one image-independent search
+    [(texts, score)] = fake_text  # one image-independent search
     assert texts == batch.texts and score[0] == "kl"
     with torch.no_grad():
         assert torch.allclose(score[1], model.encode_text(batch.texts))
@@ -139,17 +144,21 @@ def test_bicubic_resize_matches_interpolate(size):
     ref = torch.nn.functional.interpolate(x, size=size, mode="bicubic", align_corners=False)
     ours = bicubic_resize(x, size)
     assert ours.shape == ref.shape and float((ours - ref).detach().abs().max()) < 1e-5
-    (g_ref,) = torch.autograd.grad((ref ** 2).sum(), x)
-    (g_ours,) = torch.autograd.grad((ours ** 2).sum(), x)
+    (g_ref,) = torch.autograd.grad((ref**2).sum(), x)
+    (g_ours,) = torch.autograd.grad((ours**2).sum(), x)
     assert float((g_ours - g_ref).abs().max()) < 1e-4
 
 
-@pytest.mark.parametrize("cls,opts,clean_forwards,rows_per_step", [
-    (SGA, SGAOptions(eps=EPS, steps=3, max_words=0), 0, 5),
-    (CoAttack, CoAttackOptions(eps=EPS, steps=3, max_words=0), 1, 1),
-])
-def test_image_attacks_budget_determinism_and_unit(cls, opts, clean_forwards, rows_per_step,
-                                                   model, batch, monkeypatch):
+@pytest.mark.parametrize(
+    "cls,opts,clean_forwards,rows_per_step",
+    [
+        (SGA, SGAOptions(eps=EPS, steps=3, max_words=0), 0, 5),
+        (CoAttack, CoAttackOptions(eps=EPS, steps=3, max_words=0), 1, 1),
+    ],
+)
+def test_image_attacks_budget_determinism_and_unit(
+    cls, opts, clean_forwards, rows_per_step, model, batch, monkeypatch
+):
     rows = _image_rows(model, monkeypatch)
     attack = cls(opts, Context())
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -177,12 +186,20 @@ def test_co_attack_loss_matches_the_definition():
     def kl(p, q):  # KL(softmax(p) || softmax(q))
         return float((p.softmax(-1) * (p.log_softmax(-1) - q.log_softmax(-1))).sum())
 
-    expected = (kl(clean[0], adv[0]) + 3 * kl(txt[0], adv[0])
-                + kl(clean[1], adv[1]) + 3 * (kl(txt[1], adv[1]) + kl(txt[2], adv[1])) / 2) / 2
+    expected = (
+        kl(clean[0], adv[0])
+        + 3 * kl(txt[0], adv[0])
+        + kl(clean[1], adv[1])
+        + 3 * (kl(txt[1], adv[1]) + kl(txt[2], adv[1])) / 2
+    ) / 2
     assert abs(float(co_attack_loss(adv, clean, txt, txt2img, 3.0)) - expected) < 1e-6
     # the reference's unit: each image against its last caption only (image 1: caption 2)
-    last = (kl(clean[0], adv[0]) + 3 * kl(txt[0], adv[0]) + kl(clean[1], adv[1])
-            + 3 * kl(txt[2], adv[1])) / 2
+    last = (
+        kl(clean[0], adv[0])
+        + 3 * kl(txt[0], adv[0])
+        + kl(clean[1], adv[1])
+        + 3 * kl(txt[2], adv[1])
+    ) / 2
     got = co_attack_loss(adv, clean, txt, txt2img, 3.0, last_pair=True)
     assert abs(float(got) - last) < 1e-6 and abs(last - expected) > 1e-3
 
@@ -200,14 +217,19 @@ def test_co_attack_moves_away_from_clean_and_adversarial_text(model, batch):
 # ----------------------------------------------------------------------------------------------
 # End to end with a real (tiny, random) masked LM
 # ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name,cls,opts", [
-    ("sga", SGA, SGAOptions), ("co-attack", CoAttack, CoAttackOptions),
-])
+@pytest.mark.parametrize(
+    "name,cls,opts",
+    [
+        ("sga", SGA, SGAOptions),
+        ("co-attack", CoAttack, CoAttackOptions),
+    ],
+)
 def test_end_to_end_with_a_tiny_mlm(name, cls, opts, tiny_mlm, model, batch):
     attack = cls(opts(eps=EPS, steps=2, mlm=tiny_mlm), Context())
     out = attack.perturb(model, batch, torch.Generator().manual_seed(0))
     again = cls(opts(eps=EPS, steps=2, mlm=tiny_mlm), Context()).perturb(
-        model, batch, torch.Generator().manual_seed(0))
+        model, batch, torch.Generator().manual_seed(0)
+    )
     assert out.texts == again.texts and torch.equal(out.images, again.images)
     words = text_budget(batch.texts, out.texts)
     assert int(words.max()) <= 1 and int(words.sum()) > 0
@@ -216,16 +238,21 @@ def test_end_to_end_with_a_tiny_mlm(name, cls, opts, tiny_mlm, model, batch):
     out = compat.perturb(model, batch, torch.Generator().manual_seed(0))
     assert int(text_budget(batch.texts, out.texts).max()) <= 1
     with registered_plugin(tiny_plugin):
-        [rec] = run(output=False, backbone="tiny", dataset="tiny", attack=name, progress=False,
-                    dataset_options={"n_images": 4, "captions_per_image": 3},
-                    attack_options={"steps": "2", "mlm": tiny_mlm, "eps": "2/255"})
+        [rec] = run(
+            output=False,
+            backbone="tiny",
+            dataset="tiny",
+            attack=name,
+            progress=False,
+            dataset_options={"n_images": 4, "captions_per_image": 3},
+            attack_options={"steps": "2", "mlm": tiny_mlm, "eps": "2/255"},
+        )
     budget = rec["metrics"]["budget"]
     assert budget["max_linf"] <= 2 / 255 + TOL and budget["max_words_changed"] <= 1
     assert 0 <= budget["min_pixel"] and budget["max_pixel"] <= 1
 
 
-def test_sga_reuses_the_repeated_importance_embeddings_exactly(tiny_mlm, model, batch,
-                                                               monkeypatch):
+def test_sga_reuses_the_repeated_importance_embeddings_exactly(tiny_mlm, model, batch, monkeypatch):
     """Step 6 repeats step 2's word-importance call (the same masked clean captions): it is
     answered from step 2's embeddings, and the outputs equal a run that recomputes them."""
     import vladv_plugins.sga as S
@@ -233,12 +260,16 @@ def test_sga_reuses_the_repeated_importance_embeddings_exactly(tiny_mlm, model, 
     def attack(memoize: bool):
         calls: list[int] = []
         original = model.encode_text
-        monkeypatch.setattr(model, "encode_text",
-                            lambda texts, **kw: (calls.append(len(texts)), original(texts, **kw))[1])
+        monkeypatch.setattr(
+            model,
+            "encode_text",
+            lambda texts, **kw: (calls.append(len(texts)), original(texts, **kw))[1],
+        )
         if not memoize:
             monkeypatch.setattr(S, "_memoized", lambda embed, memo: embed)
         out = SGA(SGAOptions(eps=EPS, steps=2, mlm=tiny_mlm), Context()).perturb(
-            model, batch, torch.Generator().manual_seed(0))
+            model, batch, torch.Generator().manual_seed(0)
+        )
         monkeypatch.undo()
         return out, calls
 

@@ -6,17 +6,17 @@ import collections
 
 import pytest
 import torch
+
+import vladv
+from vladv.errors import DatasetError
 from vladv_plugins import synthetic
+from vladv_plugins.aerial.world import SCENES, sample_scene
 from vladv_plugins.synthetic import (
     SCENE_TYPES,
     SyntheticOptions,
     caption_corpus,
     load_synthetic,
 )
-from vladv_plugins.aerial.world import SCENES, sample_scene
-
-import vladv
-from vladv.errors import DatasetError
 
 TINY = SyntheticOptions(train_size=48, test_size=16, image_size=64)
 
@@ -46,7 +46,9 @@ def test_deterministic_by_seed(ctx):
     a_img, a_caps, _ = synthetic.generate(TINY, "train")
     b_img, b_caps, _ = synthetic.generate(TINY, "train")
     assert torch.equal(a_img, b_img) and a_caps == b_caps
-    c_img, c_caps, _ = synthetic.generate(SyntheticOptions(train_size=48, test_size=16, seed=1), "train")
+    c_img, c_caps, _ = synthetic.generate(
+        SyntheticOptions(train_size=48, test_size=16, seed=1), "train"
+    )
     assert not torch.equal(a_img, c_img) and a_caps != c_caps
 
 
@@ -70,9 +72,13 @@ def test_captions_state_the_attributes(ctx):
     for s, ids in zip(ds.scenes, ds.img2txt):
         caps = [ds.captions[t].lower() for t in ids]
         assert all(len(c.split()) >= 5 for c in caps)
-        assert any(all(c in cap for c in s.colors) for cap in caps)  # the image's captions, together
+        assert any(
+            all(c in cap for c in s.colors) for cap in caps
+        )  # the image's captions, together
     big = synthetic.scene_records(SyntheticOptions(train_size=400, test_size=1), "train")[0]
-    assert any(s.color2 for s in big) and all(s.scene == "dense-residential" for s in big if s.color2)
+    assert any(s.color2 for s in big) and all(
+        s.scene == "dense-residential" for s in big if s.color2
+    )
 
 
 def test_train_test_disjoint(ctx):
@@ -117,7 +123,19 @@ def test_scene_types_and_vocabulary():
     corpus = caption_corpus(SyntheticOptions(train_size=400, test_size=1))
     assert len(corpus) == 2000
     words = {w.strip(".,;:") for c in corpus for w in c.lower().split()}
-    for w in ("aerial", "view", "photo", "there", "see", "top", "left", "next", "two", "three", "red"):
+    for w in (
+        "aerial",
+        "view",
+        "photo",
+        "there",
+        "see",
+        "top",
+        "left",
+        "next",
+        "two",
+        "three",
+        "red",
+    ):
         assert w in words, w
     assert len(words) > 200
 

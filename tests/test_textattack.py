@@ -8,25 +8,31 @@ import importlib.util
 
 import pytest
 import torch
-from vladv_plugins import bert_attack as B
-from vladv_plugins import textattack_plugin as P
-from vladv_plugins.mlm import save_random_mlm
 
 from vladv.budget import words_changed
 from vladv.data import pair_loader
 from vladv.errors import VladvError
 from vladv.testing import TinyBackbone, registered_plugin, tiny_dataset, tiny_plugin
 from vladv.types import Context
+from vladv_plugins import bert_attack as B
+from vladv_plugins import textattack_plugin as P
+from vladv_plugins.mlm import save_random_mlm
 
 HAS_TA = importlib.util.find_spec("textattack") is not None
-needs_ta = pytest.mark.skipif(not HAS_TA, reason="TextAttack is not installed (the textattack "
-                              "extra lives in a second environment: docs/attacks.md#installing-the-extra)")
+needs_ta = pytest.mark.skipif(
+    not HAS_TA,
+    reason="TextAttack is not installed (the textattack "
+    "extra lives in a second environment: docs/attacks.md#installing-the-extra)",
+)
 
 
 @pytest.fixture(scope="module")
 def mlm_path(tmp_path_factory):
-    return str(save_random_mlm(list(tiny_dataset().captions), tmp_path_factory.mktemp("mlm"),
-                               vocab_size=200))
+    return str(
+        save_random_mlm(
+            list(tiny_dataset().captions), tmp_path_factory.mktemp("mlm"), vocab_size=200
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -92,21 +98,32 @@ def test_vladv_search_early_stop_skips_and_stops(mlm_path, batch):
     texts = list(batch.texts)
 
     def score(candidates, owner):  # more changed words score higher; success: a change, or even
-        changed = torch.tensor([float(words_changed(texts[o], c))
-                                for c, o in zip(candidates, owner.tolist(), strict=True)])
+        changed = torch.tensor(
+            [
+                float(words_changed(texts[o], c))
+                for c, o in zip(candidates, owner.tolist(), strict=True)
+            ]
+        )
         return changed, (changed >= 1) | (owner % 2 == 0)
 
     search = B.WordSubstitutionSearch(mlm, k=8, max_words=3, max_rounds=0)
     free = [words_changed(a, b) for a, b in zip(texts, search.run(texts, score), strict=True)]
-    stop = [words_changed(a, b)
-            for a, b in zip(texts, search.run(texts, score, early_stop=True), strict=True)]
+    stop = [
+        words_changed(a, b)
+        for a, b in zip(texts, search.run(texts, score, early_stop=True), strict=True)
+    ]
     assert max(free) == 3  # SGA's rules spend the budget
     assert all(n == 0 for n in stop[::2])  # skipped: already "successful"
     assert all(n == 1 for n in stop[1::2])  # stopped at the first successful substitution
     backbone = TinyBackbone().eval()
     with pytest.raises(ValueError, match="early_stop"):
-        search.run(texts, B.ImageGuidedScore(backbone, backbone.encode_image(batch.images)
-                                             [batch.txt2img].detach()), early_stop=True)
+        search.run(
+            texts,
+            B.ImageGuidedScore(
+                backbone, backbone.encode_image(batch.images)[batch.txt2img].detach()
+            ),
+            early_stop=True,
+        )
 
 
 def test_retrieval_score_returns_values_and_success(batch):
@@ -140,13 +157,24 @@ def test_offline_recipes_respect_the_budget_and_are_deterministic(batch, mlm_pat
 
 @needs_ta
 def test_custom_composition_and_sga_rules_do_not_stop_early(batch, mlm_path):
-    out = _run(batch, recipe="custom", transformation="WordSwapQWERTY",
-               constraints="RepeatModification, StopwordModification, LevenshteinEditDistance(5)",
-               search="BeamSearch(beam_width=2)", rules="sga", max_words=2)
+    out = _run(
+        batch,
+        recipe="custom",
+        transformation="WordSwapQWERTY",
+        constraints="RepeatModification, StopwordModification, LevenshteinEditDistance(5)",
+        search="BeamSearch(beam_width=2)",
+        rules="sga",
+        max_words=2,
+    )
     changed = [words_changed(a, b) for a, b in zip(batch.texts, out, strict=True)]
     assert max(changed) <= 2 and changed.count(2) > 0  # no early stop: the budget gets used
-    out = _run(batch, recipe="bert-attack", mlm=mlm_path,
-               transformation="WordSwapMaskedLM(method='bae')", max_words=1)
+    out = _run(
+        batch,
+        recipe="bert-attack",
+        mlm=mlm_path,
+        transformation="WordSwapMaskedLM(method='bae')",
+        max_words=1,
+    )
     assert max(words_changed(a, b) for a, b in zip(batch.texts, out, strict=True)) <= 1
 
 
@@ -158,8 +186,10 @@ def test_query_budget_limits_the_search(batch, mlm_path):
 
 
 @needs_ta
-@pytest.mark.parametrize("recipe,expr", [("textfooler", ""), ("BERTAttackLi2020", ""),
-                                         ("custom", "UniversalSentenceEncoder")])
+@pytest.mark.parametrize(
+    "recipe,expr",
+    [("textfooler", ""), ("BERTAttackLi2020", ""), ("custom", "UniversalSentenceEncoder")],
+)
 def test_recipes_that_need_a_download_fail_in_one_line(batch, recipe, expr):
     opts = {"transformation": "WordSwapQWERTY", "constraints": expr} if expr else {}
     with pytest.raises(VladvError) as err:
@@ -169,8 +199,14 @@ def test_recipes_that_need_a_download_fail_in_one_line(batch, recipe, expr):
 
 @needs_ta
 def test_bad_components_fail_in_one_line(batch):
-    for opts in ({"transformation": "NoSuchSwap"}, {"transformation": "WordSwapQWERTY(",},
-                 {"transformation": "WordSwapQWERTY(random_one=len)"}, {"recipe": "nope"}):
+    for opts in (
+        {"transformation": "NoSuchSwap"},
+        {
+            "transformation": "WordSwapQWERTY(",
+        },
+        {"transformation": "WordSwapQWERTY(random_one=len)"},
+        {"recipe": "nope"},
+    ):
         with pytest.raises(VladvError) as err:
             _run(batch, **{"recipe": "custom", **opts})
         assert "\n" not in str(err.value)
@@ -181,17 +217,21 @@ def test_run_records_measured_budget(mlm_path):
     from vladv.experiment import run
 
     with registered_plugin(tiny_plugin), _with_plugin():
-        [rec] = run(output=False, backbone="tiny", dataset="tiny", attack="textattack",
-                    attack_options={"mlm": mlm_path, "rules": "sga"},
-                    progress=False)
+        [rec] = run(
+            output=False,
+            backbone="tiny",
+            dataset="tiny",
+            attack="textattack",
+            attack_options={"mlm": mlm_path, "rules": "sga"},
+            progress=False,
+        )
     assert rec["metrics"]["budget"]["max_words_changed"] <= 1
 
 
 @needs_ta
 def test_augmenter_pools_are_deterministic_and_mix_with_eda():
-    from vladv_plugins.eda import EDA, EdaOptions, load_wordnet
-
     from vladv.pools import build_text_pool
+    from vladv_plugins.eda import EDA, EdaOptions, load_wordnet
 
     try:
         load_wordnet()
@@ -207,5 +247,6 @@ def test_augmenter_pools_are_deterministic_and_mix_with_eda():
         gt = {ds.captions[t] for t in ds.img2txt[i]}
         assert pool and not gt & set(pool)
     with pytest.raises(VladvError, match="download"):
-        P.TextAttackAugmenter(P.TextAttackAugmenterOptions(augmenter="EmbeddingAugmenter"),
-                              ctx).make()
+        P.TextAttackAugmenter(
+            P.TextAttackAugmenterOptions(augmenter="EmbeddingAugmenter"), ctx
+        ).make()

@@ -26,8 +26,9 @@ class CountingTiny(TinyBackbone):
     name = "counting"
 
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        CALLS[(self.seed, "grad" if torch.is_grad_enabled() and pixels.requires_grad
-               else "no-grad")] += 1
+        CALLS[
+            (self.seed, "grad" if torch.is_grad_enabled() and pixels.requires_grad else "no-grad")
+        ] += 1
         return super().image_features(pixels)
 
     def text_features(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -57,14 +58,18 @@ class DropWord(vladv.Attack):
 class Plugin:
     @vladv.hookimpl
     def vladv_backbones(self):
-        yield vladv.BackboneSpec(name="counting", summary="counting tiny backbone",
-                                 options=CountingOptions,
-                                 factory=lambda o, ctx: CountingTiny(seed=o.seed))
+        yield vladv.BackboneSpec(
+            name="counting",
+            summary="counting tiny backbone",
+            options=CountingOptions,
+            factory=lambda o, ctx: CountingTiny(seed=o.seed),
+        )
 
     @vladv.hookimpl
     def vladv_attacks(self):
-        yield vladv.AttackSpec(name="drop-word", summary="drops the first word",
-                               factory=DropWord, modality="text")
+        yield vladv.AttackSpec(
+            name="drop-word", summary="drops the first word", factory=DropWord, modality="text"
+        )
 
 
 @pytest.fixture
@@ -79,9 +84,16 @@ PGD = {"steps": 2, "eps": "8/255"}
 
 
 def _run(targets, sources, tmp_path, name, **kw):
-    return run(model=targets, source=sources, dataset="tiny", attack=kw.pop("attack", "pgd"),
-               attack_options=PGD if kw.pop("pgd", True) else None, output=tmp_path / name,
-               progress=False, **kw)
+    return run(
+        model=targets,
+        source=sources,
+        dataset="tiny",
+        attack=kw.pop("attack", "pgd"),
+        attack_options=PGD if kw.pop("pgd", True) else None,
+        output=tmp_path / name,
+        progress=False,
+        **kw,
+    )
 
 
 def _source_passes(seed: int) -> int:
@@ -94,8 +106,12 @@ def test_crafted_once_per_source_for_several_targets(world, tmp_path, monkeypatc
     assert one_target > 0 and CALLS[(0, "grad")] > 0  # the source was attacked
     CALLS.clear()
     monkeypatch.setenv("VLADV_HOME", str(tmp_path / "fresh"))  # empty cache: craft again
-    _run(["counting(seed=1)", "counting(seed=2)", "counting(seed=3)"], ["counting"], tmp_path,
-         "three")
+    _run(
+        ["counting(seed=1)", "counting(seed=2)", "counting(seed=3)"],
+        ["counting"],
+        tmp_path,
+        "three",
+    )
     assert _source_passes(0) == one_target  # three targets, one crafting
     CALLS.clear()
     recs = _run(["counting(seed=4)"], ["counting"], tmp_path, "cached")
@@ -104,28 +120,48 @@ def test_crafted_once_per_source_for_several_targets(world, tmp_path, monkeypatc
 
 
 def test_a_target_other_than_the_source_never_receives_gradients(world, tmp_path):
-    recs = _run(["counting(seed=1)", "counting(seed=2)"], ["counting"], tmp_path, "t",
-                attack=["pgd", "drop-word"])
+    recs = _run(
+        ["counting(seed=1)", "counting(seed=2)"],
+        ["counting"],
+        tmp_path,
+        "t",
+        attack=["pgd", "drop-word"],
+    )
     assert CALLS[(0, "grad")] > 0
     assert CALLS[(1, "grad")] == CALLS[(2, "grad")] == 0
     assert CALLS[(1, "no-grad")] > 0 and CALLS[(2, "no-grad")] > 0
     assert {r["config"]["attack"]["name"] for r in recs} == {"pgd", "drop-word"}
     for rec in recs:
-        assert rec["timings"]["craft"] >= 0 and rec["source_model"] == {"name": "counting",
-                                                                        "seed": 0}
-        assert rec["metrics"]["budget"]["max_linf"] <= (8.01 / 255 if rec["config"]["attack"][
-            "name"] == "pgd" else 0)
+        assert rec["timings"]["craft"] >= 0 and rec["source_model"] == {
+            "name": "counting",
+            "seed": 0,
+        }
+        assert rec["metrics"]["budget"]["max_linf"] <= (
+            8.01 / 255 if rec["config"]["attack"]["name"] == "pgd" else 0
+        )
 
 
 def test_white_box_records_keep_their_run_id(tiny, tmp_path):
-    [rec] = run(output=False, backbone="tiny", dataset="tiny", attack="pgd", attack_options={"steps": 2},
-                progress=False)
+    [rec] = run(
+        output=False,
+        backbone="tiny",
+        dataset="tiny",
+        attack="pgd",
+        attack_options={"steps": 2},
+        progress=False,
+    )
     assert rec["run_id"] == "d6840cc44bb34f56"  # the id vladv gave this run before transfers
     assert rec["config"]["source"] is None and rec["schema_version"] == 4
     assert "source_model" not in rec and "craft" not in rec["timings"]
-    [same] = run(output=False, backbone="tiny", dataset="tiny", attack="pgd", attack_options={"steps": 2},
-                 source=["self", "tiny", "tiny(seed=0, image_size=16)"],
-                 progress=False)  # the target itself, however spelled: white-box
+    [same] = run(
+        output=False,
+        backbone="tiny",
+        dataset="tiny",
+        attack="pgd",
+        attack_options={"steps": 2},
+        source=["self", "tiny", "tiny(seed=0, image_size=16)"],
+        progress=False,
+    )  # the target itself, however spelled: white-box
     assert same["run_id"] == rec["run_id"]
     assert same["metrics"]["adversarial"] == rec["metrics"]["adversarial"]
 
@@ -133,8 +169,7 @@ def test_white_box_records_keep_their_run_id(tiny, tmp_path):
 def test_transfer_from_an_identical_model_equals_white_box(world, tmp_path):
     """The crafted path (δ cached as float16, captions as strings) reproduces white-box."""
     [white] = _run(["counting"], [], tmp_path, "w", attack=["pgd", "drop-word"])[:1]
-    recs = _run(["counting"], ["counting(label=twin)"], tmp_path, "x",
-                attack=["pgd", "drop-word"])
+    recs = _run(["counting"], ["counting(label=twin)"], tmp_path, "x", attack=["pgd", "drop-word"])
     by_attack = {r["config"]["attack"]["name"]: r for r in recs}
     assert by_attack["pgd"]["config"]["source"] is not None
     assert by_attack["pgd"]["run_id"] != white["run_id"]
@@ -145,9 +180,15 @@ def test_transfer_from_an_identical_model_equals_white_box(world, tmp_path):
 
 
 def test_model_specs_parse_and_fail_in_one_line():
-    assert parse_model("clip(model=vladv-tiny-align, pretrain_seed=1)/tecoa(eps=4/255)+eda") == \
-        ModelSpec("clip", (("model", "vladv-tiny-align"), ("pretrain_seed", "1")), "tecoa",
-                  (("eps", "4/255"),), (("eda", ()),))
+    assert parse_model(
+        "clip(model=vladv-tiny-align, pretrain_seed=1)/tecoa(eps=4/255)+eda"
+    ) == ModelSpec(
+        "clip",
+        (("model", "vladv-tiny-align"), ("pretrain_seed", "1")),
+        "tecoa",
+        (("eps", "4/255"),),
+        (("eda", ()),),
+    )
     for bad in ("clip(model=x", "clip/mat/fare", "clip(model)", "/mat", "clip/none+eda"):
         with pytest.raises(OptionError):
             parse_model(bad)
@@ -161,18 +202,35 @@ def test_sources_from_an_experiment_file_and_the_cli(world, tmp_path):
     from vladv.cli import app
 
     path = tmp_path / "t.toml"
-    path.write_text('[experiment]\nmodels = ["counting", "counting(seed=1)"]\n'
-                    'datasets = ["tiny"]\nattacks = ["pgd"]\nsources = ["self", "counting"]\n'
-                    '[options.attack]\nsteps = 2\n')
+    path.write_text(
+        '[experiment]\nmodels = ["counting", "counting(seed=1)"]\n'
+        'datasets = ["tiny"]\nattacks = ["pgd"]\nsources = ["self", "counting"]\n'
+        "[options.attack]\nsteps = 2\n"
+    )
     grid, _ = load_experiment_file(path)
     assert grid.to_dict()["sources"] == ["self", "counting"]
     cells = run(output=False, config=path, dry_run=True, progress=False)
     assert len(cells) == 3  # counting←self, counting(seed=1)←self, counting(seed=1)←counting
     ids = {c["run_id"] for c in cells}
     assert run_id({k: v for k, v in cells[0].items() if k not in ("run_id", "done")}) in ids
-    result = CliRunner().invoke(app, ["run", "--model", "counting(seed=1)", "--source", "counting",
-                                      "--dataset", "tiny", "--attack", "pgd", "--attack-opt",
-                                      "steps=2", "--dry-run", "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--model",
+            "counting(seed=1)",
+            "--source",
+            "counting",
+            "--dataset",
+            "tiny",
+            "--attack",
+            "pgd",
+            "--attack-opt",
+            "steps=2",
+            "--dry-run",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert '"source"' in result.output and '"seed": 1' in result.output
 
@@ -184,15 +242,23 @@ def test_the_shipped_transfer_experiment_plans_its_matrix():
     cells = run(output=False, config=path, dry_run=True, progress=False)
     transfer = [c for c in cells if c["source"] is not None]
     assert len(cells) == 372 and len(cells) - len(transfer) == (4 + 3) * 4 * 3  # white-box
-    crafts = {(json.dumps(c["source"], sort_keys=True), c["attack"]["name"], c["seed"])
-              for c in transfer}
+    crafts = {
+        (json.dumps(c["source"], sort_keys=True), c["attack"]["name"], c["seed"]) for c in transfer
+    }
     assert len(crafts) == 4 * 4 * 3  # each source crafts each attack once per seed
     assert all(c["source"]["defense"]["name"] == "none" for c in transfer)
 
 
 def test_a_target_of_another_resolution_embeds_the_pixels_itself(tiny, tmp_path):
-    [rec] = run(output=False, model="tiny(image_size=12, embed_dim=8)", source="tiny", dataset="tiny",
-                attack="pgd", attack_options=PGD, progress=False)
+    [rec] = run(
+        output=False,
+        model="tiny(image_size=12, embed_dim=8)",
+        source="tiny",
+        dataset="tiny",
+        attack="pgd",
+        attack_options=PGD,
+        progress=False,
+    )
     assert rec["config"]["source"]["backbone"]["options"]["image_size"] == 16
     assert rec["config"]["backbone"]["options"]["image_size"] == 12
     assert 0 < rec["metrics"]["budget"]["max_linf"] <= 8.01 / 255
@@ -205,13 +271,16 @@ def test_model_specs_expand_like_the_backbone_and_defense_axes():
 
     options = {"defense": {"mat.steps": 7}, "augmenter": {"eda.alpha": 0.2}}
     axes = expand(GridSpec(defenses=("none", "mat+eda"), augment=("caption",), options=options))
-    specs = expand(GridSpec(models=("clip", "clip/mat+eda"), augment=("caption",),
-                            options=options))
+    specs = expand(GridSpec(models=("clip", "clip/mat+eda"), augment=("caption",), options=options))
     assert [k for k, _ in axes] == [k for k, _ in specs]
     mat = specs[1][0]
     assert [a for a, _ in mat.augmenters] == ["eda", "caption"]
-    grid = GridSpec(models=("clip",), sources=("self", "clip/mat+eda", "clip(pretrain_seed=1)"),
-                    augment=("caption",), options=options)
+    grid = GridSpec(
+        models=("clip",),
+        sources=("self", "clip/mat+eda", "clip(pretrain_seed=1)"),
+        augment=("caption",),
+        options=options,
+    )
     none, defended, other = source_keys(grid, expand(grid)[0][0])
     assert none is None and defended == mat  # the same model, the same cached checkpoint
     assert dict(other.backbone_options)["pretrain_seed"] == 1

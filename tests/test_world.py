@@ -8,18 +8,19 @@ import sys
 
 import numpy as np
 import torch
+
+import vladv
 from vladv_plugins import synthetic
 from vladv_plugins.aerial.captions import captions_for
 from vladv_plugins.aerial.world import ATTRIBUTES, SCENE_BY_KEY, attribute_distance, sample_scene
 from vladv_plugins.synthetic import SyntheticOptions, image_domains, scene_records
 
-import vladv
-
 
 def _attribute_table(scenes):
     ids: dict = {}
-    return np.array([[ids.setdefault((f, getattr(s, f)), len(ids)) for f in ATTRIBUTES]
-                     for s in scenes])
+    return np.array(
+        [[ids.setdefault((f, getattr(s, f)), len(ids)) for f in ATTRIBUTES] for s in scenes]
+    )
 
 
 def test_default_test_split_has_no_near_duplicate_neighbours():
@@ -64,8 +65,13 @@ def test_scenes_have_several_independent_attributes_and_captions_state_subsets()
     for k in stated:  # every optional attribute is stated by some captions, not all
         assert 0.25 < stated[k] / total[k] < 0.995, (k, stated[k] / total[k])
     # most human captions are detailed ones (every attribute); the rest state their own subset
-    partial = [c for s in scenes if s.size and s.trees for c in captions_for(s, rng, 5)
-               if not (any(w in c.lower().split() for w in words["size"]) and "tree" in c.lower())]
+    partial = [
+        c
+        for s in scenes
+        if s.size and s.trees
+        for c in captions_for(s, rng, 5)
+        if not (any(w in c.lower().split() for w in words["size"]) and "tree" in c.lower())
+    ]
     n = sum(5 for s in scenes if s.size and s.trees)
     assert 0.1 < len(partial) / n < 0.5, len(partial) / n
 
@@ -88,7 +94,9 @@ def test_mismatch_rate_as_configured_and_only_in_generated_images():
 def test_mixed_training_set_ratio():
     doms = image_domains(SyntheticOptions(train_size=400, train_domain="mixed"), "train")
     assert doms.count("real") == 100 and doms.count("generated") == 300
-    doms = image_domains(SyntheticOptions(train_size=400, train_domain="mixed", mix_ratio=1), "train")
+    doms = image_domains(
+        SyntheticOptions(train_size=400, train_domain="mixed", mix_ratio=1), "train"
+    )
     assert doms.count("real") == 200
     assert set(image_domains(SyntheticOptions(train_domain="mixed"), "test")) == {"real"}
     assert set(image_domains(SyntheticOptions(test_domain="generated"), "test")) == {"generated"}
@@ -97,15 +105,21 @@ def test_mixed_training_set_ratio():
 def _stats(images: torch.Tensor) -> tuple[float, float]:
     x = images.float() / 255
     chroma = (x.amax(1) - x.amin(1)).mean().item()
-    lap = (4 * x[..., 1:-1, 1:-1] - x[..., :-2, 1:-1] - x[..., 2:, 1:-1] - x[..., 1:-1, :-2]
-           - x[..., 1:-1, 2:])
+    lap = (
+        4 * x[..., 1:-1, 1:-1]
+        - x[..., :-2, 1:-1]
+        - x[..., 2:, 1:-1]
+        - x[..., 1:-1, :-2]
+        - x[..., 1:-1, 2:]
+    )
     return chroma, lap.abs().mean().item()
 
 
 def test_domains_differ_measurably_on_the_same_scenes():
     real = synthetic.generate(SyntheticOptions(train_size=64), "train")
-    gen = synthetic.generate(SyntheticOptions(train_size=64, train_domain="generated",
-                                              mismatch_rate=0.0), "train")
+    gen = synthetic.generate(
+        SyntheticOptions(train_size=64, train_domain="generated", mismatch_rate=0.0), "train"
+    )
     assert real[2] == gen[2]  # the same scenes, drawn by the two domains
     (chroma_r, hf_r), (chroma_g, hf_g) = _stats(real[0]), _stats(gen[0])
     assert chroma_g > 1.15 * chroma_r  # the generator's saturated palette
@@ -130,15 +144,18 @@ def test_generation_is_byte_identical_across_processes_and_hash_seeds():
     outs = set()
     for seed in ("1", "2"):
         env = {"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"}
-        res = subprocess.run([sys.executable, "-c", _HASH], capture_output=True, text=True, env=env,
-                             check=True)
+        res = subprocess.run(
+            [sys.executable, "-c", _HASH], capture_output=True, text=True, env=env, check=True
+        )
         outs.add(res.stdout.strip())
     assert len(outs) == 1 and len(next(iter(outs))) == 64
 
 
 def test_records_name_the_world(tmp_path, monkeypatch):
     monkeypatch.setenv("VLADV_HOME", str(tmp_path))
-    ds = synthetic.load_synthetic(SyntheticOptions(train_size=8, test_size=4), vladv.Context(), "test")
+    ds = synthetic.load_synthetic(
+        SyntheticOptions(train_size=8, test_size=4), vladv.Context(), "test"
+    )
     desc = ds.describe()
     assert desc["generator_version"] == synthetic.GENERATOR_VERSION >= 4
     assert desc["domain"] == "real" and desc["options"]["test_domain"] == "real"
@@ -165,12 +182,23 @@ def test_align_style_model_trains_and_evaluates_through_the_runner(tmp_path, mon
     corpus = synthetic.caption_corpus(SyntheticOptions(train_size=60))
     mlm = save_random_mlm(corpus, tmp_path / "bert", vocab_size=250)
     records = vladv.run(
-        backbone="clip", dataset="synthetic-aerial", attack="pgd", seed=0, progress=False,
+        backbone="clip",
+        dataset="synthetic-aerial",
+        attack="pgd",
+        seed=0,
+        progress=False,
         output=tmp_path / "runs",
-        backbone_options={"model": "vladv-tiny-align", "pretrain_text_init": str(mlm),
-                          "pretrain_steps": 3, "pretrain_images": 32, "pretrain_batch_size": 8,
-                          "pretrain_warmup": 1},
-        dataset_options={"train_size": 16, "test_size": 8}, attack_options={"steps": 1})
+        backbone_options={
+            "model": "vladv-tiny-align",
+            "pretrain_text_init": str(mlm),
+            "pretrain_steps": 3,
+            "pretrain_images": 32,
+            "pretrain_batch_size": 8,
+            "pretrain_warmup": 1,
+        },
+        dataset_options={"train_size": 16, "test_size": 8},
+        attack_options={"steps": 1},
+    )
     (rec,) = records
     assert rec["model"]["model"] == "vladv-tiny-align"
     assert rec["model"]["weights"].startswith("vladv-tiny-align-")
@@ -182,7 +210,13 @@ def test_align_style_model_trains_and_evaluates_through_the_runner(tmp_path, mon
 
 def test_text_encoding_cut_after_the_longest_caption_is_exact():
     import open_clip
-    from vladv_plugins.clip_pretrain import DEFAULT_MODEL, encode_text, get_tokenizer, register_tiny_config
+
+    from vladv_plugins.clip_pretrain import (
+        DEFAULT_MODEL,
+        encode_text,
+        get_tokenizer,
+        register_tiny_config,
+    )
 
     register_tiny_config()
     torch.manual_seed(0)
@@ -202,9 +236,22 @@ def test_compact_tokenizer_fast_path_gives_open_clips_ids():
 
     register_tiny_config()
     tok = get_tokenizer(DEFAULT_MODEL)
-    texts = ["A red House, near two planes.", "", "  spaced   out  ", "don't it's we'll [UNK] #1",
-             "A&amp;B &lt;x&gt;", "café", "Ã©t", "x<start_of_text>y <END_OF_TEXT>", "tab\there",
-             "a\r\nb", "“quoted”", "ﬁne ＡＢＣ", "!!! a!b 3.5 (a) x'y", " ".join(["farmland"] * 80)]
+    texts = [
+        "A red House, near two planes.",
+        "",
+        "  spaced   out  ",
+        "don't it's we'll [UNK] #1",
+        "A&amp;B &lt;x&gt;",
+        "café",
+        "Ã©t",
+        "x<start_of_text>y <END_OF_TEXT>",
+        "tab\there",
+        "a\r\nb",
+        "“quoted”",
+        "ﬁne ＡＢＣ",
+        "!!! a!b 3.5 (a) x'y",
+        " ".join(["farmland"] * 80),
+    ]
     for length in (None, 8, 77):
         want = tok.table[tok.base(texts, length or tok.context_length)]
         assert torch.equal(tok(texts, length), want) and torch.equal(tok(texts, length), want)
@@ -213,6 +260,7 @@ def test_compact_tokenizer_fast_path_gives_open_clips_ids():
 
 def test_large_no_grad_text_batches_run_in_exact_row_blocks():
     import open_clip
+
     from vladv_plugins import clip_backbone as B
     from vladv_plugins import clip_pretrain as C
 
@@ -221,8 +269,10 @@ def test_large_no_grad_text_batches_run_in_exact_row_blocks():
     model = open_clip.create_model(C.DEFAULT_MODEL).eval()
     words = ["two", "red", "planes", "a", "snowy", "farmland", "with", "three", "houses", "near"]
     g = torch.Generator().manual_seed(0)
-    texts = [" ".join(words[int(i)] for i in torch.randint(0, 10, (int(k),), generator=g))
-             for k in torch.randint(1, 20, (150,), generator=g)]
+    texts = [
+        " ".join(words[int(i)] for i in torch.randint(0, 10, (int(k),), generator=g))
+        for k in torch.randint(1, 20, (150,), generator=g)
+    ]
     tokens = C.get_tokenizer(C.DEFAULT_MODEL)(texts)
     calls = []
     real = B._row_blocks
@@ -232,7 +282,7 @@ def test_large_no_grad_text_batches_run_in_exact_row_blocks():
             first, again = B.encode_text(model, tokens), B.encode_text(model, tokens)
         finally:
             B._row_blocks = real
-        whole = [B.encode_text(model, tokens[i:i + 50]) for i in range(0, 150, 50)]  # ≤ a block
+        whole = [B.encode_text(model, tokens[i : i + 50]) for i in range(0, 150, 50)]  # ≤ a block
     assert calls == [150, 150] and list(B._BLOCKS_EXACT[model].values()) == [True]
     assert torch.equal(first, again) and torch.equal(again, torch.cat(whole))
 
@@ -242,8 +292,9 @@ def test_large_no_grad_text_batches_run_in_exact_row_blocks():
     big = torch.ones(200, 3, dtype=torch.long)
     with torch.no_grad():
         for _ in range(2):
-            assert torch.equal(B._row_blocks(torch.nn.Identity(), big, batch_dependent),
-                               batch_dependent(big))
+            assert torch.equal(
+                B._row_blocks(torch.nn.Identity(), big, batch_dependent), batch_dependent(big)
+            )
 
 
 def test_docs_world_calibration_table_is_the_committed_records_report():

@@ -23,12 +23,19 @@ from vladv.checkpoints import load_into, load_state_dict, save_state_dict
 class PixelPreprocess(nn.Module):
     """[0, 1] pixels → resize shortest side, center crop, mean/std normalize (differentiable)."""
 
-    def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float],
-                 interpolation: str = "bicubic"):
+    def __init__(
+        self,
+        image_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        interpolation: str = "bicubic",
+    ):
         super().__init__()
         self.image_size = int(image_size)
         self.interpolation = interpolation
-        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32), persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor(list(mean), dtype=torch.float32), persistent=False
+        )
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -36,7 +43,8 @@ class PixelPreprocess(nn.Module):
         if images.shape[-2:] != (size, size):
             if min(images.shape[-2:]) != size:
                 images = kornia.geometry.transform.resize(
-                    images, size, interpolation=self.interpolation, side="short", antialias=True)
+                    images, size, interpolation=self.interpolation, side="short", antialias=True
+                )
             if images.shape[-2:] != (size, size):
                 images = kornia.geometry.transform.center_crop(images, (size, size))
         mean = self.mean.to(images.dtype).view(1, -1, 1, 1)
@@ -49,8 +57,13 @@ class Backbone(nn.Module, ABC):
 
     name: str = "backbone"
 
-    def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float],
-                 interpolation: str = "bicubic"):
+    def __init__(
+        self,
+        image_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        interpolation: str = "bicubic",
+    ):
         super().__init__()
         self.preprocess = PixelPreprocess(image_size, mean, std, interpolation)
 

@@ -36,5 +36,6 @@ def text_budget(clean: Sequence[str], adversarial: Sequence[str]) -> torch.Tenso
     """Words changed per caption."""
     if len(clean) != len(adversarial):
         raise ValueError("an attack must return one adversarial caption per caption")
-    return torch.tensor([words_changed(c, a) for c, a in zip(clean, adversarial, strict=True)],
-                        dtype=torch.long)
+    return torch.tensor(
+        [words_changed(c, a) for c, a in zip(clean, adversarial, strict=True)], dtype=torch.long
+    )

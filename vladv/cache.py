@@ -86,8 +86,9 @@ def scratch_dir(final: str | Path) -> Path:
     return tmp
 
 
-def publish_dir(tmp: str | Path, final: str | Path, complete: Callable[[Path], bool],
-                replace: bool = False) -> Path:
+def publish_dir(
+    tmp: str | Path, final: str | Path, complete: Callable[[Path], bool], replace: bool = False
+) -> Path:
     """Move the folder ``tmp``, built aside (:func:`scratch_dir`), to ``final`` with one rename:
     readers see all of it or nothing.
 

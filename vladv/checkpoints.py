@@ -17,8 +17,9 @@ import torch
 from vladv.errors import CheckpointError, first_line
 
 
-def save_state_dict(state: dict[str, torch.Tensor], path: str | Path,
-                    metadata: dict[str, str] | None = None) -> Path:
+def save_state_dict(
+    state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
+) -> Path:
     """Write ``state`` as safetensors, atomically (temporary file, then rename).
 
     The file's bytes are a function of ``state`` and ``metadata`` alone: safetensors writes its
@@ -29,8 +30,9 @@ def save_state_dict(state: dict[str, torch.Tensor], path: str | Path,
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if metadata is not None and not all(isinstance(k, str) and isinstance(v, str)
-                                        for k, v in metadata.items()):
+    if metadata is not None and not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
         raise TypeError("safetensors metadata keys and values must be strings")
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -95,7 +97,8 @@ def load_torch_file(path: str | Path) -> object:
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad or untrusted files
         raise CheckpointError(
             f"cannot load checkpoint {path} safely (only safetensors or weights-only torch files "
-            f"are accepted): {first_line(exc, 300)}") from None
+            f"are accepted): {first_line(exc, 300)}"
+        ) from None
 
 
 def atomic_torch_save(obj: object, path: str | Path) -> Path:
@@ -124,17 +127,25 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         raise CheckpointError(f"corrupt safetensors checkpoint {path}: {exc}") from None
 
 
-def load_into(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path,
-              target: str, ignore_missing: tuple[str, ...] = ()) -> None:
+def load_into(
+    module: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    path: str | Path,
+    target: str,
+    ignore_missing: tuple[str, ...] = (),
+) -> None:
     """Load ``state`` (read from ``path``) into ``module``; every key must fit, else a one-line
     CheckpointError naming ``target`` (shape mismatches, missing and unexpected keys)."""
     try:
         missing, unexpected = module.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or ["shape mismatch"]
-        raise CheckpointError(f"checkpoint {path} does not fit {target}: {lines[-1][:300]}") from None
+        raise CheckpointError(
+            f"checkpoint {path} does not fit {target}: {lines[-1][:300]}"
+        ) from None
     missing = [k for k in missing if k not in ignore_missing]
     if missing or unexpected:
         raise CheckpointError(
             f"checkpoint {path} does not fit {target}: {len(missing)} missing keys "
-            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:3]})")
+            f"(e.g. {missing[:3]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:3]})"
+        )

@@ -57,8 +57,9 @@ def user_errors(func: F) -> F:
             print_error(os_error_message(exc, "access", exc.filename or "a file"))
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]: finished runs are saved; rerun the same "
-                              "command to resume")
+            err_console.print(
+                "[yellow]interrupted[/]: finished runs are saved; rerun the same command to resume"
+            )
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
@@ -71,8 +72,14 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                                help="Show the version and exit.")] = False):
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+):
     """vladv: attack and defend vision-language models."""
 
 
@@ -99,7 +106,8 @@ def _opt(kind: str) -> Any:
     return typer.Option(metavar="KEY=VALUE", help=f"Option of the {kind} plugin (repeatable).")
 
 
-@app.command(epilog="""
+@app.command(
+    epilog="""
 [bold]Examples[/]
 
   vladv run                                    [dim]# clean retrieval, embedded default[/]
@@ -113,56 +121,96 @@ def _opt(kind: str) -> Any:
   vladv run --attack pgd --attack sga --attack-opt eps=4/255 --attack-opt sga.steps=20
 
   vladv run --dataset karpathy --dataset-opt path=flickr30k_test.json --dataset-opt image_root=imgs
-""")
+"""
+)
 @user_errors
 def run(
-    backbone: Annotated[list[str] | None, typer.Option(
-        help="Backbone plugin (repeatable; default clip).")] = None,
-    dataset: Annotated[list[str] | None, typer.Option(
-        help="Dataset plugin (repeatable; default synthetic-aerial).")] = None,
-    defense: Annotated[list[str] | None, typer.Option(
-        help="Defense, optionally with augmenters: mat+eda (repeatable; default none).")] = None,
-    attack: Annotated[list[str] | None, typer.Option(
-        help="Attack plugin (repeatable); none = clean evaluation only.")] = None,
-    augment: Annotated[list[str] | None, typer.Option(
-        help="Augmenter added to every training defense (repeatable).")] = None,
-    model: Annotated[list[str] | None, typer.Option(
-        metavar="SPEC", help="Evaluated model BACKBONE[(K=V,...)][/DEFENSE[+AUG]] instead of "
-        "--backbone × --defense (repeatable).")] = None,
-    source: Annotated[list[str] | None, typer.Option(
-        metavar="SPEC", help="Model the attacks are crafted on, same form as --model; self "
-        "(default) = white-box (repeatable).")] = None,
+    backbone: Annotated[
+        list[str] | None, typer.Option(help="Backbone plugin (repeatable; default clip).")
+    ] = None,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option(help="Dataset plugin (repeatable; default synthetic-aerial)."),
+    ] = None,
+    defense: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Defense, optionally with augmenters: mat+eda (repeatable; default none)."
+        ),
+    ] = None,
+    attack: Annotated[
+        list[str] | None,
+        typer.Option(help="Attack plugin (repeatable); none = clean evaluation only."),
+    ] = None,
+    augment: Annotated[
+        list[str] | None,
+        typer.Option(help="Augmenter added to every training defense (repeatable)."),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="SPEC",
+            help="Evaluated model BACKBONE[(K=V,...)][/DEFENSE[+AUG]] instead of "
+            "--backbone × --defense (repeatable).",
+        ),
+    ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="SPEC",
+            help="Model the attacks are crafted on, same form as --model; self "
+            "(default) = white-box (repeatable).",
+        ),
+    ] = None,
     backbone_opt: Annotated[list[str] | None, _opt("backbone")] = None,
     dataset_opt: Annotated[list[str] | None, _opt("dataset")] = None,
-    attack_opt: Annotated[list[str] | None, typer.Option(
-        metavar="[NAME.]KEY=VALUE", help="Attack option; NAME. targets one attack.")] = None,
+    attack_opt: Annotated[
+        list[str] | None,
+        typer.Option(metavar="[NAME.]KEY=VALUE", help="Attack option; NAME. targets one attack."),
+    ] = None,
     defense_opt: Annotated[list[str] | None, _opt("defense")] = None,
-    augment_opt: Annotated[list[str] | None, typer.Option(
-        metavar="[NAME.]KEY=VALUE", help="Augmenter option; NAME. targets one augmenter.")] = None,
-    seed: Annotated[list[int] | None, typer.Option(
-        help="Seed of every random choice (repeatable; default 0).")] = None,
-    config: Annotated[Path | None, typer.Option(
-        "--config", "-c", help="TOML experiment file; flags override it.")] = None,
-    device: Annotated[str | None, typer.Option(
-        help="cpu, cuda or cuda:N (default: cuda if available).")] = None,
+    augment_opt: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="[NAME.]KEY=VALUE", help="Augmenter option; NAME. targets one augmenter."
+        ),
+    ] = None,
+    seed: Annotated[
+        list[int] | None, typer.Option(help="Seed of every random choice (repeatable; default 0).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML experiment file; flags override it.")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda or cuda:N (default: cuda if available).")
+    ] = None,
     precision: Annotated[str | None, typer.Option(help="fp32 (default), bf16 or fp16.")] = None,
-    batch_size: Annotated[int | None, typer.Option(
-        help="Images per batch, with all their captions (default 32).")] = None,
-    num_workers: Annotated[int | None, typer.Option(help="DataLoader workers for image I/O.")] = None,
-    output: Annotated[Path | None, typer.Option(
-        help="Directory for the JSON records (default: runs/<grid id>).")] = None,
-    save_examples: Annotated[int | None, typer.Option(
-        help="Save this many adversarial examples per attack (for `vladv report`).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Images per batch, with all their captions (default 32).")
+    ] = None,
+    num_workers: Annotated[
+        int | None, typer.Option(help="DataLoader workers for image I/O.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Directory for the JSON records (default: runs/<grid id>).")
+    ] = None,
+    save_examples: Annotated[
+        int | None,
+        typer.Option(help="Save this many adversarial examples per attack (for `vladv report`)."),
+    ] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the resolved grid and exit.")] = False,
-    force: Annotated[bool, typer.Option(
-        help="Accept a different grid in an existing output directory.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Accept a different grid in an existing output directory.")
+    ] = False,
     recompute: Annotated[bool, typer.Option(help="Recompute cells whose record exists.")] = False,
-    plugin: Annotated[list[Path] | None, typer.Option(
-        help="Load a one-off plugin from a .py file (repeatable).")] = None,
+    plugin: Annotated[
+        list[Path] | None, typer.Option(help="Load a one-off plugin from a .py file (repeatable).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the records as JSON.")] = False,
-    nproc: Annotated[int, typer.Option(
-        help="Processes to launch with torchrun (gloo on CPU, NCCL on GPUs).")] = 1,
+    nproc: Annotated[
+        int, typer.Option(help="Processes to launch with torchrun (gloo on CPU, NCCL on GPUs).")
+    ] = 1,
 ) -> None:
     """Run a grid of backbones × datasets × defenses × attacks × seeds; write one record per cell."""
     from vladv import distributed
@@ -175,16 +223,32 @@ def run(
         raise typer.Exit(distributed.launch(nproc, _argv_without_nproc(sys.argv[1:])))
     _load_plugin_files(plugin)
     records = run_experiment(  # vladv.run, with its defaults: only the flags given are passed
-        backbone=backbone, dataset=dataset, defense=defense, attack=attack, augment=augment,
-        seed=seed, model=model, source=source, config=config, device=device,
-        precision=precision, batch_size=batch_size, output=output, num_workers=num_workers,
-        progress=not quiet, force=force, recompute=recompute, save_examples=save_examples,
+        backbone=backbone,
+        dataset=dataset,
+        defense=defense,
+        attack=attack,
+        augment=augment,
+        seed=seed,
+        model=model,
+        source=source,
+        config=config,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+        output=output,
+        num_workers=num_workers,
+        progress=not quiet,
+        force=force,
+        recompute=recompute,
+        save_examples=save_examples,
         console=err_console,
         backbone_options=parse_assignments(backbone_opt, "--backbone-opt"),
         dataset_options=parse_assignments(dataset_opt, "--dataset-opt"),
         attack_options=parse_assignments(attack_opt, "--attack-opt"),
         defense_options=parse_assignments(defense_opt, "--defense-opt"),
-        augment_options=parse_assignments(augment_opt, "--augment-opt"), dry_run=dry_run)
+        augment_options=parse_assignments(augment_opt, "--augment-opt"),
+        dry_run=dry_run,
+    )
     if dry_run:
         if json_out:
             console.print_json(json.dumps(records))
@@ -197,22 +261,27 @@ def run(
         console.print_json(json.dumps(records))
         return
     console.print(summary_table(records))
-    console.print(f"[dim]{len(records)} record(s) in {escape(str(records.output))}/ — `vladv "
-                  f"report {escape(str(records.output))}` for tables and plots[/]")
+    console.print(
+        f"[dim]{len(records)} record(s) in {escape(str(records.output))}/ — `vladv "
+        f"report {escape(str(records.output))}` for tables and plots[/]"
+    )
 
 
-@app.command(epilog="""
+@app.command(
+    epilog="""
 [bold]Examples[/]
 
   vladv report runs/synthetic-aerial
 
   vladv report runs/synthetic-aerial --output paper/figures
-""")
+"""
+)
 @user_errors
 def report(
     directory: Annotated[Path, typer.Argument(help="Directory of result records.")],
-    output: Annotated[Path | None, typer.Option(
-        help="Where to write the report (default: DIRECTORY/report).")] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Where to write the report (default: DIRECTORY/report).")
+    ] = None,
 ) -> None:
     """Summarize records: mean ± std over seeds, CSV and Markdown tables, plots, HTML gallery."""
     from rich.markup import escape
@@ -228,17 +297,21 @@ def report(
         console.print(f"[dim]{name:>16}[/] {escape(path)}", highlight=False)
 
 
-@app.command(epilog="""
+@app.command(
+    epilog="""
 [bold]Examples[/]
 
   vladv pretrain             [dim]# build every embedded model (tiny CLIP, ...)[/]
 
   vladv pretrain clip --force
-""")
+"""
+)
 @user_errors
 def pretrain(
-    names: Annotated[list[str] | None, typer.Argument(
-        help="Plugins whose artifacts to build (default: all that have any).")] = None,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Plugins whose artifacts to build (default: all that have any)."),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Rebuild even when cached.")] = False,
     device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N.")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
@@ -251,8 +324,12 @@ def pretrain(
     registry = get_registry()
     ctx = make_context(device, seed=seed, console=err_console)
     order = ("dataset", "backbone", "attack", "augmenter", "defense")  # what others build on first
-    todo = [(kind, name, e.spec) for kind in sorted(KINDS, key=order.index)
-            for name, e in registry.specs(kind).items() if e.spec.prepare is not None]
+    todo = [
+        (kind, name, e.spec)
+        for kind in sorted(KINDS, key=order.index)
+        for name, e in registry.specs(kind).items()
+        if e.spec.prepare is not None
+    ]
     if names:
         known = {n for _, n, _ in todo}
         for n in names:
@@ -265,10 +342,13 @@ def pretrain(
         err_console.print(f"[bold]{kind} {name}[/]: preparing")
         options = resolve_options(f"{kind} '{name}'", spec.options, {})
         spec.prepare(options, ctx, force=force)  # type: ignore[misc]
-    console.print(f"[green]ready[/]: {', '.join(f'{k} {n}' for k, n, _ in todo) or 'nothing to do'}")
+    console.print(
+        f"[green]ready[/]: {', '.join(f'{k} {n}' for k, n, _ in todo) or 'nothing to do'}"
+    )
 
 
-@app.command(epilog="""
+@app.command(
+    epilog="""
 [bold]Examples[/]
 
   vladv plugins
@@ -276,12 +356,16 @@ def pretrain(
   vladv plugins --json
 
   vladv plugins --options pgd
-""")
+"""
+)
 @user_errors
 def plugins(
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    options: Annotated[str | None, typer.Option(
-        help="Show the options of the plugin with this name.")] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of a table.")
+    ] = False,
+    options: Annotated[
+        str | None, typer.Option(help="Show the options of the plugin with this name.")
+    ] = None,
     plugin: Annotated[list[Path] | None, typer.Option(help="Also load a .py plugin file.")] = None,
 ) -> None:
     """List installed plugins: what each provides, its distribution and version; broken ones too."""
@@ -292,15 +376,32 @@ def plugins(
     rows = []
     for kind in KINDS:
         for name, entry in sorted(registry.specs(kind).items()):
-            rows.append({"kind": kind, "name": name, "plugin": entry.plugin.name,
-                         "distribution": entry.plugin.distribution, "version": entry.plugin.version,
-                         "summary": entry.spec.summary,
-                         "modality": getattr(entry.spec, "modality", None),
-                         "options": describe_options(entry.spec.options)})
-    broken = [{"plugin": p.name, "module": p.module, "distribution": p.distribution,
-               "version": p.version, "error": p.error} for p in registry.broken()]
-    conflicts = [{"kind": k, "name": n, "plugins": [p.name for p in ps]}
-                 for (k, n), ps in registry.conflicts.items()]
+            rows.append(
+                {
+                    "kind": kind,
+                    "name": name,
+                    "plugin": entry.plugin.name,
+                    "distribution": entry.plugin.distribution,
+                    "version": entry.plugin.version,
+                    "summary": entry.spec.summary,
+                    "modality": getattr(entry.spec, "modality", None),
+                    "options": describe_options(entry.spec.options),
+                }
+            )
+    broken = [
+        {
+            "plugin": p.name,
+            "module": p.module,
+            "distribution": p.distribution,
+            "version": p.version,
+            "error": p.error,
+        }
+        for p in registry.broken()
+    ]
+    conflicts = [
+        {"kind": k, "name": n, "plugins": [p.name for p in ps]}
+        for (k, n), ps in registry.conflicts.items()
+    ]
     if options is not None:
         match = [r for r in rows if r["name"] == options]
         if not match:
@@ -317,40 +418,62 @@ def plugins(
             for col in ("option", "type", "default", "help"):
                 table.add_column(col)
             for opt in row["options"]:
-                table.add_row(opt["name"], escape(opt["type"]), escape(repr(opt["default"])),
-                              escape(opt["help"]))
+                table.add_row(
+                    opt["name"],
+                    escape(opt["type"]),
+                    escape(repr(opt["default"])),
+                    escape(opt["help"]),
+                )
             console.print(table)
         return
     table = Table(title="vladv plugins")
-    for col, style in (("kind", "cyan"), ("name", "bold"), ("distribution", None),
-                       ("version", "dim"), ("summary", None)):
+    for col, style in (
+        ("kind", "cyan"),
+        ("name", "bold"),
+        ("distribution", None),
+        ("version", "dim"),
+        ("summary", None),
+    ):
         table.add_column(col, style=style)
     for r in rows:
-        table.add_row(r["kind"], r["name"], escape(r["distribution"] or "in-process"),
-                      escape(r["version"] or ""), escape(r["summary"]))
+        table.add_row(
+            r["kind"],
+            r["name"],
+            escape(r["distribution"] or "in-process"),
+            escape(r["version"] or ""),
+            escape(r["summary"]),
+        )
     console.print(table)
     for b in broken:
         detail = escape(f"{b['plugin']} ({b['distribution'] or '?'}): {b['error']}")
         console.print(f"[bold red]broken[/] {detail}", highlight=False, soft_wrap=True)
     for c in conflicts:
-        console.print(f"[bold yellow]conflict[/] {c['kind']} '{c['name']}' is provided by "
-                      f"{' and '.join(c['plugins'])}", highlight=False)
+        console.print(
+            f"[bold yellow]conflict[/] {c['kind']} '{c['name']}' is provided by "
+            f"{' and '.join(c['plugins'])}",
+            highlight=False,
+        )
 
 
-@app.command("new-plugin", epilog="""
+@app.command(
+    "new-plugin",
+    epilog="""
 [bold]Examples[/]
 
   vladv new-plugin my-attack --kind attack
 
   vladv new-plugin my-data --kind dataset --dir ~/src
-""")
+""",
+)
 @user_errors
 def new_plugin(
     name: Annotated[str, typer.Argument(help="Plugin name: lower-case letters, digits and '-'.")],
-    kind: Annotated[str, typer.Option(
-        help="What it provides: attack, defense, augmenter, backbone or dataset.")] = "attack",
+    kind: Annotated[
+        str, typer.Option(help="What it provides: attack, defense, augmenter, backbone or dataset.")
+    ] = "attack",
     directory: Annotated[Path, typer.Option("--dir", help="Folder to create the package in.")] = (
-        Path(".")),
+        Path(".")
+    ),
 ) -> None:
     """Write a plugin package vladv-NAME: pyproject with the entry point, module, passing test."""
     from vladv.errors import PluginError
@@ -360,8 +483,11 @@ def new_plugin(
     if kind in KINDS and name in get_registry().specs(kind):
         raise PluginError(f"{kind} '{name}' is already installed; choose another name")
     folder = scaffold(name, kind, directory)
-    console.print(f"[green]wrote[/] {escape(str(folder))}: cd there, then "
-                  + escape("pip install -e '.[test]' && python -m pytest"), highlight=False)
+    console.print(
+        f"[green]wrote[/] {escape(str(folder))}: cd there, then "
+        + escape("pip install -e '.[test]' && python -m pytest"),
+        highlight=False,
+    )
 
 
 def main() -> None:

@@ -36,15 +36,22 @@ def get_console(ctx: Context | None = None) -> Console:
 def make_progress(ctx: Context | None = None, *extra_columns) -> Progress:
     """A rich Progress with bar, counts, elapsed and remaining time (disabled when quiet)."""
     return Progress(
-        SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
-        MofNCompleteColumn(), *extra_columns, TimeElapsedColumn(), TimeRemainingColumn(),
-        console=get_console(ctx), transient=False,
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *extra_columns,
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=get_console(ctx),
+        transient=False,
         disable=ctx is not None and not ctx.progress,
     )
 
 
-def track(items: Iterable[T], description: str, ctx: Context | None = None,
-          total: int | None = None) -> Iterator[T]:
+def track(
+    items: Iterable[T], description: str, ctx: Context | None = None, total: int | None = None
+) -> Iterator[T]:
     """Iterate ``items`` under a progress bar."""
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]

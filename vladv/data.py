@@ -34,19 +34,34 @@ class PairCollate:
         )
 
 
-def pair_loader(dataset: ImageTextDataset, batch_size: int, num_workers: int = 0,
-                indices: Sequence[int] | None = None) -> DataLoader:
+def pair_loader(
+    dataset: ImageTextDataset,
+    batch_size: int,
+    num_workers: int = 0,
+    indices: Sequence[int] | None = None,
+) -> DataLoader:
     """Batches of whole images with all their captions, in dataset order (or ``indices`` order)."""
     source = dataset if indices is None else Subset(dataset, list(indices))
-    return DataLoader(source, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      collate_fn=PairCollate(dataset), persistent_workers=False)
+    return DataLoader(
+        source,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=PairCollate(dataset),
+        persistent_workers=False,
+    )
 
 
 class TensorImageDataset(ImageTextDataset):
     """An in-memory dataset: uint8 (N, 3, H, W) or float images in [0, 1] with their captions."""
 
-    def __init__(self, images: torch.Tensor, captions_per_image: Sequence[Sequence[str]],
-                 name: str = "tensors", split: str = "test"):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        captions_per_image: Sequence[Sequence[str]],
+        name: str = "tensors",
+        split: str = "test",
+    ):
         captions: list[str] = []
         img2txt: list[list[int]] = []
         for caps in captions_per_image:

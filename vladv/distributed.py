@@ -59,8 +59,9 @@ def barrier() -> None:
         dist.barrier()
 
 
-def batch_shards(n_items: int, batch_size: int, rank_: int | None = None,
-                 world: int | None = None) -> list[int]:
+def batch_shards(
+    n_items: int, batch_size: int, rank_: int | None = None, world: int | None = None
+) -> list[int]:
     """Item indices of this rank's batches: batch b (``b·bs .. (b+1)·bs``) goes to rank b % world.
 
     Feeding the result to a loader with the same ``batch_size`` reproduces exactly the batches a
@@ -112,7 +113,20 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     """Re-run ``vladv <argv>`` under torchrun with ``nproc`` processes; return its exit code."""
     import subprocess
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
-           "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), "-m", "vladv", *argv]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        str(nproc),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        "-m",
+        "vladv",
+        *argv,
+    ]
     return subprocess.run(cmd, check=False).returncode

@@ -21,7 +21,7 @@ class VladvError(Exception):
             lines = [line for line in args[0].splitlines() if line.strip()]
             prefix = f"{type(self).__module__}.{type(self).__qualname__}: "
             if lines and lines[-1].startswith(prefix):
-                args = (lines[-1][len(prefix):],)
+                args = (lines[-1][len(prefix) :],)
         super().__init__(*args)
 
 

@@ -40,22 +40,25 @@ class AttackResult:
     warnings: list[str] = field(default_factory=list)  # flagged in the record
 
 
-def _gallery(dataset: ImageTextDataset, image_emb: torch.Tensor, text_emb: torch.Tensor,
-             seconds: float) -> Gallery:
+def _gallery(
+    dataset: ImageTextDataset, image_emb: torch.Tensor, text_emb: torch.Tensor, seconds: float
+) -> Gallery:
     ranks = retrieval_ranks(image_emb, text_emb, dataset.img2txt, dataset.txt2img)
     return Gallery(image_emb, text_emb, ranks, metrics_from_ranks(*ranks), seconds)
 
 
 @torch.no_grad()
-def encode_clean(backbone: Backbone, dataset: ImageTextDataset, ctx: Context,
-                 batch_size: int) -> Gallery:
+def encode_clean(
+    backbone: Backbone, dataset: ImageTextDataset, ctx: Context, batch_size: int
+) -> Gallery:
     """Embed the whole split once (the clean gallery every attack is compared against).
 
     Under torch.distributed each rank embeds its share of the batches; rows are gathered.
     """
     start = time.perf_counter()
-    loader = pair_loader(dataset, batch_size, ctx.num_workers,
-                         indices=batch_shards(len(dataset), batch_size))
+    loader = pair_loader(
+        dataset, batch_size, ctx.num_workers, indices=batch_shards(len(dataset), batch_size)
+    )
     img_rows, img_ids, txt_rows, txt_ids = [], [], [], []
     for batch in track(loader, "clean embeddings", ctx, total=len(loader)):
         with ctx.autocast():
@@ -72,9 +75,17 @@ def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(parts) if parts else torch.empty(0)
 
 
-def evaluate_attack(backbone: Backbone, dataset: ImageTextDataset, attack: Attack,
-                    attack_name: str, clean: Gallery, ctx: Context, batch_size: int,
-                    keep_examples: int = 0, crafted: Any = None) -> AttackResult:
+def evaluate_attack(
+    backbone: Backbone,
+    dataset: ImageTextDataset,
+    attack: Attack,
+    attack_name: str,
+    clean: Gallery,
+    ctx: Context,
+    batch_size: int,
+    keep_examples: int = 0,
+    crafted: Any = None,
+) -> AttackResult:
     """Attack every batch, embed the adversarial images and texts, and score them.
 
     With ``crafted`` (a :class:`vladv.transfer.Crafted`: examples made on another model), the
@@ -87,19 +98,29 @@ def evaluate_attack(backbone: Backbone, dataset: ImageTextDataset, attack: Attac
     start = time.perf_counter()
     n_img, n_txt = len(dataset), len(dataset.captions)
     img_rows, img_ids, txt_rows, txt_ids = [], [], [], []
-    budgets: dict[str, list[torch.Tensor]] = {"linf": [], "l2": [], "min_pixel": [],
-                                              "max_pixel": [], "words": []}
+    budgets: dict[str, list[torch.Tensor]] = {
+        "linf": [],
+        "l2": [],
+        "min_pixel": [],
+        "max_pixel": [],
+        "words": [],
+    }
     examples: list[dict[str, Any]] = []
     nonfinite = 0
     was_training = backbone.training
-    loader = pair_loader(dataset, batch_size, ctx.num_workers,
-                         indices=batch_shards(n_img, batch_size))
+    loader = pair_loader(
+        dataset, batch_size, ctx.num_workers, indices=batch_shards(n_img, batch_size)
+    )
     for batch in track(loader, f"attack {attack_name}", ctx, total=len(loader)):
-        batch = dataclasses.replace(batch, image_emb=clean.image_emb[batch.image_ids],
-                                    text_emb=clean.text_emb[batch.text_ids]).to(ctx.device)
+        batch = dataclasses.replace(
+            batch,
+            image_emb=clean.image_emb[batch.image_ids],
+            text_emb=clean.text_emb[batch.text_ids],
+        ).to(ctx.device)
         generator = ctx.generator("attack", attack_name, int(batch.image_ids[0]))
-        out = (attack.perturb(backbone, batch, generator) if crafted is None
-               else crafted.output(batch))
+        out = (
+            attack.perturb(backbone, batch, generator) if crafted is None else crafted.output(batch)
+        )
         _check_output(attack_name, batch, out, backbone.training != was_training)
         nonfinite += int((~torch.isfinite(out.images.detach())).flatten(1).any(1).sum())
         ib = image_budget(batch.images, out.images)
@@ -125,14 +146,17 @@ def evaluate_attack(backbone: Backbone, dataset: ImageTextDataset, attack: Attac
     image_emb = gather_rows(_cat(img_rows), _cat(img_ids), n_img)
     text_emb = gather_rows(_cat(txt_rows), _cat(txt_ids), n_txt)
     gallery = _gallery(dataset, image_emb, text_emb, time.perf_counter() - start)
-    merged = {k: torch.cat([torch.cat(v) if v else torch.empty(0) for v in gather_objects(vals)])
-              for k, vals in budgets.items()}
+    merged = {
+        k: torch.cat([torch.cat(v) if v else torch.empty(0) for v in gather_objects(vals)])
+        for k, vals in budgets.items()
+    }
     budget = {
         "max_linf": float(merged["linf"].max()) if merged["linf"].numel() else 0.0,
         "max_l2": float(merged["l2"].max()) if merged["l2"].numel() else 0.0,
         "max_words_changed": int(merged["words"].max()) if merged["words"].numel() else 0,
-        "mean_words_changed": (float(merged["words"].float().mean())
-                               if merged["words"].numel() else 0.0),
+        "mean_words_changed": (
+            float(merged["words"].float().mean()) if merged["words"].numel() else 0.0
+        ),
         "min_pixel": float(merged["min_pixel"].min()) if merged["min_pixel"].numel() else 0.0,
         "max_pixel": float(merged["max_pixel"].max()) if merged["max_pixel"].numel() else 1.0,
     }
@@ -140,8 +164,10 @@ def evaluate_attack(backbone: Backbone, dataset: ImageTextDataset, attack: Attac
     nonfinite = sum(gather_objects(nonfinite))
     warnings = []
     if nonfinite:  # no score of such images means anything: stored as null, and flagged
-        warnings.append(f"attack '{attack_name}' returned non-finite pixels (NaN or infinity) in "
-                        f"{nonfinite} of {n_img} images; adversarial metrics stored as null")
+        warnings.append(
+            f"attack '{attack_name}' returned non-finite pixels (NaN or infinity) in "
+            f"{nonfinite} of {n_img} images; adversarial metrics stored as null"
+        )
         gallery.metrics = dict.fromkeys(gallery.metrics)
         asr = dict.fromkeys(asr)
     return AttackResult(gallery, budget, asr, time.perf_counter() - start, examples, warnings)
@@ -152,11 +178,16 @@ def _check_output(attack_name: str, batch: Any, out: Any, mode_changed: bool) ->
     if mode_changed:
         raise PluginError(f"attack '{attack_name}' changed the model's train/eval mode")
     if not isinstance(out, AttackOutput) or not isinstance(out.images, torch.Tensor):
-        raise PluginError(f"attack '{attack_name}': perturb returned {type(out).__name__}, "
-                          f"not an AttackOutput of image tensor and texts")
-    if (out.images.shape != batch.images.shape or not isinstance(out.texts, list | tuple)
-            or len(out.texts) != len(batch.texts)
-            or not all(isinstance(t, str) for t in out.texts)):
+        raise PluginError(
+            f"attack '{attack_name}': perturb returned {type(out).__name__}, "
+            f"not an AttackOutput of image tensor and texts"
+        )
+    if (
+        out.images.shape != batch.images.shape
+        or not isinstance(out.texts, list | tuple)
+        or len(out.texts) != len(batch.texts)
+        or not all(isinstance(t, str) for t in out.texts)
+    ):
         raise PluginError(f"attack '{attack_name}' returned a batch of the wrong shape")
 
 
@@ -165,11 +196,13 @@ def _examples(batch, out, n: int) -> list[dict[str, Any]]:
     rows = []
     for local in range(min(n, len(batch))):
         idx = (batch.txt2img == local).nonzero().flatten().tolist()
-        rows.append({
-            "image_id": int(batch.image_ids[local]),
-            "clean_image": (batch.images[local].detach().cpu() * 255).round().to(torch.uint8),
-            "adv_image": (out.images[local].detach().cpu() * 255).round().to(torch.uint8),
-            "clean_texts": [batch.texts[i] for i in idx],
-            "adv_texts": [out.texts[i] for i in idx],
-        })
+        rows.append(
+            {
+                "image_id": int(batch.image_ids[local]),
+                "clean_image": (batch.images[local].detach().cpu() * 255).round().to(torch.uint8),
+                "adv_image": (out.images[local].detach().cpu() * 255).round().to(torch.uint8),
+                "clean_texts": [batch.texts[i] for i in idx],
+                "adv_texts": [out.texts[i] for i in idx],
+            }
+        )
     return rows

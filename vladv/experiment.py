@@ -23,18 +23,45 @@ from vladv.cache import config_hash
 from vladv.console import get_console
 from vladv.errors import CheckpointError, OptionError, PluginError, VladvError
 from vladv.evaluation import encode_clean, evaluate_attack
-from vladv.grid import (GridSpec, ModelKey, Resolver, check_runtime, expand,
-                        load_experiment_file, merge)
+from vladv.grid import (
+    GridSpec,
+    ModelKey,
+    Resolver,
+    check_runtime,
+    expand,
+    load_experiment_file,
+    merge,
+)
 from vladv.options import check_seed, options_to_dict
 from vladv.plugins import get_registry
 from vladv.render import save_example_images
-from vladv.results import (build_record, check_manifest, load_record, record_path, run_id,
-                           write_record)
+from vladv.results import (
+    build_record,
+    check_manifest,
+    load_record,
+    record_path,
+    run_id,
+    write_record,
+)
 from vladv.seeds import seed_everything
-from vladv.transfer import (check_fits, craft, craft_folder, craft_key, load_crafted,
-                            save_crafted, source_keys)
-from vladv.types import (Attack, Augmenter, Context, Defense, ImageTextDataset, PluginSpec,
-                         ThreatModel)
+from vladv.transfer import (
+    check_fits,
+    craft,
+    craft_folder,
+    craft_key,
+    load_crafted,
+    save_crafted,
+    source_keys,
+)
+from vladv.types import (
+    Attack,
+    Augmenter,
+    Context,
+    Defense,
+    ImageTextDataset,
+    PluginSpec,
+    ThreatModel,
+)
 
 NONE = "none"
 
@@ -58,20 +85,30 @@ class Choice:
         expected = _BUILT_TYPES[self.kind]
         if not isinstance(obj, expected):
             plugin = get_registry().plugin_of(self.kind, self.name).name
-            raise PluginError(f"{self.kind} '{self.name}' (plugin {plugin}): its factory returned "
-                              f"{type(obj).__name__}, not {expected.__name__}")
+            raise PluginError(
+                f"{self.kind} '{self.name}' (plugin {plugin}): its factory returned "
+                f"{type(obj).__name__}, not {expected.__name__}"
+            )
         if isinstance(obj, Attack) and not isinstance(obj.threat_model, ThreatModel):
-            raise PluginError(f"attack '{self.name}': threat_model is "
-                              f"{type(obj.threat_model).__name__}, not ThreatModel")
+            raise PluginError(
+                f"attack '{self.name}': threat_model is "
+                f"{type(obj.threat_model).__name__}, not ThreatModel"
+            )
         return obj
 
 
-_BUILT_TYPES: dict[str, type] = {"backbone": Backbone, "dataset": ImageTextDataset,
-                                 "attack": Attack, "defense": Defense, "augmenter": Augmenter}
+_BUILT_TYPES: dict[str, type] = {
+    "backbone": Backbone,
+    "dataset": ImageTextDataset,
+    "attack": Attack,
+    "defense": Defense,
+    "augmenter": Augmenter,
+}
 
 
-def resolve(kind: str, name: str, given: Mapping[str, Any] | None = None,
-            res: Resolver | None = None) -> Choice:
+def resolve(
+    kind: str, name: str, given: Mapping[str, Any] | None = None, res: Resolver | None = None
+) -> Choice:
     """Look up a plugin and resolve its options; ``none`` is the empty choice."""
     if name == NONE and kind in ("attack", "defense"):
         if given:
@@ -81,8 +118,14 @@ def resolve(kind: str, name: str, given: Mapping[str, Any] | None = None,
     return Choice(kind, name, res.spec(kind, name), res.options(kind, name, given or {}))
 
 
-def make_context(device: str | None = None, precision: str = "fp32", seed: int = 0,
-                 num_workers: int = 0, progress: bool = True, console: Any = None) -> Context:
+def make_context(
+    device: str | None = None,
+    precision: str = "fp32",
+    seed: int = 0,
+    num_workers: int = 0,
+    progress: bool = True,
+    console: Any = None,
+) -> Context:
     if precision not in ("fp32", "bf16", "fp16"):
         raise OptionError(f"precision must be fp32, bf16 or fp16; got {precision!r}")
     check_seed(seed)
@@ -95,13 +138,21 @@ def make_context(device: str | None = None, precision: str = "fp32", seed: int =
     except RuntimeError:
         raise OptionError(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise OptionError("device 'cuda' requested but CUDA is not available here; use --device cpu")
+        raise OptionError(
+            "device 'cuda' requested but CUDA is not available here; use --device cpu"
+        )
     dev = distributed.init_from_env(dev)
     if not distributed.is_main():  # rank 0 draws progress and prints
         progress = False
         console = Console(file=io.StringIO(), stderr=False)
-    return Context(device=dev, precision=precision, seed=seed,  # type: ignore[arg-type]
-                   num_workers=num_workers, progress=progress, console=console)
+    return Context(
+        device=dev,
+        precision=precision,
+        seed=seed,  # type: ignore[arg-type]
+        num_workers=num_workers,
+        progress=progress,
+        console=console,
+    )
 
 
 @dataclass
@@ -123,18 +174,39 @@ def _listify(value: Any) -> tuple:
     return tuple(value) if isinstance(value, list | tuple) else (value,)
 
 
-def build_grid(*, backbone: Any = None, dataset: Any = None, defense: Any = None,
-               attack: Any = None, augment: Any = None, seed: Any = None, model: Any = None,
-               source: Any = None,
-               precision: str | None = None, batch_size: int | None = None,
-               config: str | Path | None = None, options: Mapping[str, Mapping[str, Any]] | None = None,
-               name: str | None = None) -> tuple[GridSpec, dict[str, Any]]:
+def build_grid(
+    *,
+    backbone: Any = None,
+    dataset: Any = None,
+    defense: Any = None,
+    attack: Any = None,
+    augment: Any = None,
+    seed: Any = None,
+    model: Any = None,
+    source: Any = None,
+    precision: str | None = None,
+    batch_size: int | None = None,
+    config: str | Path | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    name: str | None = None,
+) -> tuple[GridSpec, dict[str, Any]]:
     """A grid from an optional TOML file overridden by explicit arguments."""
-    base, runtime = (load_experiment_file(config) if config is not None else (GridSpec(), {}))
-    grid = merge(base, backbones=_listify(backbone), datasets=_listify(dataset),
-                 defenses=_listify(defense), attacks=_listify(attack), augment=_listify(augment),
-                 seeds=_listify(seed), models=_listify(model), sources=_listify(source),
-                 precision=precision, batch_size=batch_size, options=options or {}, name=name)
+    base, runtime = load_experiment_file(config) if config is not None else (GridSpec(), {})
+    grid = merge(
+        base,
+        backbones=_listify(backbone),
+        datasets=_listify(dataset),
+        defenses=_listify(defense),
+        attacks=_listify(attack),
+        augment=_listify(augment),
+        seeds=_listify(seed),
+        models=_listify(model),
+        sources=_listify(source),
+        precision=precision,
+        batch_size=batch_size,
+        options=options or {},
+        name=name,
+    )
     if len(set(grid.attacks)) != len(grid.attacks):
         raise OptionError(f"attack listed twice: {', '.join(grid.attacks)}")
     return grid, runtime
@@ -186,13 +258,22 @@ class Plan:
     save_examples: int = 0
 
     def _done(self, cell: Cell) -> bool:
-        return (self.output is not None and not self.recompute
-                and record_path(self.output, cell.run_id).exists())
+        return (
+            self.output is not None
+            and not self.recompute
+            and record_path(self.output, cell.run_id).exists()
+        )
 
     def planned(self) -> Records:
         """Each cell's config and run id, with ``done``: whether ``output`` holds its record."""
-        return Records([cell.identity | {"run_id": cell.run_id, "done": self._done(cell)}
-                        for group in self.groups for cell in group.cells], self)
+        return Records(
+            [
+                cell.identity | {"run_id": cell.run_id, "done": self._done(cell)}
+                for group in self.groups
+                for cell in group.cells
+            ],
+            self,
+        )
 
     def execute(self) -> Records:
         """Run every cell whose record is missing (or all with ``recompute``); return the records
@@ -219,28 +300,43 @@ class Plan:
         for group, pending in todo:
             if pending:
                 ctx.seed = group.key.seed
-                for cell, record in zip(pending, _run_group(group, pending, self.grid, ctx, out,
-                                                            self.save_examples, self.res),
-                                        strict=True):
+                for cell, record in zip(
+                    pending,
+                    _run_group(group, pending, self.grid, ctx, out, self.save_examples, self.res),
+                    strict=True,
+                ):
                     records[cell.run_id] = record
         return Records([records[rid] for rid in order], self)
 
 
-def run(*, backbone: str | Sequence[str] | None = None, dataset: str | Sequence[str] | None = None,
-        defense: str | Sequence[str] | None = None, attack: str | Sequence[str] | None = None,
-        augment: str | Sequence[str] | None = None, seed: int | Sequence[int] | None = None,
-        model: str | Sequence[str] | None = None, source: str | Sequence[str] | None = None,
-        config: str | Path | None = None, device: str | None = None,
-        precision: str | None = None, batch_size: int | None = None,
-        output: str | Path | Literal[False] | None = None,
-        backbone_options: Mapping[str, Any] | None = None,
-        dataset_options: Mapping[str, Any] | None = None,
-        attack_options: Mapping[str, Any] | None = None,
-        defense_options: Mapping[str, Any] | None = None,
-        augment_options: Mapping[str, Any] | None = None, num_workers: int | None = None,
-        progress: bool = True, force: bool = False, recompute: bool = False,
-        save_examples: int | None = None, dry_run: bool = False,
-        console: Any = None) -> Records:
+def run(
+    *,
+    backbone: str | Sequence[str] | None = None,
+    dataset: str | Sequence[str] | None = None,
+    defense: str | Sequence[str] | None = None,
+    attack: str | Sequence[str] | None = None,
+    augment: str | Sequence[str] | None = None,
+    seed: int | Sequence[int] | None = None,
+    model: str | Sequence[str] | None = None,
+    source: str | Sequence[str] | None = None,
+    config: str | Path | None = None,
+    device: str | None = None,
+    precision: str | None = None,
+    batch_size: int | None = None,
+    output: str | Path | Literal[False] | None = None,
+    backbone_options: Mapping[str, Any] | None = None,
+    dataset_options: Mapping[str, Any] | None = None,
+    attack_options: Mapping[str, Any] | None = None,
+    defense_options: Mapping[str, Any] | None = None,
+    augment_options: Mapping[str, Any] | None = None,
+    num_workers: int | None = None,
+    progress: bool = True,
+    force: bool = False,
+    recompute: bool = False,
+    save_examples: int | None = None,
+    dry_run: bool = False,
+    console: Any = None,
+) -> Records:
     """Run the grid backbone × dataset × defense × attack × seed; return one record per cell.
 
     The one runner behind ``vladv run`` and :func:`vladv.run`, with the same defaults: clip,
@@ -263,39 +359,79 @@ def run(*, backbone: str | Sequence[str] | None = None, dataset: str | Sequence[
     The grid is built once and every plugin looked up once (a :class:`~vladv.grid.Resolver`);
     names, options and files are all checked before any model is built.
     """
-    options = {"backbone": backbone_options or {}, "dataset": dataset_options or {},
-               "attack": attack_options or {}, "defense": defense_options or {},
-               "augmenter": augment_options or {}}
+    options = {
+        "backbone": backbone_options or {},
+        "dataset": dataset_options or {},
+        "attack": attack_options or {},
+        "defense": defense_options or {},
+        "augmenter": augment_options or {},
+    }
     if config is not None and not isinstance(config, str | Path):
         raise OptionError(f"config must be a path to a TOML file; got {config!r:.60}")
-    grid, runtime = build_grid(backbone=backbone, dataset=dataset, defense=defense, attack=attack,
-                               augment=augment, seed=seed, model=model, source=source,
-                               precision=precision,
-                               batch_size=batch_size, config=config, options=options)
-    check_runtime({"output": output if output is not False else None, "device": device,
-                   "num_workers": num_workers, "save_examples": save_examples})
+    grid, runtime = build_grid(
+        backbone=backbone,
+        dataset=dataset,
+        defense=defense,
+        attack=attack,
+        augment=augment,
+        seed=seed,
+        model=model,
+        source=source,
+        precision=precision,
+        batch_size=batch_size,
+        config=config,
+        options=options,
+    )
+    check_runtime(
+        {
+            "output": output if output is not False else None,
+            "device": device,
+            "num_workers": num_workers,
+            "save_examples": save_examples,
+        }
+    )
     device = device if device is not None else runtime.get("device")
     num_workers = num_workers if num_workers is not None else int(runtime.get("num_workers", 0))
-    save_examples = (save_examples if save_examples is not None
-                     else int(runtime.get("save_examples", 0)))
+    save_examples = (
+        save_examples if save_examples is not None else int(runtime.get("save_examples", 0))
+    )
     if output is None:
         output = runtime.get("output") or default_output(grid)
     ctx = make_context(device, grid.precision, 0, num_workers, progress, console)
     res = Resolver()
     groups = [_plan_group(key, attacks, grid, ctx, res) for key, attacks in expand(grid, res)]
-    plan = Plan(grid, groups, Path(output) if output is not False else None, ctx, res, force,
-                recompute, save_examples)
+    plan = Plan(
+        grid,
+        groups,
+        Path(output) if output is not False else None,
+        ctx,
+        res,
+        force,
+        recompute,
+        save_examples,
+    )
     return plan.planned() if dry_run else plan.execute()
 
 
-def _plan_group(key: ModelKey, attacks: list[tuple[str, dict[str, Any]]], grid: GridSpec,
-                ctx: Context, res: Resolver) -> Group:
+def _plan_group(
+    key: ModelKey,
+    attacks: list[tuple[str, dict[str, Any]]],
+    grid: GridSpec,
+    ctx: Context,
+    res: Resolver,
+) -> Group:
     bb, ds, df, augs = _choices(key, res)
     if augs and df.spec is None:
         raise OptionError("augmenters only apply to a training defense; add --defense")
-    base = {"backbone": bb.to_dict(), "dataset": ds.to_dict(), "defense": df.to_dict(),
-            "augmenters": [a.to_dict() for a in augs], "seed": key.seed,
-            "precision": grid.precision, "batch_size": grid.batch_size}
+    base = {
+        "backbone": bb.to_dict(),
+        "dataset": ds.to_dict(),
+        "defense": df.to_dict(),
+        "augmenters": [a.to_dict() for a in augs],
+        "seed": key.seed,
+        "precision": grid.precision,
+        "batch_size": grid.batch_size,
+    }
     sources = source_keys(grid, key, res)
     cells: dict[str, Cell] = {}
     for name, given in attacks:
@@ -308,8 +444,13 @@ def _plan_group(key: ModelKey, attacks: list[tuple[str, dict[str, Any]]], grid: 
             if source is not None and source == {k: base[k] for k in source}:
                 src = source = None  # the target itself, spelled differently: white-box
             identity = {**base, "source": source, "attack": attack}
-            ck = None if src is None else craft_key(source, attack, base["dataset"], key.seed,
-                                                      grid.precision, grid.batch_size)
+            ck = (
+                None
+                if src is None
+                else craft_key(
+                    source, attack, base["dataset"], key.seed, grid.precision, grid.batch_size
+                )
+            )
             cell = Cell(choice, identity, run_id(identity), attack_obj, src, ck)
             cells.setdefault(cell.run_id, cell)
     return Group(key, bb, ds, df, augs, list(cells.values()))
@@ -317,17 +458,22 @@ def _plan_group(key: ModelKey, attacks: list[tuple[str, dict[str, Any]]], grid: 
 
 def _choices(key: ModelKey, res: Resolver) -> tuple[Choice, Choice, Choice, list[Choice]]:
     """The backbone, dataset, defense and augmenters of a model key, resolved."""
-    return (resolve("backbone", key.backbone, dict(key.backbone_options), res),
-            resolve("dataset", key.dataset, dict(key.dataset_options), res),
-            resolve("defense", key.defense, dict(key.defense_options), res),
-            [resolve("augmenter", a, dict(o), res) for a, o in key.augmenters])
+    return (
+        resolve("backbone", key.backbone, dict(key.backbone_options), res),
+        resolve("dataset", key.dataset, dict(key.dataset_options), res),
+        resolve("defense", key.defense, dict(key.defense_options), res),
+        [resolve("augmenter", a, dict(o), res) for a, o in key.augmenters],
+    )
 
 
 def source_identity(key: ModelKey, res: Resolver | None = None) -> dict[str, Any]:
     """A source model in records: its backbone, defense and augmenters with resolved options."""
     bb, _, df, augs = _choices(key, res or Resolver())
-    return {"backbone": bb.to_dict(), "defense": df.to_dict(),
-            "augmenters": [a.to_dict() for a in augs]}
+    return {
+        "backbone": bb.to_dict(),
+        "defense": df.to_dict(),
+        "augmenters": [a.to_dict() for a in augs],
+    }
 
 
 def _build(group: Group, ctx: Context) -> tuple[Backbone, ImageTextDataset, dict[str, float]]:
@@ -340,8 +486,9 @@ def _build(group: Group, ctx: Context) -> tuple[Backbone, ImageTextDataset, dict
     t0 = time.perf_counter()
     model: Backbone = group.backbone.build(ctx).to(ctx.device).eval()
     timings["backbone"] = time.perf_counter() - t0
-    model, timings["defense"] = _apply_defense(model, group.defense, group.augmenters,
-                                               group.dataset, group.backbone, ctx, group.key.seed)
+    model, timings["defense"] = _apply_defense(
+        model, group.defense, group.augmenters, group.dataset, group.backbone, ctx, group.key.seed
+    )
     return model.eval(), test_ds, timings
 
 
@@ -364,18 +511,25 @@ def _craft_sources(cells: list[Cell], grid: GridSpec, ctx: Context, res: Resolve
         if not missing:
             continue
         console = get_console(ctx)
-        console.print(f"crafting {', '.join(c.attack.name for c in missing.values())} on source "
-                      f"[bold]{escape(source_label(source_identity(src, res), res))}[/] "
-                      f"(seed {src.seed})")
+        console.print(
+            f"crafting {', '.join(c.attack.name for c in missing.values())} on source "
+            f"[bold]{escape(source_label(source_identity(src, res), res))}[/] "
+            f"(seed {src.seed})"
+        )
         model, test_ds, _ = _build(source, ctx)
         clean = encode_clean(model, test_ds, ctx, grid.batch_size)
         for ck, cell in missing.items():
             seed_everything(src.seed)
-            crafted = craft(model, test_ds, cell.attack_obj, cell.attack.name, clean, ctx,
-                            grid.batch_size)
-            crafted.meta.update(source=source_identity(src, res), model=model.identity(),
-                                data=test_ds.describe(), attack=cell.identity["attack"],
-                                seed=src.seed)
+            crafted = craft(
+                model, test_ds, cell.attack_obj, cell.attack.name, clean, ctx, grid.batch_size
+            )
+            crafted.meta.update(
+                source=source_identity(src, res),
+                model=model.identity(),
+                data=test_ds.describe(),
+                attack=cell.identity["attack"],
+                seed=src.seed,
+            )
             if distributed.is_main():
                 save_crafted(craft_folder(ctx, cell.attack.name, ck), crafted)
             distributed.barrier()
@@ -397,17 +551,32 @@ def source_label(source: Mapping[str, Any], res: Resolver | None = None) -> str:
     return "/".join(parts) + aug
 
 
-def _run_group(group: Group, cells: list[Cell], grid: GridSpec, ctx: Context,
-               out: Path | None, save_examples: int, res: Resolver) -> Iterator[dict[str, Any]]:
+def _run_group(
+    group: Group,
+    cells: list[Cell],
+    grid: GridSpec,
+    ctx: Context,
+    out: Path | None,
+    save_examples: int,
+    res: Resolver,
+) -> Iterator[dict[str, Any]]:
     """Build (or load) the model of one group once, then evaluate each pending cell."""
-    key, bb, ds, df, augs = group.key, group.backbone, group.dataset, group.defense, group.augmenters
+    key, bb, ds, df, augs = (
+        group.key,
+        group.backbone,
+        group.dataset,
+        group.defense,
+        group.augmenters,
+    )
     console = get_console(ctx)
     model, test_ds, timings = _build(group, ctx)
     clean = encode_clean(model, test_ds, ctx, grid.batch_size)
     timings["clean"] = clean.seconds
     runtime = {"device": str(ctx.device), "num_workers": ctx.num_workers}
-    versions = {"backbone": res.version("backbone", bb.name),
-                "dataset": res.version("dataset", ds.name)}
+    versions = {
+        "backbone": res.version("backbone", bb.name),
+        "dataset": res.version("dataset", ds.name),
+    }
     if df.spec is not None:
         versions["defense"] = res.version("defense", df.name)
     for a in augs:
@@ -423,46 +592,75 @@ def _run_group(group: Group, cells: list[Cell], grid: GridSpec, ctx: Context,
             if cell.source is not None and cell.craft_key is not None:
                 crafted = load_crafted(craft_folder(ctx, cell.attack.name, cell.craft_key))
                 if crafted is None or not check_fits(crafted, test_ds):
-                    raise VladvError(f"the examples crafted for run {cell.run_id} are missing "
-                                     f"or do not fit its test split; rerun to craft them")
+                    raise VladvError(
+                        f"the examples crafted for run {cell.run_id} are missing "
+                        f"or do not fit its test split; rerun to craft them"
+                    )
                 cell_timings["craft"] = float(crafted.meta.get("seconds") or 0.0)
                 extra["source_model"] = crafted.meta.get("model")
             seed_everything(key.seed)
-            result = evaluate_attack(model, test_ds, cell.attack_obj, cell.attack.name, clean,
-                                     ctx, grid.batch_size, save_examples, crafted)
-            metrics.update(adversarial=result.gallery.metrics, asr=result.asr,
-                           budget=result.budget)
+            result = evaluate_attack(
+                model,
+                test_ds,
+                cell.attack_obj,
+                cell.attack.name,
+                clean,
+                ctx,
+                grid.batch_size,
+                save_examples,
+                crafted,
+            )
+            metrics.update(adversarial=result.gallery.metrics, asr=result.asr, budget=result.budget)
             cell_timings["attack"] = result.seconds
             extra["warnings"] = result.warnings
             if out is not None and result.examples and distributed.is_main():
-                extra["examples"] = save_example_images(out, cell.run_id, result.examples,
-                                                        cell.identity["attack"]["threat_model"])
-        record = build_record(identity=cell.identity, runtime=runtime,
-                              plugin_versions=cell_versions, data=test_ds.describe(),
-                              model=model.identity(), metrics=metrics, timings=cell_timings,
-                              experiment=grid.name or None, **extra)
+                extra["examples"] = save_example_images(
+                    out, cell.run_id, result.examples, cell.identity["attack"]["threat_model"]
+                )
+        record = build_record(
+            identity=cell.identity,
+            runtime=runtime,
+            plugin_versions=cell_versions,
+            data=test_ds.describe(),
+            model=model.identity(),
+            metrics=metrics,
+            timings=cell_timings,
+            experiment=grid.name or None,
+            **extra,
+        )
         if record.get("warnings"):
             flags = record["warnings"]
             more = f" (+{len(flags) - 1} more in the record)" if len(flags) > 1 else ""
-            console.print(f"[yellow]warning[/]: run {cell.run_id} flagged: "
-                          f"{escape(flags[0])}{more}", highlight=False, soft_wrap=True)
+            console.print(
+                f"[yellow]warning[/]: run {cell.run_id} flagged: {escape(flags[0])}{more}",
+                highlight=False,
+                soft_wrap=True,
+            )
         if out is not None and distributed.is_main():
             write_record(out, record)
         yield record
 
 
-def _apply_defense(model: Backbone, df: Choice, augs: list[Choice], ds: Choice, bb: Choice,
-                   ctx: Context, seed: int) -> tuple[Backbone, float]:
+def _apply_defense(
+    model: Backbone, df: Choice, augs: list[Choice], ds: Choice, bb: Choice, ctx: Context, seed: int
+) -> tuple[Backbone, float]:
     """Train (or load from the cache) the defended backbone; ``none`` returns it as it is."""
     if df.spec is None:
         if augs:
             raise OptionError("augmenters only apply to a training defense; add --defense")
         return model, 0.0
     start = time.perf_counter()
-    key = config_hash({"backbone": bb.to_dict(), "model": model.identity(),
-                       "dataset": ds.to_dict(), "defense": df.to_dict(),
-                       "augmenters": [a.to_dict() for a in augs], "seed": seed,
-                       "precision": ctx.precision})
+    key = config_hash(
+        {
+            "backbone": bb.to_dict(),
+            "model": model.identity(),
+            "dataset": ds.to_dict(),
+            "defense": df.to_dict(),
+            "augmenters": [a.to_dict() for a in augs],
+            "seed": seed,
+            "precision": ctx.precision,
+        }
+    )
     folder = ctx.cache_dir("defenses", f"{df.name}-{key}")
     final = folder / "model.safetensors"
     console = get_console(ctx)
@@ -472,8 +670,12 @@ def _apply_defense(model: Backbone, df: Choice, augs: list[Choice], ds: Choice, 
             model.load_weights(final)
         except CheckpointError as exc:  # documented recovery: train afresh, replace the file
             model.load_state_dict(backup)
-            console.print(f"[yellow]warning[/]: unusable cached {df.name} checkpoint "
-                          f"({escape(str(exc))}); training afresh", highlight=False, soft_wrap=True)
+            console.print(
+                f"[yellow]warning[/]: unusable cached {df.name} checkpoint "
+                f"({escape(str(exc))}); training afresh",
+                highlight=False,
+                soft_wrap=True,
+            )
         else:
             console.print(f"[dim]using cached {df.name} checkpoint {escape(str(final))}[/]")
             return model, time.perf_counter() - start

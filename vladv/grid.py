@@ -76,8 +76,11 @@ class Resolver:
         if key not in self._versions:
             self.spec(kind, name)
             info = self.registry.specs(kind)[name].plugin
-            self._versions[key] = {"plugin": info.name, "distribution": info.distribution,
-                                   "version": info.version}
+            self._versions[key] = {
+                "plugin": info.name,
+                "distribution": info.distribution,
+                "version": info.version,
+            }
         return self._versions[key]
 
 
@@ -101,11 +104,19 @@ class GridSpec:
 
     def __post_init__(self) -> None:
         """Check every field's type and range, whatever built the grid (CLI, TOML, Python)."""
-        for axis in ("backbones", "datasets", "defenses", "attacks", "augment", "models",
-                     "sources"):
+        for axis in (
+            "backbones",
+            "datasets",
+            "defenses",
+            "attacks",
+            "augment",
+            "models",
+            "sources",
+        ):
             values = getattr(self, axis)
-            if not isinstance(values, tuple) or not all(isinstance(v, str) and v.strip()
-                                                        for v in values):
+            if not isinstance(values, tuple) or not all(
+                isinstance(v, str) and v.strip() for v in values
+            ):
                 raise OptionError(f"{axis} must be plugin names (strings); got {values!r:.80}")
         if not isinstance(self.seeds, tuple):
             raise OptionError(f"seeds must be a list of integers; got {self.seeds!r:.60}")
@@ -114,15 +125,21 @@ class GridSpec:
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise OptionError(f"precision must be fp32, bf16 or fp16; got {self.precision!r:.40}")
         check_int(self.batch_size, "batch size", 1, MAX_BATCH)
-        if not isinstance(self.name, str) or (self.name and (
-                not NAME_RE.match(self.name) or set(self.name) == {"."})):
-            raise OptionError(f"experiment name must be one folder name (letters, digits, '.', "
-                              f"'_', '-'; at most 100); got {self.name!r:.60}")
+        if not isinstance(self.name, str) or (
+            self.name and (not NAME_RE.match(self.name) or set(self.name) == {"."})
+        ):
+            raise OptionError(
+                f"experiment name must be one folder name (letters, digits, '.', "
+                f"'_', '-'; at most 100); got {self.name!r:.60}"
+            )
         if not isinstance(self.options, Mapping) or not all(
-                k in KINDS and isinstance(v, Mapping) and all(isinstance(x, str) for x in v)
-                for k, v in self.options.items()):
-            raise OptionError(f"options must map a kind ({', '.join(KINDS)}) to a mapping of "
-                              f"option names to values")
+            k in KINDS and isinstance(v, Mapping) and all(isinstance(x, str) for x in v)
+            for k, v in self.options.items()
+        ):
+            raise OptionError(
+                f"options must map a kind ({', '.join(KINDS)}) to a mapping of "
+                f"option names to values"
+            )
         check_zip(self.zip, self.options)
         for entry in self.models:
             parse_model(entry)
@@ -131,15 +148,21 @@ class GridSpec:
                 parse_model(entry)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "backbones": list(self.backbones),
-                "datasets": list(self.datasets), "defenses": list(self.defenses),
-                "attacks": list(self.attacks), "augment": list(self.augment),
-                "seeds": list(self.seeds), "precision": self.precision,
-                "batch_size": self.batch_size,
-                "options": {k: dict(v) for k, v in self.options.items() if v},
-                **({"zip": [list(g) for g in self.zip]} if self.zip else {}),
-                **({"models": list(self.models)} if self.models else {}),
-                **({"sources": list(self.sources)} if self.sources else {})}
+        return {
+            "name": self.name,
+            "backbones": list(self.backbones),
+            "datasets": list(self.datasets),
+            "defenses": list(self.defenses),
+            "attacks": list(self.attacks),
+            "augment": list(self.augment),
+            "seeds": list(self.seeds),
+            "precision": self.precision,
+            "batch_size": self.batch_size,
+            "options": {k: dict(v) for k, v in self.options.items() if v},
+            **({"zip": [list(g) for g in self.zip]} if self.zip else {}),
+            **({"models": list(self.models)} if self.models else {}),
+            **({"sources": list(self.sources)} if self.sources else {}),
+        }
 
 
 def _zip_entry(entry: str) -> tuple[str, str, str]:
@@ -151,24 +174,30 @@ def _zip_entry(entry: str) -> tuple[str, str, str]:
 def check_zip(groups: Any, options: Mapping[str, Mapping[str, Any]]) -> None:
     """Linked sweeps: each group names swept options ``kind.plugin.key`` of equal length."""
     if not isinstance(groups, tuple) or not all(
-            isinstance(g, tuple) and len(g) >= 2 and all(isinstance(e, str) for e in g)
-            for g in groups):
-        raise OptionError("zip must be a list of groups of two or more options "
-                          "(\"kind.plugin.key\" strings), e.g. [[\"backbone.clip.pretrain_data\", "
-                          "\"dataset.synthetic-aerial.train_domain\"]]")
+        isinstance(g, tuple) and len(g) >= 2 and all(isinstance(e, str) for e in g) for g in groups
+    ):
+        raise OptionError(
+            "zip must be a list of groups of two or more options "
+            '("kind.plugin.key" strings), e.g. [["backbone.clip.pretrain_data", '
+            '"dataset.synthetic-aerial.train_domain"]]'
+        )
     for group in groups:
         lengths = set()
         for entry in group:
             kind, plugin, key = _zip_entry(entry)
             values = options.get(kind, {}).get(f"{plugin}.{key}") if kind in KINDS else None
             if not plugin or not isinstance(values, list):
-                raise OptionError(f"zip entry {entry!r:.80} must name a swept option: a list "
-                                  f"under [options.{kind if kind in KINDS else '<kind>'}] as "
-                                  f"\"{plugin or '<plugin>'}.{key or '<key>'}\"")
+                raise OptionError(
+                    f"zip entry {entry!r:.80} must name a swept option: a list "
+                    f"under [options.{kind if kind in KINDS else '<kind>'}] as "
+                    f'"{plugin or "<plugin>"}.{key or "<key>"}"'
+                )
             lengths.add(len(values))
         if len(lengths) > 1:
-            raise OptionError(f"zip group {list(group)} links sweeps of different lengths "
-                              f"({', '.join(map(str, sorted(lengths)))})")
+            raise OptionError(
+                f"zip group {list(group)} links sweeps of different lengths "
+                f"({', '.join(map(str, sorted(lengths)))})"
+            )
 
 
 def zipped(grid: GridSpec, chosen: Mapping[str, Sequence[tuple[str, Mapping[str, Any]]]]) -> bool:
@@ -203,7 +232,9 @@ def check_runtime(settings: Mapping[str, Any]) -> dict[str, Any]:
     if out.get("output") is not None and not isinstance(out["output"], str | Path):
         raise OptionError(f"output must be a folder path; got {out['output']!r:.60}")
     if out.get("device") is not None and not isinstance(out["device"], str):
-        raise OptionError(f"device must be a string (cpu, cuda or cuda:N); got {out['device']!r:.60}")
+        raise OptionError(
+            f"device must be a string (cpu, cuda or cuda:N); got {out['device']!r:.60}"
+        )
     if out.get("num_workers") is not None:
         check_int(out["num_workers"], "num_workers", 0, MAX_WORKERS)
     if out.get("save_examples") is not None:
@@ -214,8 +245,9 @@ def check_runtime(settings: Mapping[str, Any]) -> dict[str, Any]:
 def _tuple(value: Any, what: str, item_type: type = str) -> tuple:
     if isinstance(value, str | int) and not isinstance(value, bool):
         value = [value]
-    if not isinstance(value, list | tuple) or not all(isinstance(v, item_type) and
-                                                       not isinstance(v, bool) for v in value):
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(v, item_type) and not isinstance(v, bool) for v in value
+    ):
         raise OptionError(f"{what} must be a list of {item_type.__name__}s; got {value!r}")
     return tuple(value)
 
@@ -233,14 +265,25 @@ def load_experiment_file(path: str | Path) -> tuple[GridSpec, dict[str, Any]]:
         raise VladvError(f"cannot read experiment file {path}: {exc.strerror or exc}") from None
     exp = data.get("experiment", {})
     if not isinstance(exp, dict):
-        raise VladvError(f"{path}: 'experiment' must be a table ([experiment]); got "
-                         f"{type(exp).__name__}")
+        raise VladvError(
+            f"{path}: 'experiment' must be a table ([experiment]); got {type(exp).__name__}"
+        )
     unknown = set(data) - {"experiment", "options"}
     if unknown:
-        raise VladvError(f"{path}: unknown table(s) {', '.join(sorted(unknown))}; "
-                         f"use [experiment] and [options.<kind>]")
-    grid_keys = {"backbones": str, "datasets": str, "defenses": str, "attacks": str,
-                 "augment": str, "seeds": int, "models": str, "sources": str}
+        raise VladvError(
+            f"{path}: unknown table(s) {', '.join(sorted(unknown))}; "
+            f"use [experiment] and [options.<kind>]"
+        )
+    grid_keys = {
+        "backbones": str,
+        "datasets": str,
+        "defenses": str,
+        "attacks": str,
+        "augment": str,
+        "seeds": int,
+        "models": str,
+        "sources": str,
+    }
     kwargs: dict[str, Any] = {}
     runtime: dict[str, Any] = {}
     try:
@@ -258,15 +301,19 @@ def load_experiment_file(path: str | Path) -> tuple[GridSpec, dict[str, Any]]:
             else:
                 raise VladvError(f"unknown key experiment.{key}")
         options = data.get("options", {})
-        if not isinstance(options, dict) or set(options) - set(KINDS) or not all(
-                isinstance(t, dict) for t in options.values()):
+        if (
+            not isinstance(options, dict)
+            or set(options) - set(KINDS)
+            or not all(isinstance(t, dict) for t in options.values())
+        ):
             raise VladvError(f"[options] holds one table per kind: {', '.join(KINDS)}")
         kwargs["options"] = {kind: _flatten(options.get(kind, {})) for kind in KINDS}
         runtime = check_runtime(runtime)
         grid = GridSpec(**kwargs)
     except VladvError as exc:
         raise (OptionError if isinstance(exc, OptionError) else VladvError)(
-            f"{path}: {exc}") from None
+            f"{path}: {exc}"
+        ) from None
     relative = runtime.get("output")
     if relative is not None and not Path(relative).is_absolute():
         runtime["output"] = str(Path(relative))
@@ -285,8 +332,12 @@ def _flatten(table: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-_AXIS_KIND = {"backbones": "backbone", "datasets": "dataset", "defenses": "defense",
-              "attacks": "attack"}
+_AXIS_KIND = {
+    "backbones": "backbone",
+    "datasets": "dataset",
+    "defenses": "defense",
+    "attacks": "attack",
+}
 
 
 def merge(base: GridSpec, **overrides: Any) -> GridSpec:
@@ -304,27 +355,50 @@ def merge(base: GridSpec, **overrides: Any) -> GridSpec:
         names = {parse_defense(v)[0] for v in value} if kind == "defense" else set(value)
         if kind == "defense":
             names |= {a for v in value for a in parse_defense(v)[1]}
-        base_options[kind] = {k: v for k, v in base_options.get(kind, {}).items()
-                              if "." not in k or k.partition(".")[0] in names}
+        base_options[kind] = {
+            k: v
+            for k, v in base_options.get(kind, {}).items()
+            if "." not in k or k.partition(".")[0] in names
+        }
         if kind == "defense":  # the augmenters ride on the defense entries
             augs = {a for v in value for a in parse_defense(v)[1]} | set(
-                overrides.get("augment") or base.augment)
-            base_options["augmenter"] = {k: v for k, v in base_options.get("augmenter", {}).items()
-                                         if "." not in k or k.partition(".")[0] in augs}
-    links = tuple(g for g in (tuple(e for e in group if isinstance(base_options.get(
-        _zip_entry(e)[0], {}).get(".".join(_zip_entry(e)[1:])), list)) for group in base.zip)
-        if len(g) >= 2)  # linked sweeps whose plugins left the run are unlinked
+                overrides.get("augment") or base.augment
+            )
+            base_options["augmenter"] = {
+                k: v
+                for k, v in base_options.get("augmenter", {}).items()
+                if "." not in k or k.partition(".")[0] in augs
+            }
+    links = tuple(
+        g
+        for g in (
+            tuple(
+                e
+                for e in group
+                if isinstance(
+                    base_options.get(_zip_entry(e)[0], {}).get(".".join(_zip_entry(e)[1:])), list
+                )
+            )
+            for group in base.zip
+        )
+        if len(g) >= 2
+    )  # linked sweeps whose plugins left the run are unlinked
     base = replace(base, options=base_options, zip=links)
-    if base.models and not overrides.get("models") and any(
-            overrides.get(axis) for axis in ("backbones", "defenses")):
+    if (
+        base.models
+        and not overrides.get("models")
+        and any(overrides.get(axis) for axis in ("backbones", "defenses"))
+    ):
         base = replace(base, models=())  # a backbone or defense axis given replaces the models
     for key, value in overrides.items():
         if key == "options":
             merged = {k: dict(v) for k, v in base.options.items()}
             for kind, opts in (value or {}).items():
                 if kind not in KINDS or not isinstance(opts, Mapping):
-                    raise OptionError(f"{kind} options must be a mapping of option names to "
-                                      f"values; got {type(opts).__name__}")
+                    raise OptionError(
+                        f"{kind} options must be a mapping of option names to "
+                        f"values; got {type(opts).__name__}"
+                    )
                 merged.setdefault(kind, {}).update(opts)
             changes["options"] = merged
         elif value not in (None, (), []):
@@ -356,22 +430,31 @@ def _accepts(kind: str, name: str, key: str, res: Resolver | None = None) -> boo
     return key.replace("-", "_") in {f.name for f, _ in fields}
 
 
-def check_routing(kind: str, given: Mapping[str, Any], names_in_run: Sequence[str],
-                  res: Resolver | None = None) -> None:
+def check_routing(
+    kind: str, given: Mapping[str, Any], names_in_run: Sequence[str], res: Resolver | None = None
+) -> None:
     """Every option must reach a plugin: ``name.key`` a plugin in the run, ``key`` one that has it."""
     real = [n for n in dict.fromkeys(names_in_run) if n != NONE]
     for key in given:
         target, dot, _ = key.partition(".")
         if dot and target not in real:
-            raise OptionError(f"option '{key}' names {kind} '{target}', which is not part of "
-                              f"this run ({', '.join(names_in_run) or 'none'})")
+            raise OptionError(
+                f"option '{key}' names {kind} '{target}', which is not part of "
+                f"this run ({', '.join(names_in_run) or 'none'})"
+            )
         if not dot and len(real) != 1 and not any(_accepts(kind, n, key, res) for n in real):
-            raise OptionError(f"no {kind} in this run ({', '.join(names_in_run) or 'none'}) has "
-                              f"an option '{key}'")
+            raise OptionError(
+                f"no {kind} in this run ({', '.join(names_in_run) or 'none'}) has an option '{key}'"
+            )
 
 
-def options_for(kind: str, name: str, given: Mapping[str, Any], names_in_run: Sequence[str],
-                res: Resolver | None = None) -> list[dict[str, Any]]:
+def options_for(
+    kind: str,
+    name: str,
+    given: Mapping[str, Any],
+    names_in_run: Sequence[str],
+    res: Resolver | None = None,
+) -> list[dict[str, Any]]:
     """The option dicts (one per sweep point) for plugin ``name`` of ``kind``.
 
     ``name.key`` goes to that plugin; a plain ``key`` goes to every plugin that has it (to the
@@ -394,8 +477,10 @@ def options_for(kind: str, name: str, given: Mapping[str, Any], names_in_run: Se
     if not sweeps:
         return [fixed]
     keys = list(sweeps)
-    return [{**fixed, **dict(zip(keys, combo, strict=True))}
-            for combo in itertools.product(*(sweeps[k] for k in keys))]
+    return [
+        {**fixed, **dict(zip(keys, combo, strict=True))}
+        for combo in itertools.product(*(sweeps[k] for k in keys))
+    ]
 
 
 @dataclass(frozen=True)
@@ -420,20 +505,26 @@ def targets(grid: GridSpec) -> list[ModelSpec]:
     """The evaluated models: the ``models`` specs, else backbones × defenses (in that order)."""
     if grid.models:
         return [parse_model(m) for m in grid.models]
-    return [ModelSpec(b, (), d, (), tuple((a, ()) for a in augs))
-            for b in grid.backbones for d, augs in map(parse_defense, grid.defenses)]
+    return [
+        ModelSpec(b, (), d, (), tuple((a, ()) for a in augs))
+        for b in grid.backbones
+        for d, augs in map(parse_defense, grid.defenses)
+    ]
 
 
 def model_names(grid: GridSpec) -> dict[str, list[str]]:
     """Plugin names per kind of every evaluated and source model (for routing checks)."""
     specs = targets(grid) + [parse_model(s) for s in grid.sources if s != SELF]
-    return {"backbone": [m.backbone for m in specs],
-            "defense": [m.defense for m in specs],
-            "augmenter": sorted({a for m in specs for a, _ in m.augmenters} | set(grid.augment))}
+    return {
+        "backbone": [m.backbone for m in specs],
+        "defense": [m.defense for m in specs],
+        "augmenter": sorted({a for m in specs for a, _ in m.augmenters} | set(grid.augment)),
+    }
 
 
-def typed(kind: str, name: str, inline: Sequence[tuple[str, Any]],
-          res: Resolver | None = None) -> dict[str, Any]:
+def typed(
+    kind: str, name: str, inline: Sequence[tuple[str, Any]], res: Resolver | None = None
+) -> dict[str, Any]:
     """A model spec's inline options (strings) as the plugin's typed values."""
     if not inline or name == NONE:
         return dict(inline)
@@ -441,57 +532,106 @@ def typed(kind: str, name: str, inline: Sequence[tuple[str, Any]],
     return {k: resolved[k.replace("-", "_")] for k, _ in inline}
 
 
-def variants(kind: str, name: str, given: Mapping[str, Any], names: Sequence[str],
-             inline: Sequence[tuple[str, Any]], res: Resolver | None = None
-             ) -> list[dict[str, Any]]:
+def variants(
+    kind: str,
+    name: str,
+    given: Mapping[str, Any],
+    names: Sequence[str],
+    inline: Sequence[tuple[str, Any]],
+    res: Resolver | None = None,
+) -> list[dict[str, Any]]:
     """:func:`options_for` with a model spec's inline options on top (duplicates merged)."""
-    out = [{**o, **typed(kind, name, inline, res)}
-           for o in options_for(kind, name, given, names, res)]
+    out = [
+        {**o, **typed(kind, name, inline, res)} for o in options_for(kind, name, given, names, res)
+    ]
     return list({_freeze(o): o for o in out}.values())
 
 
-def expand(grid: GridSpec, res: Resolver | None = None
-           ) -> list[tuple[ModelKey, list[tuple[str, dict[str, Any]]]]]:
+def expand(
+    grid: GridSpec, res: Resolver | None = None
+) -> list[tuple[ModelKey, list[tuple[str, dict[str, Any]]]]]:
     """The grid as model groups, each with its attack variants ``(name, options)``."""
     res = res or Resolver()
     opts = {kind: dict(grid.options.get(kind, {})) for kind in KINDS}
     models = targets(grid)
     names = model_names(grid)
-    own = {"backbone": [m.backbone for m in models], "defense": [m.defense for m in models],
-           "augmenter": sorted({a for m in models for a, _ in m.augmenters} | set(grid.augment))}
-    for kind, listed in (("backbone", names["backbone"]), ("dataset", grid.datasets),
-                         ("defense", names["defense"]), ("attack", grid.attacks),
-                         ("augmenter", names["augmenter"])):
+    own = {
+        "backbone": [m.backbone for m in models],
+        "defense": [m.defense for m in models],
+        "augmenter": sorted({a for m in models for a, _ in m.augmenters} | set(grid.augment)),
+    }
+    for kind, listed in (
+        ("backbone", names["backbone"]),
+        ("dataset", grid.datasets),
+        ("defense", names["defense"]),
+        ("attack", grid.attacks),
+        ("augmenter", names["augmenter"]),
+    ):
         for n in listed:
             if n != NONE or kind not in ("attack", "defense"):
                 res.spec(kind, n)  # unknown names fail before anything else
         check_routing(kind, opts[kind], list(listed), res)
     groups = []
-    attacks = [(a, o) for a in grid.attacks
-               for o in options_for("attack", a, opts["attack"], grid.attacks, res)]
-    for model, dataset, seed in itertools.product(models, grid.datasets, grid.seeds) \
-            if grid.models else _product_order(grid, models):
+    attacks = [
+        (a, o)
+        for a in grid.attacks
+        for o in options_for("attack", a, opts["attack"], grid.attacks, res)
+    ]
+    for model, dataset, seed in (
+        itertools.product(models, grid.datasets, grid.seeds)
+        if grid.models
+        else _product_order(grid, models)
+    ):
         chosen: dict[str, tuple] = {}
-        for a, o in model.augmenters + (tuple((a, ()) for a in grid.augment)
-                                        if model.defense != NONE else ()):
+        for a, o in model.augmenters + (
+            tuple((a, ()) for a in grid.augment) if model.defense != NONE else ()
+        ):
             chosen.setdefault(a, o)  # first mention wins
         augs = tuple(chosen.items())
-        aug_variants = [[(a, v) for v in variants("augmenter", a, opts["augmenter"],
-                                                  own["augmenter"], o, res)] for a, o in augs]
+        aug_variants = [
+            [(a, v) for v in variants("augmenter", a, opts["augmenter"], own["augmenter"], o, res)]
+            for a, o in augs
+        ]
         for bo, do, fo in itertools.product(
-                variants("backbone", model.backbone, opts["backbone"], own["backbone"],
-                         model.backbone_options, res),
-                options_for("dataset", dataset, opts["dataset"], grid.datasets, res),
-                variants("defense", model.defense, opts["defense"], own["defense"],
-                         model.defense_options, res)):
+            variants(
+                "backbone",
+                model.backbone,
+                opts["backbone"],
+                own["backbone"],
+                model.backbone_options,
+                res,
+            ),
+            options_for("dataset", dataset, opts["dataset"], grid.datasets, res),
+            variants(
+                "defense",
+                model.defense,
+                opts["defense"],
+                own["defense"],
+                model.defense_options,
+                res,
+            ),
+        ):
             for aug_combo in itertools.product(*aug_variants) if aug_variants else [()]:
-                if not zipped(grid, {"backbone": [(model.backbone, bo)],
-                                     "dataset": [(dataset, do)],
-                                     "defense": [(model.defense, fo)],
-                                     "augmenter": list(aug_combo)}):
+                if not zipped(
+                    grid,
+                    {
+                        "backbone": [(model.backbone, bo)],
+                        "dataset": [(dataset, do)],
+                        "defense": [(model.defense, fo)],
+                        "augmenter": list(aug_combo),
+                    },
+                ):
                     continue
-                key = ModelKey(model.backbone, _freeze(bo), dataset, _freeze(do), model.defense,
-                               _freeze(fo), tuple((a, _freeze(o)) for a, o in aug_combo), seed)
+                key = ModelKey(
+                    model.backbone,
+                    _freeze(bo),
+                    dataset,
+                    _freeze(do),
+                    model.defense,
+                    _freeze(fo),
+                    tuple((a, _freeze(o)) for a, o in aug_combo),
+                    seed,
+                )
                 groups.append((key, attacks))
     return groups
 
@@ -499,8 +639,12 @@ def expand(grid: GridSpec, res: Resolver | None = None
 def _product_order(grid: GridSpec, models: list[ModelSpec]) -> list[tuple[ModelSpec, str, int]]:
     """backbones × datasets × defenses × seeds, the grid's historical order of model groups."""
     n = len(grid.defenses)
-    return [(models[b * n + d], ds, seed) for b, ds, d, seed in itertools.product(
-        range(len(grid.backbones)), grid.datasets, range(n), grid.seeds)]
+    return [
+        (models[b * n + d], ds, seed)
+        for b, ds, d, seed in itertools.product(
+            range(len(grid.backbones)), grid.datasets, range(n), grid.seeds
+        )
+    ]
 
 
 def describe(groups: Iterable[tuple[ModelKey, list[tuple[str, dict[str, Any]]]]]) -> list[str]:
@@ -511,6 +655,8 @@ def describe(groups: Iterable[tuple[ModelKey, list[tuple[str, dict[str, Any]]]]]
         opts = ", ".join(f"{k}={v}" for k, v in key.defense_options)
         for name, o in attacks:
             aopts = ", ".join(f"{k}={v}" for k, v in o.items())
-            lines.append(f"{key.backbone} | {key.dataset} | {label}{f' ({opts})' if opts else ''}"
-                         f" | {name}{f' ({aopts})' if aopts else ''} | seed {key.seed}")
+            lines.append(
+                f"{key.backbone} | {key.dataset} | {label}{f' ({opts})' if opts else ''}"
+                f" | {name}{f' ({aopts})' if aopts else ''} | seed {key.seed}"
+            )
     return lines

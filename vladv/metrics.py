@@ -17,8 +17,9 @@ KS = (1, 5, 10)
 METRIC_KEYS = ("tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5", "ir_r10", "rsum")
 
 
-def _ranks_of_targets(queries: torch.Tensor, gallery: torch.Tensor, targets: torch.Tensor,
-                      chunk: int) -> torch.Tensor:
+def _ranks_of_targets(
+    queries: torch.Tensor, gallery: torch.Tensor, targets: torch.Tensor, chunk: int
+) -> torch.Tensor:
     """Best rank (0 = first) over the gallery items ``targets[q]`` (-1 = padding) of each query q.
 
     Rank of item t in row s: #(s > s_t) + #(s == s_t and j < t), i.e. a stable descending sort.
@@ -30,8 +31,8 @@ def _ranks_of_targets(queries: torch.Tensor, gallery: torch.Tensor, targets: tor
     ranks = torch.empty(queries.shape[0], dtype=torch.long)
     n = gallery.shape[0]
     for start in range(0, queries.shape[0], chunk):
-        q = queries[start:start + chunk]
-        t = targets[start:start + chunk].to(gallery.device)  # (c, m)
+        q = queries[start : start + chunk]
+        t = targets[start : start + chunk].to(gallery.device)  # (c, m)
         scores = q @ gallery.T  # (c, N)
         valid = t >= 0
         s_t = scores.gather(1, t.clamp(min=0)).masked_fill(~valid, float("-inf"))  # (c, m)
@@ -46,23 +47,28 @@ def _ranks_of_targets(queries: torch.Tensor, gallery: torch.Tensor, targets: tor
             tie = (scores[rows] == best[rows]) & (idx < first[rows])
             r[rows] += tie.sum(1)
         r = r.masked_fill(~valid.any(1), torch.iinfo(torch.long).max)  # no target at all
-        ranks[start:start + chunk] = r.cpu()
+        ranks[start : start + chunk] = r.cpu()
     return ranks
 
 
-def retrieval_ranks(image_emb: torch.Tensor, text_emb: torch.Tensor,
-                    img2txt: Sequence[Sequence[int]], txt2img: Sequence[int],
-                    chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+def retrieval_ranks(
+    image_emb: torch.Tensor,
+    text_emb: torch.Tensor,
+    img2txt: Sequence[Sequence[int]],
+    txt2img: Sequence[int],
+    chunk: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-query ranks ``(tr_rank (N_img,), ir_rank (N_txt,))`` from L2-normalized embeddings."""
     image_emb = image_emb.float()
     text_emb = text_emb.to(image_emb.device).float()
     max_caps = max(len(c) for c in img2txt)
     gt = torch.full((len(img2txt), max_caps), -1, dtype=torch.long)
     for i, caps in enumerate(img2txt):
-        gt[i, :len(caps)] = torch.as_tensor(list(caps), dtype=torch.long)
+        gt[i, : len(caps)] = torch.as_tensor(list(caps), dtype=torch.long)
     tr = _ranks_of_targets(image_emb, text_emb, gt, chunk)
-    ir = _ranks_of_targets(text_emb, image_emb,
-                           torch.as_tensor(list(txt2img), dtype=torch.long)[:, None], chunk)
+    ir = _ranks_of_targets(
+        text_emb, image_emb, torch.as_tensor(list(txt2img), dtype=torch.long)[:, None], chunk
+    )
     return tr, ir
 
 
@@ -76,8 +82,12 @@ def metrics_from_ranks(tr_rank: torch.Tensor, ir_rank: torch.Tensor) -> dict[str
     return out
 
 
-def retrieval_metrics(image_emb: torch.Tensor, text_emb: torch.Tensor,
-                      img2txt: Sequence[Sequence[int]], txt2img: Sequence[int]) -> dict[str, float]:
+def retrieval_metrics(
+    image_emb: torch.Tensor,
+    text_emb: torch.Tensor,
+    img2txt: Sequence[Sequence[int]],
+    txt2img: Sequence[int],
+) -> dict[str, float]:
     """TR/IR R@1/5/10 and RSUM from embeddings."""
     return metrics_from_ranks(*retrieval_ranks(image_emb, text_emb, img2txt, txt2img))
 
@@ -99,9 +109,12 @@ def asr_delta(clean: dict[str, float], adversarial: dict[str, float], key: str) 
     return clean[key] - adversarial[key]
 
 
-def asr_block(clean_ranks: tuple[torch.Tensor, torch.Tensor],
-              adv_ranks: tuple[torch.Tensor, torch.Tensor],
-              clean: dict[str, float], adversarial: dict[str, float]) -> dict[str, float | None]:
+def asr_block(
+    clean_ranks: tuple[torch.Tensor, torch.Tensor],
+    adv_ranks: tuple[torch.Tensor, torch.Tensor],
+    clean: dict[str, float],
+    adversarial: dict[str, float],
+) -> dict[str, float | None]:
     """Both ASR conventions at R@1 for TR and IR, named explicitly."""
     return {
         "tr_r1_conditional": asr_conditional(clean_ranks[0], adv_ranks[0], 1),

@@ -54,15 +54,18 @@ def _split_top(text: str, sep: str) -> list[str]:
 def _item(text: str, entry: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     match = _ITEM.match(text)
     if not match:
-        raise OptionError(f"bad model spec {entry!r:.100}; write BACKBONE[(KEY=VALUE, ...)]"
-                          f"[/DEFENSE[(KEY=VALUE, ...)][+AUGMENTER...]]")
+        raise OptionError(
+            f"bad model spec {entry!r:.100}; write BACKBONE[(KEY=VALUE, ...)]"
+            f"[/DEFENSE[(KEY=VALUE, ...)][+AUGMENTER...]]"
+        )
     name, body = match.group(1), match.group(2)
     options: dict[str, str] = {}
     for pair in _split_top(body, ",") if body and body.strip() else []:
         key, eq, value = pair.partition("=")
         if not eq or not key.strip():
-            raise OptionError(f"model spec {entry!r:.100}: option {pair.strip()!r:.60} is not "
-                              f"KEY=VALUE")
+            raise OptionError(
+                f"model spec {entry!r:.100}: option {pair.strip()!r:.60} is not KEY=VALUE"
+            )
         options[key.strip()] = value.strip()
     return name, tuple(options.items())
 

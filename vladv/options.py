@@ -81,8 +81,12 @@ def _type_label(tp: Any) -> str:
         return _type_label(args[0]) + " or none"
     if origin in (tuple, list):
         return f"a comma-separated list of {_type_label(typing.get_args(tp)[0])}"
-    return {float: "a number (e.g. 0.5 or 2/255)", int: "an integer", bool: "true or false",
-            str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
+    return {
+        float: "a number (e.g. 0.5 or 2/255)",
+        int: "an integer",
+        bool: "true or false",
+        str: "a string",
+    }.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def _convert(tp: Any, value: Any) -> Any:
@@ -98,7 +102,9 @@ def _convert(tp: Any, value: Any) -> Any:
         raise ValueError(value)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
+        if value is None or (
+            isinstance(value, str) and value.strip().lower() in ("none", "null", "")
+        ):
             return None
         return _convert(args[0], value)
     if origin in (tuple, list):
@@ -153,8 +159,9 @@ def resolve_options(label: str, options_cls: type, given: Mapping[str, Any] | No
     ``label`` names the plugin in error messages, e.g. ``"attack 'pgd'"``.
     """
     if given is not None and not isinstance(given, Mapping):
-        raise OptionError(f"{label}: options must be a mapping of name to value; got "
-                          f"{type(given).__name__}")
+        raise OptionError(
+            f"{label}: options must be a mapping of name to value; got {type(given).__name__}"
+        )
     given = dict(given or {})
     fields = {f.name: (f, tp) for f, tp in option_fields(options_cls)}
     values: dict[str, Any] = {}
@@ -189,8 +196,9 @@ def _check_range(label: str, field: dataclasses.Field, value: Any) -> None:
         if not isinstance(item, int | float) or isinstance(item, bool):
             continue
         if isinstance(item, int) and not -INT_MAX - 1 <= item <= INT_MAX:
-            raise OptionError(f"{label}: option '{field.name}' must fit in a 64-bit integer; "
-                              f"got {item}")
+            raise OptionError(
+                f"{label}: option '{field.name}' must fit in a 64-bit integer; got {item}"
+            )
         if (lo is not None and item < lo) or (hi is not None and item > hi):
             rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
             got = item if isinstance(item, int) else f"{item:g}"
@@ -211,14 +219,16 @@ def describe_options(options_cls: type) -> list[dict[str, Any]]:
     rows = []
     for f, tp in option_fields(options_cls):
         default = f.default if f.default is not _MISSING else None
-        rows.append({
-            "name": f.name,
-            "type": _type_label(tp),
-            "default": list(default) if isinstance(default, tuple) else default,
-            "help": f.metadata.get("help", ""),
-            "min": f.metadata.get("min"),
-            "max": f.metadata.get("max"),
-        })
+        rows.append(
+            {
+                "name": f.name,
+                "type": _type_label(tp),
+                "default": list(default) if isinstance(default, tuple) else default,
+                "help": f.metadata.get("help", ""),
+                "min": f.metadata.get("min"),
+                "max": f.metadata.get("max"),
+            }
+        )
     return rows
 
 

@@ -100,8 +100,11 @@ class PluginRegistry:
             first_party = dist == FIRST_PARTY
             if ep.name in disabled or (dist and dist in disabled):
                 info.status = "disabled"
-            elif not first_party and allowed is not None and not (
-                    ep.name in allowed or (dist and dist in allowed)):
+            elif (
+                not first_party
+                and allowed is not None
+                and not (ep.name in allowed or (dist and dist in allowed))
+            ):
                 info.status = "disabled"
             if info.status == "disabled":
                 self.plugins[info.name] = info
@@ -115,8 +118,13 @@ class PluginRegistry:
             self._register(module, info)
         self._specs = None
 
-    def register(self, plugin: Any, name: str | None = None, distribution: str | None = None,
-                 version: str | None = None) -> str:
+    def register(
+        self,
+        plugin: Any,
+        name: str | None = None,
+        distribution: str | None = None,
+        version: str | None = None,
+    ) -> str:
         """Register an in-process plugin (a module, class or object with hookimpls)."""
         name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
         module = getattr(plugin, "__module__", None) or getattr(plugin, "__name__", name)
@@ -124,8 +132,10 @@ class PluginRegistry:
         if name in self.plugins:
             raise PluginError(f"a plugin named '{name}' is already registered")
         if self.name_of(plugin) is not None:
-            raise PluginError(f"this plugin is already registered as '{self.name_of(plugin)}' "
-                              f"(e.g. through its entry point)")
+            raise PluginError(
+                f"this plugin is already registered as '{self.name_of(plugin)}' "
+                f"(e.g. through its entry point)"
+            )
         self._register(plugin, info)
         self._specs = None
         if info.status == "broken":
@@ -194,8 +204,10 @@ class PluginRegistry:
                     records = list(impl.function() or [])
                     for rec in records:
                         if not isinstance(rec, SPEC_TYPES[kind]):
-                            raise TypeError(f"{hook_name} returned {type(rec).__name__}, "
-                                            f"expected {SPEC_TYPES[kind].__name__}")
+                            raise TypeError(
+                                f"{hook_name} returned {type(rec).__name__}, "
+                                f"expected {SPEC_TYPES[kind].__name__}"
+                            )
                 except PLUGIN_FAILURES as exc:  # a broken hook must not break vladv
                     info.status, info.error = "broken", f"{hook_name} failed: {_short_error(exc)}"
                     continue
@@ -230,10 +242,14 @@ class PluginRegistry:
         if name in entries:
             return entries[name].spec
         if (kind, name) in self._conflicts:
-            who = " and ".join(f"{p.name} ({p.distribution or 'in-process'})"
-                               for p in self._conflicts[(kind, name)])
-            raise PluginError(f"{kind} '{name}' is provided by both {who}; uninstall one or "
-                              f"disable it with VLADV_DISABLE_PLUGINS")
+            who = " and ".join(
+                f"{p.name} ({p.distribution or 'in-process'})"
+                for p in self._conflicts[(kind, name)]
+            )
+            raise PluginError(
+                f"{kind} '{name}' is provided by both {who}; uninstall one or "
+                f"disable it with VLADV_DISABLE_PLUGINS"
+            )
         raise UnknownPluginError(kind, name, entries)
 
     def plugin_of(self, kind: str, name: str) -> PluginInfo:

@@ -32,8 +32,9 @@ def caption_key(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
-def dedupe_captions(candidates: Sequence[str], ground_truth: Sequence[str] = (),
-                    limit: int | None = None) -> list[str]:
+def dedupe_captions(
+    candidates: Sequence[str], ground_truth: Sequence[str] = (), limit: int | None = None
+) -> list[str]:
     """``candidates`` in order without empties, repeats and ground-truth captions (by key)."""
     seen = {caption_key(t) for t in ground_truth}
     out: list[str] = []
@@ -72,8 +73,14 @@ class PoolAugmenter(Augmenter):
         return {}
 
     def pool_identity(self, dataset: ImageTextDataset) -> dict[str, Any]:
-        return {"augmenter": self.name, "format": POOL_FORMAT, "options": options_to_dict(self.options),
-                "dataset": dataset.describe(), "seed": self.seed, **self.identity_extra()}
+        return {
+            "augmenter": self.name,
+            "format": POOL_FORMAT,
+            "options": options_to_dict(self.options),
+            "dataset": dataset.describe(),
+            "seed": self.seed,
+            **self.identity_extra(),
+        }
 
     def pool_path(self, dataset: ImageTextDataset) -> Path:
         key = config_hash(self.pool_identity(dataset))
@@ -94,13 +101,16 @@ class PoolAugmenter(Augmenter):
             except (ValueError, KeyError, TypeError):
                 pass  # a broken cache file is rebuilt
         raw = self.generate(dataset)
-        pools = [dedupe_captions(cands, [dataset.captions[t] for t in dataset.img2txt[i]])
-                 for i, cands in enumerate(raw)]
+        pools = [
+            dedupe_captions(cands, [dataset.captions[t] for t in dataset.img2txt[i]])
+            for i, cands in enumerate(raw)
+        ]
         atomic_write_json(path, {"identity": self.pool_identity(dataset), "pools": pools})
         sizes = [len(p) for p in pools]
         get_console(self.ctx).print(
             f"[dim]{self.name}: {sum(sizes)} new captions for {len(pools)} images "
-            f"({sum(sizes) / max(1, len(pools)):.1f} per image), cached as {path.name}[/]")
+            f"({sum(sizes) / max(1, len(pools)):.1f} per image), cached as {path.name}[/]"
+        )
         return pools
 
 
@@ -113,16 +123,21 @@ def build_text_pool(augmenters: Sequence[Augmenter], dataset: ImageTextDataset) 
             continue
         pools = aug.texts_for(dataset)
         if len(pools) != len(dataset):
-            raise VladvError(f"augmenter {type(aug).__name__} returned {len(pools)} pools for "
-                             f"{len(dataset)} images")
+            raise VladvError(
+                f"augmenter {type(aug).__name__} returned {len(pools)} pools for "
+                f"{len(dataset)} images"
+            )
         for i, extra in enumerate(pools):
             merged[i].extend(extra)
-    return [dedupe_captions(m, [dataset.captions[t] for t in dataset.img2txt[i]])
-            for i, m in enumerate(merged)]
+    return [
+        dedupe_captions(m, [dataset.captions[t] for t in dataset.img2txt[i]])
+        for i, m in enumerate(merged)
+    ]
 
 
-def augment_images(augmenters: Sequence[Augmenter], images: torch.Tensor,
-                   generator: torch.Generator) -> torch.Tensor:
+def augment_images(
+    augmenters: Sequence[Augmenter], images: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
     """``images`` through every image augmenter in order (text augmenters are skipped)."""
     for aug in augmenters:
         if getattr(aug, "modality", "text") == "image":

@@ -18,8 +18,9 @@ from vladv.cache import atomic_write_json
 from vladv.results import defense_label
 
 
-def save_example_images(output: Path, rid: str, examples: list[dict[str, Any]],
-                        threat: dict[str, Any] | None) -> str:
+def save_example_images(
+    output: Path, rid: str, examples: list[dict[str, Any]], threat: dict[str, Any] | None
+) -> str:
     """Write clean/adversarial/magnified-perturbation PNGs and an index; return its path."""
     from PIL import Image
 
@@ -38,11 +39,18 @@ def save_example_images(output: Path, rid: str, examples: list[dict[str, Any]],
             array = img.round().to(torch.uint8).permute(1, 2, 0).numpy()
             Image.fromarray(array).save(folder / name)
             files[kind] = name
-        rows.append({"image_id": ex["image_id"], "images": files,
-                     "clean_texts": ex["clean_texts"], "adv_texts": ex["adv_texts"],
-                     "linf_255": float(delta.abs().max())})
-    atomic_write_json(folder / "index.json", {"run_id": rid, "threat_model": threat,
-                                              "examples": rows})
+        rows.append(
+            {
+                "image_id": ex["image_id"],
+                "images": files,
+                "clean_texts": ex["clean_texts"],
+                "adv_texts": ex["adv_texts"],
+                "linf_255": float(delta.abs().max()),
+            }
+        )
+    atomic_write_json(
+        folder / "index.json", {"run_id": rid, "threat_model": threat, "examples": rows}
+    )
     return f"examples/{rid}/index.json"
 
 
@@ -55,8 +63,10 @@ def _pair(block: dict[str, Any] | None, a: str, b: str) -> str:
 
 
 def _common(records: list[dict[str, Any]], key: str) -> str | None:
-    values = {str(r["config"][key]["name"] if isinstance(r["config"][key], dict)
-                  else r["config"][key]) for r in records}
+    values = {
+        str(r["config"][key]["name"] if isinstance(r["config"][key], dict) else r["config"][key])
+        for r in records
+    }
     return values.pop() if len(values) == 1 else None
 
 
@@ -74,8 +84,9 @@ def summary_table(records: Iterable[dict[str, Any]], title: str = "vladv results
     if attacked:
         table.add_column("attack", style="red")
         for col in ("clean TR/IR@1", "adv TR/IR@1", "ASR SGA", "ASR Δ", "ε·255", "words"):
-            table.add_column(col, justify="right", no_wrap=True, min_width=5 if col in (
-                "ε·255", "words") else 11)
+            table.add_column(
+                col, justify="right", no_wrap=True, min_width=5 if col in ("ε·255", "words") else 11
+            )
     else:
         for col in ("TR@1", "TR@5", "TR@10", "IR@1", "IR@5", "IR@10", "RSUM"):
             table.add_column(col, justify="right", no_wrap=True, min_width=5)
@@ -85,16 +96,20 @@ def summary_table(records: Iterable[dict[str, Any]], title: str = "vladv results
         clean = m["clean"]
         if attacked:
             budget = m.get("budget") or {}
-            row = [cfg["attack"]["name"], _pair(clean, "tr_r1", "ir_r1"),
-                   _pair(m.get("adversarial"), "tr_r1", "ir_r1"),
-                   _pair(m.get("asr"), "tr_r1_conditional", "ir_r1_conditional"),
-                   _pair(m.get("asr"), "tr_r1_delta", "ir_r1_delta"),
-                   f"{budget['max_linf'] * 255:.2f}" if budget.get("max_linf") is not None
-                   else "–",
-                   str(budget.get("max_words_changed", "–"))]
+            row = [
+                cfg["attack"]["name"],
+                _pair(clean, "tr_r1", "ir_r1"),
+                _pair(m.get("adversarial"), "tr_r1", "ir_r1"),
+                _pair(m.get("asr"), "tr_r1_conditional", "ir_r1_conditional"),
+                _pair(m.get("asr"), "tr_r1_delta", "ir_r1_delta"),
+                f"{budget['max_linf'] * 255:.2f}" if budget.get("max_linf") is not None else "–",
+                str(budget.get("max_words_changed", "–")),
+            ]
         else:
-            row = [_fmt(clean[k]) for k in ("tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5",
-                                            "ir_r10", "rsum")]
+            row = [
+                _fmt(clean[k])
+                for k in ("tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5", "ir_r10", "rsum")
+            ]
         table.add_row(*ids, defense_label(cfg), *row)
     return table
 
@@ -107,15 +122,35 @@ def dry_run_table(cells: list[Mapping[str, Any]], res: Any = None) -> Table:
     title = f"{len(cells)} planned run(s)" + (f", {done} already done (skipped)" if done else "")
     table = Table(title=title)
     transfer = any(c.get("source") for c in cells)
-    for col in ("run id", "backbone", "dataset", "defense", "attack", "attack options", "seed",
-                *(("source",) if transfer else ()), "status"):
+    for col in (
+        "run id",
+        "backbone",
+        "dataset",
+        "defense",
+        "attack",
+        "attack options",
+        "seed",
+        *(("source",) if transfer else ()),
+        "status",
+    ):
         table.add_column(col)
     for c in cells:
         opts = escape(", ".join(f"{k}={v}" for k, v in c["attack"]["options"].items()))
         model = source_label({**c, "augmenters": []}, res).partition("/")[0]
-        src = ((escape(source_label(c["source"], res)) if c.get("source") else "self",)
-               if transfer else ())
-        table.add_row(c["run_id"], escape(model), c["dataset"]["name"], defense_label(c),
-                      c["attack"]["name"], opts, str(c["seed"]), *src,
-                      "[green]done[/]" if c.get("done") else "to run")
+        src = (
+            (escape(source_label(c["source"], res)) if c.get("source") else "self",)
+            if transfer
+            else ()
+        )
+        table.add_row(
+            c["run_id"],
+            escape(model),
+            c["dataset"]["name"],
+            defense_label(c),
+            c["attack"]["name"],
+            opts,
+            str(c["seed"]),
+            *src,
+            "[green]done[/]" if c.get("done") else "to run",
+        )
     return table

@@ -15,9 +15,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-CONVENTIONS = (("conditional", "SGA's conditional ASR@1: % of queries correct before the attack "
-                               "that fail after it"),
-               ("delta", "Co-Attack's ASR@1: clean R@1 − adversarial R@1 (points)"))
+CONVENTIONS = (
+    (
+        "conditional",
+        "SGA's conditional ASR@1: % of queries correct before the attack that fail after it",
+    ),
+    ("delta", "Co-Attack's ASR@1: clean R@1 − adversarial R@1 (points)"),
+)
 
 
 def _part(cfg: Mapping[str, Any], source: bool) -> dict[str, Any]:
@@ -31,8 +35,9 @@ def _options(block: Any) -> dict[str, Any]:
     return opts if isinstance(opts, dict) else {}
 
 
-def model_labels(records: Iterable[dict[str, Any]],
-                 defenses: bool = True) -> dict[str, tuple[str, str]]:
+def model_labels(
+    records: Iterable[dict[str, Any]], defenses: bool = True
+) -> dict[str, tuple[str, str]]:
     """``run_id`` → (target label, source label) for every record (backbones only unless
     ``defenses``)."""
     records = list(records)
@@ -60,15 +65,19 @@ def model_labels(records: Iterable[dict[str, Any]],
             shown = ", ".join(f"{k}={opts[k]}" for k in keys if k in opts)
             out.append(name + (f"({shown})" if shown else ""))
         augs = (p.get("augmenters") or []) if defenses else []
-        return "/".join(out) + "".join(f"+{a.get('name', '?')}" for a in augs
-                                       if isinstance(a, dict))
+        return "/".join(out) + "".join(
+            f"+{a.get('name', '?')}" for a in augs if isinstance(a, dict)
+        )
 
-    return {r["run_id"]: (label(_part(r["config"], False)), label(_part(r["config"], True)))
-            for r in records}
+    return {
+        r["run_id"]: (label(_part(r["config"], False)), label(_part(r["config"], True)))
+        for r in records
+    }
 
 
-def transfer_rows(records: Sequence[dict[str, Any]], attack_label: Any,
-                  mean_std: Any) -> list[dict[str, Any]]:
+def transfer_rows(
+    records: Sequence[dict[str, Any]], attack_label: Any, mean_std: Any
+) -> list[dict[str, Any]]:
     """Mean ± std over seeds per (dataset, attack, source, target): ASRs and adversarial R@1.
 
     Empty unless some record is a transfer record (a non-null ``config.source``).
@@ -85,16 +94,23 @@ def transfer_rows(records: Sequence[dict[str, Any]], attack_label: Any,
         groups[(cfg["dataset"]["name"], attack_label(cfg), source, target)].append(rec)
     rows = []
     for (dataset, attack, source, target), recs in groups.items():
-        row: dict[str, Any] = {"dataset": dataset, "attack": attack, "source": source,
-                               "target": target, "seeds": sorted(r["config"]["seed"] for r in recs)}
+        row: dict[str, Any] = {
+            "dataset": dataset,
+            "attack": attack,
+            "source": source,
+            "target": target,
+            "seeds": sorted(r["config"]["seed"] for r in recs),
+        }
         for conv in ("conditional", "delta"):
             for side in ("tr", "ir"):
                 key = f"{side}_r1_{conv}"
                 row[f"asr_{key}_mean"], row[f"asr_{key}_std"] = mean_std(
-                    [(r["metrics"].get("asr") or {}).get(key) for r in recs])
+                    [(r["metrics"].get("asr") or {}).get(key) for r in recs]
+                )
         for side in ("tr", "ir"):
             row[f"adversarial_{side}_r1_mean"], row[f"adversarial_{side}_r1_std"] = mean_std(
-                [(r["metrics"].get("adversarial") or {}).get(f"{side}_r1") for r in recs])
+                [(r["metrics"].get("adversarial") or {}).get(f"{side}_r1") for r in recs]
+            )
         rows.append(row)
     return rows
 
@@ -120,21 +136,27 @@ def transfer_markdown(rows: Sequence[dict[str, Any]], md: Any, pm: Any) -> str:
     """Source × target Markdown tables per attack, for both ASR conventions (TR / IR)."""
     if not rows:
         return ""
-    out = ["## Transfer: source (rows) × target (columns)\n",
-           "The diagonal (source = target) is white-box. Each cell: TR / IR, mean±std over "
-           "seeds.\n"]
+    out = [
+        "## Transfer: source (rows) × target (columns)\n",
+        "The diagonal (source = target) is white-box. Each cell: TR / IR, mean±std over seeds.\n",
+    ]
     for (dataset, attack), group in _by_attack(rows).items():
         sources, targets = _axes(group)
         cell = {(r["source"], r["target"]): r for r in group}
         seeds = sorted({s for r in group for s in r["seeds"]})
         for conv, meaning in CONVENTIONS:
-            out.append(f"### {md(attack)} on {md(dataset)}: {meaning} (seeds "
-                       f"{', '.join(map(str, seeds))})\n")
+            out.append(
+                f"### {md(attack)} on {md(dataset)}: {meaning} (seeds "
+                f"{', '.join(map(str, seeds))})\n"
+            )
             out.append("| source \\ target | " + " | ".join(map(md, targets)) + " |")
             out.append("| --- " * (len(targets) + 1) + "|")
             for s in sources:
-                vals = [f"{pm(cell.get((s, t)), f'asr_tr_r1_{conv}')} / "
-                        f"{pm(cell.get((s, t)), f'asr_ir_r1_{conv}')}" for t in targets]
+                vals = [
+                    f"{pm(cell.get((s, t)), f'asr_tr_r1_{conv}')} / "
+                    f"{pm(cell.get((s, t)), f'asr_ir_r1_{conv}')}"
+                    for t in targets
+                ]
                 out.append(f"| {md(s)} | " + " | ".join(vals) + " |")
             out.append("")
     return "\n".join(out)
@@ -157,19 +179,35 @@ def plot_transfer(rows: Sequence[dict[str, Any]], folder: Path, mpl: Any) -> dic
         models = list(dict.fromkeys(sources + targets))  # numbered on the axes, named below
         number = {m: str(i + 1) for i, m in enumerate(models)}
         height = 1.2 + 1.0 * len(sources)
-        fig, axes = plt.subplots(2, 2, figsize=(3 + 1.3 * len(targets), 2 * height
-                                                + 0.22 * len(models)), squeeze=False)
+        fig, axes = plt.subplots(
+            2, 2, figsize=(3 + 1.3 * len(targets), 2 * height + 0.22 * len(models)), squeeze=False
+        )
         for i, (conv, _) in enumerate(CONVENTIONS):
             for j, side in enumerate(("tr", "ir")):
                 key = f"asr_{side}_r1_{conv}_mean"
-                grid = np.array([[np.nan if (r := cell.get((s, t))) is None or r[key] is None
-                                  else r[key] for t in targets] for s in sources], dtype=float)
+                grid = np.array(
+                    [
+                        [
+                            np.nan if (r := cell.get((s, t))) is None or r[key] is None else r[key]
+                            for t in targets
+                        ]
+                        for s in sources
+                    ],
+                    dtype=float,
+                )
                 ax = axes[i][j]
                 ax.imshow(grid, cmap="Reds", vmin=0, vmax=100, aspect="auto")
                 for (y, x), v in np.ndenumerate(grid):
                     if not np.isnan(v):
-                        ax.text(x, y, f"{v:.0f}", ha="center", va="center", fontsize=8,
-                                color="white" if v > 60 else "black")
+                        ax.text(
+                            x,
+                            y,
+                            f"{v:.0f}",
+                            ha="center",
+                            va="center",
+                            fontsize=8,
+                            color="white" if v > 60 else "black",
+                        )
                 ax.set_xticks(range(len(targets)), [number[t] for t in targets], fontsize=8)
                 ax.set_yticks(range(len(sources)), [number[s] for s in sources], fontsize=8)
                 ax.set_title(f"{'TR' if side == 'tr' else 'IR'} ASR@1, {conv}", fontsize=9)

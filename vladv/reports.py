@@ -74,24 +74,33 @@ def record_problem(rec: Any) -> str | None:
     if not isinstance(cfg["attack"].get("options"), dict):
         return "no config.attack.options"
     threat = cfg["attack"].get("threat_model")
-    if threat is not None and not (isinstance(threat, dict) and _number(threat.get("eps"))
-                                   and _number(threat.get("max_words"))):
+    if threat is not None and not (
+        isinstance(threat, dict) and _number(threat.get("eps")) and _number(threat.get("max_words"))
+    ):
         return "malformed config.attack.threat_model"
     source = cfg.get("source")
-    if source is not None and not (isinstance(source, dict) and _named(source.get("backbone"))
-                                   and _named(source.get("defense")) and all(
-                                       _named(a) for a in source.get("augmenters") or [])):
+    if source is not None and not (
+        isinstance(source, dict)
+        and _named(source.get("backbone"))
+        and _named(source.get("defense"))
+        and all(_named(a) for a in source.get("augmenters") or [])
+    ):
         return "malformed config.source"
     if not isinstance(cfg.get("augmenters") or [], list) or not all(
-            _named(a) for a in cfg.get("augmenters") or []):
+        _named(a) for a in cfg.get("augmenters") or []
+    ):
         return "malformed config.augmenters"
     if not isinstance(cfg.get("seed"), int) or isinstance(cfg["seed"], bool):
         return "no integer config.seed"
     metrics = rec.get("metrics")
     if not isinstance(metrics, dict) or not isinstance(metrics.get("clean"), dict):
         return "no metrics.clean"
-    for block, keys in (("clean", METRICS), ("adversarial", METRICS), ("asr", ASR),
-                        ("budget", BUDGET)):
+    for block, keys in (
+        ("clean", METRICS),
+        ("adversarial", METRICS),
+        ("asr", ASR),
+        ("budget", BUDGET),
+    ):
         values = metrics.get(block) or {}
         if not isinstance(values, dict) or not all(_number(values.get(k)) for k in keys):
             return f"malformed metrics.{block}"
@@ -148,8 +157,14 @@ def _group_key(rec: dict[str, Any], labels: dict[str, tuple[str, str]]) -> tuple
     cfg = rec["config"]
     opts = json.dumps(cfg["attack"]["options"], sort_keys=True)
     source = labels[rec["run_id"]][1] if isinstance(cfg.get("source"), dict) else "self"
-    return (labels[rec["run_id"]][0], cfg["dataset"]["name"], defense_label(cfg),
-            cfg["attack"]["name"], opts, source)
+    return (
+        labels[rec["run_id"]][0],
+        cfg["dataset"]["name"],
+        defense_label(cfg),
+        cfg["attack"]["name"],
+        opts,
+        source,
+    )
 
 
 def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
@@ -162,18 +177,26 @@ def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | Non
 def grid_order(grid: dict[str, Any] | None) -> Callable[[str, str], tuple]:
     """Sort key of (defense label, attack name): the grid's order, else ``none`` first, by name."""
     lists = {axis: (grid or {}).get(axis) for axis in ("defenses", "attacks")}
-    rank = {axis: {name: i for i, name in enumerate(names) if isinstance(name, str)}
-            if isinstance(names, list) else {} for axis, names in lists.items()}
+    rank = {
+        axis: {name: i for i, name in enumerate(names) if isinstance(name, str)}
+        if isinstance(names, list)
+        else {}
+        for axis, names in lists.items()
+    }
 
     def position(axis: str, name: str) -> tuple[int, str]:
         return rank[axis].get(name, 0 if name == "none" else len(rank[axis]) + 1), name
 
-    return lambda defense, attack: (position("defenses", defense), attack != "none",
-                                    position("attacks", attack))
+    return lambda defense, attack: (
+        position("defenses", defense),
+        attack != "none",
+        position("attacks", attack),
+    )
 
 
-def aggregate(records: Iterable[dict[str, Any]],
-              grid: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def aggregate(
+    records: Iterable[dict[str, Any]], grid: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """Mean and std over seeds per (backbone, dataset, defense, attack, attack options).
 
     Rows follow the order of ``grid``'s defenses and attacks (an experiment manifest's grid) where
@@ -186,18 +209,26 @@ def aggregate(records: Iterable[dict[str, Any]],
     full = model_labels(records)
     labels = {rid: (backbones[rid][0], full[rid][1]) for rid in full}
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for rec in sorted(records, key=lambda r: (_group_key(r, labels), r["config"]["seed"],
-                                              r["run_id"])):
+    for rec in sorted(
+        records, key=lambda r: (_group_key(r, labels), r["config"]["seed"], r["run_id"])
+    ):
         groups[_group_key(rec, labels)].append(rec)
     rows = []
     for (backbone, dataset, defense, attack, _, source), recs in groups.items():
         first = recs[0]["config"]
         threat = first["attack"].get("threat_model") or {}
-        row: dict[str, Any] = {"backbone": backbone, "dataset": dataset, "defense": defense,
-                               "attack": attack, "attack_label": attack_label(first),
-                               "eps": threat.get("eps"), "max_words": threat.get("max_words"),
-                               "source": source, "seeds": [r["config"]["seed"] for r in recs],
-                               "run_ids": [r["run_id"] for r in recs]}
+        row: dict[str, Any] = {
+            "backbone": backbone,
+            "dataset": dataset,
+            "defense": defense,
+            "attack": attack,
+            "attack_label": attack_label(first),
+            "eps": threat.get("eps"),
+            "max_words": threat.get("max_words"),
+            "source": source,
+            "seeds": [r["config"]["seed"] for r in recs],
+            "run_ids": [r["run_id"] for r in recs],
+        }
         for block in ("clean", "adversarial"):
             for m in METRICS:
                 mean, std = _mean_std([(r["metrics"].get(block) or {}).get(m) for r in recs])
@@ -207,8 +238,16 @@ def aggregate(records: Iterable[dict[str, Any]],
             row[f"asr_{a}_mean"], row[f"asr_{a}_std"] = mean, std
         rows.append(row)
     order = grid_order(grid)
-    rows.sort(key=lambda r: (r["backbone"], r["dataset"], *order(r["defense"], r["attack"]),
-                             r["eps"] or 0.0, r["source"] != "self", r["source"]))
+    rows.sort(
+        key=lambda r: (
+            r["backbone"],
+            r["dataset"],
+            *order(r["defense"], r["attack"]),
+            r["eps"] or 0.0,
+            r["source"] != "self",
+            r["source"],
+        )
+    )
     return rows
 
 
@@ -235,10 +274,19 @@ def aggregate_table(rows: Sequence[dict[str, Any]], title: str = "vladv report")
     rich markup in a record's names is shown, not interpreted.
     """
     ids, caption = _shared_columns(rows)
-    table = Table(title=Text(title), caption=Text(caption) if caption else None,
-                  title_style="bold")
-    for col in (*ids, "defense", "attack", "seeds", "clean TR@1", "clean IR@1", "adv TR@1",
-                "adv IR@1", "ASR TR", "ASR IR"):
+    table = Table(title=Text(title), caption=Text(caption) if caption else None, title_style="bold")
+    for col in (
+        *ids,
+        "defense",
+        "attack",
+        "seeds",
+        "clean TR@1",
+        "clean IR@1",
+        "adv TR@1",
+        "adv IR@1",
+        "ASR TR",
+        "ASR IR",
+    ):
         table.add_column(col, justify="right" if "@" in col or "ASR" in col else "left")
     for r in rows:
         table.add_row(*(Text(str(c)) for c in _table_cells(r, ids)))
@@ -247,10 +295,23 @@ def aggregate_table(rows: Sequence[dict[str, Any]], title: str = "vladv report")
 
 def _table_cells(r: dict[str, Any], ids: Sequence[str]) -> list[str]:
     """One row of the summary table: ids, defense, attack, seeds, R@1 and ASR (mean±std)."""
-    return [*(r[k] for k in ids), r["defense"], r["attack_label"], str(len(r["seeds"])),
-            *(_pm(r, k) for k in ("clean_tr_r1", "clean_ir_r1", "adversarial_tr_r1",
-                                  "adversarial_ir_r1", "asr_tr_r1_conditional",
-                                  "asr_ir_r1_conditional"))]
+    return [
+        *(r[k] for k in ids),
+        r["defense"],
+        r["attack_label"],
+        str(len(r["seeds"])),
+        *(
+            _pm(r, k)
+            for k in (
+                "clean_tr_r1",
+                "clean_ir_r1",
+                "adversarial_tr_r1",
+                "adversarial_ir_r1",
+                "asr_tr_r1_conditional",
+                "asr_ir_r1_conditional",
+            )
+        ),
+    ]
 
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
@@ -262,8 +323,9 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for r in rows:
-            writer.writerow({k: (" ".join(map(str, v)) if isinstance(v, list) else v)
-                             for k, v in r.items()})
+            writer.writerow(
+                {k: (" ".join(map(str, v)) if isinstance(v, list) else v) for k, v in r.items()}
+            )
     return path
 
 
@@ -276,12 +338,16 @@ def _md(text: Any) -> str:
     return esc(text).replace("|", "\\|")
 
 
-def _md_table(defenses: Sequence[str], columns: Sequence[str],
-              value: Callable[[str, str], str]) -> list[str]:
-    lines = ["| defense | " + " | ".join(map(_md, columns)) + " |",
-             "| --- " * (len(columns) + 1) + "|"]
-    return lines + [f"| {_md(d)} | " + " | ".join(value(d, c) for c in columns) + " |"
-                    for d in defenses]
+def _md_table(
+    defenses: Sequence[str], columns: Sequence[str], value: Callable[[str, str], str]
+) -> list[str]:
+    lines = [
+        "| defense | " + " | ".join(map(_md, columns)) + " |",
+        "| --- " * (len(columns) + 1) + "|",
+    ]
+    return lines + [
+        f"| {_md(d)} | " + " | ".join(value(d, c) for c in columns) + " |" for d in defenses
+    ]
 
 
 def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
@@ -299,13 +365,25 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
         seed_text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
         out.append(f"### {_md(backbone)} on {_md(dataset)} ({seed_text})\n")
         out.append("R@1, TR / IR (%; higher is more robust):\n")
-        out += _md_table(defenses, ["clean", *attacks], lambda d, a, first=first, cell=cell: (
-            _pair(first[d], "clean_tr_r1", "clean_ir_r1") if a == "clean" else
-            _pair(cell.get((d, a)), "adversarial_tr_r1", "adversarial_ir_r1")))
-        out.append("\nSGA's conditional attack success rate ASR@1, TR / IR (%; lower is more "
-                   "robust):\n")
-        out += _md_table(defenses, attacks, lambda d, a, cell=cell: _pair(
-            cell.get((d, a)), "asr_tr_r1_conditional", "asr_ir_r1_conditional"))
+        out += _md_table(
+            defenses,
+            ["clean", *attacks],
+            lambda d, a, first=first, cell=cell: (
+                _pair(first[d], "clean_tr_r1", "clean_ir_r1")
+                if a == "clean"
+                else _pair(cell.get((d, a)), "adversarial_tr_r1", "adversarial_ir_r1")
+            ),
+        )
+        out.append(
+            "\nSGA's conditional attack success rate ASR@1, TR / IR (%; lower is more robust):\n"
+        )
+        out += _md_table(
+            defenses,
+            attacks,
+            lambda d, a, cell=cell: _pair(
+                cell.get((d, a)), "asr_tr_r1_conditional", "asr_ir_r1_conditional"
+            ),
+        )
         out.append("")
     return "\n".join(out)
 
@@ -319,11 +397,15 @@ def record_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for rec in records:
         cfg, m = rec["config"], rec["metrics"]
-        row = {"run_id": rec["run_id"], "backbone": cfg["backbone"]["name"],
-               "dataset": cfg["dataset"]["name"], "defense": defense_label(cfg),
-               "attack": attack_label(cfg), "seed": cfg["seed"],
-               "source": labels[rec["run_id"]][1] if isinstance(cfg.get("source"), dict)
-               else "self"}
+        row = {
+            "run_id": rec["run_id"],
+            "backbone": cfg["backbone"]["name"],
+            "dataset": cfg["dataset"]["name"],
+            "defense": defense_label(cfg),
+            "attack": attack_label(cfg),
+            "seed": cfg["seed"],
+            "source": labels[rec["run_id"]][1] if isinstance(cfg.get("source"), dict) else "self",
+        }
         for block in ("clean", "adversarial"):
             for k in METRICS:
                 row[f"{block}_{k}"] = (m.get(block) or {}).get(k)
@@ -357,7 +439,8 @@ def plot_robust_vs_eps(rows: Sequence[dict[str, Any]], path: Path) -> Path | Non
             continue
         clean.setdefault(r["defense"], (r["clean_tr_r1_mean"], r["clean_ir_r1_mean"]))
         lines[(r["defense"], r["attack"])].append(
-            (r["eps"] * 255, r["adversarial_tr_r1_mean"], r["adversarial_ir_r1_mean"]))
+            (r["eps"] * 255, r["adversarial_tr_r1_mean"], r["adversarial_ir_r1_mean"])
+        )
     if not lines:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
@@ -388,19 +471,32 @@ def plot_defense_bars(rows: Sequence[dict[str, Any]], path: Path) -> Path | None
     import matplotlib.pyplot as plt
 
     defenses = list(dict.fromkeys(r["defense"] for r in rows))
-    attacks = ["clean"] + list(dict.fromkeys(r["attack_label"] for r in rows if r["attack"] != "none"))
+    attacks = ["clean"] + list(
+        dict.fromkeys(r["attack_label"] for r in rows if r["attack"] != "none")
+    )
     if not defenses:
         return None
     value: dict[tuple[str, str], tuple[float, float, float, float]] = {}
     for r in rows:
-        value.setdefault((r["defense"], "clean"), (r["clean_tr_r1_mean"], r["clean_tr_r1_std"] or 0,
-                                                   r["clean_ir_r1_mean"], r["clean_ir_r1_std"] or 0))
+        value.setdefault(
+            (r["defense"], "clean"),
+            (
+                r["clean_tr_r1_mean"],
+                r["clean_tr_r1_std"] or 0,
+                r["clean_ir_r1_mean"],
+                r["clean_ir_r1_std"] or 0,
+            ),
+        )
         if r["attack"] != "none" and r["adversarial_tr_r1_mean"] is not None:
             value[(r["defense"], r["attack_label"])] = (
-                r["adversarial_tr_r1_mean"], r["adversarial_tr_r1_std"] or 0,
-                r["adversarial_ir_r1_mean"], r["adversarial_ir_r1_std"] or 0)
-    fig, axes = plt.subplots(2, 1, figsize=(max(6, 1.6 * len(attacks) * max(1, len(defenses)) / 3), 7),
-                             sharex=True)
+                r["adversarial_tr_r1_mean"],
+                r["adversarial_tr_r1_std"] or 0,
+                r["adversarial_ir_r1_mean"],
+                r["adversarial_ir_r1_std"] or 0,
+            )
+    fig, axes = plt.subplots(
+        2, 1, figsize=(max(6, 1.6 * len(attacks) * max(1, len(defenses)) / 3), 7), sharex=True
+    )
     width = 0.8 / len(defenses)
     for d_i, defense in enumerate(defenses):
         xs = [a_i + (d_i - (len(defenses) - 1) / 2) * width for a_i in range(len(attacks))]
@@ -432,29 +528,43 @@ def mark_changes(clean: str, adversarial: str) -> str:
     return " ".join(out)
 
 
-STYLE = ("body{font-family:sans-serif;margin:2em;max-width:70em}.ex img{width:128px;height:128px;"
-         "image-rendering:pixelated;border:1px solid #ccc}figure{display:inline-block;margin:"
-         "0 .5em 0 0;text-align:center}.ex{display:flex;gap:1em;margin:1em 0;border-bottom:"
-         "1px solid #eee}mark{background:#ffb3b3}.clean{color:#777}li{margin:.3em 0}"
-         ".plot img{max-width:100%}table{border-collapse:collapse}td,th{border:1px solid #ddd;"
-         "padding:.2em .5em;text-align:left}td.num{text-align:right}")
+STYLE = (
+    "body{font-family:sans-serif;margin:2em;max-width:70em}.ex img{width:128px;height:128px;"
+    "image-rendering:pixelated;border:1px solid #ccc}figure{display:inline-block;margin:"
+    "0 .5em 0 0;text-align:center}.ex{display:flex;gap:1em;margin:1em 0;border-bottom:"
+    "1px solid #eee}mark{background:#ffb3b3}.clean{color:#777}li{margin:.3em 0}"
+    ".plot img{max-width:100%}table{border-collapse:collapse}td,th{border:1px solid #ddd;"
+    "padding:.2em .5em;text-align:left}td.num{text-align:right}"
+)
 
 
 def _page(title: str, body: str) -> str:
     """A whole HTML page; ``body`` is HTML whose text from records is already escaped."""
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
-            f"<style>{STYLE}</style></head><body>{body}</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
+        f"<style>{STYLE}</style></head><body>{body}</body></html>"
+    )
 
 
 def _nav(out: Path, here: str) -> str:
     """Links between the files of one report folder (those that exist), relative to the page."""
-    names = {"index.html": "report", "gallery.html": "adversarial examples",
-             "robust_vs_eps.png": "robust R@1 vs ε", "defenses_attacks.png": "R@1 per defense",
-             "summary.md": "summary.md", "summary.csv": "summary.csv", "records.csv": "records.csv",
-             "transfer.csv": "transfer.csv"}
-    links = [f"<a href='{esc(quote(name))}'>{esc(label)}</a>" for name, label in names.items()
-             if name != here and (name in ("index.html", "gallery.html") or (out / name).is_file())
-             and (name != "gallery.html" or here == "index.html")]
+    names = {
+        "index.html": "report",
+        "gallery.html": "adversarial examples",
+        "robust_vs_eps.png": "robust R@1 vs ε",
+        "defenses_attacks.png": "R@1 per defense",
+        "summary.md": "summary.md",
+        "summary.csv": "summary.csv",
+        "records.csv": "records.csv",
+        "transfer.csv": "transfer.csv",
+    }
+    links = [
+        f"<a href='{esc(quote(name))}'>{esc(label)}</a>"
+        for name, label in names.items()
+        if name != here
+        and (name in ("index.html", "gallery.html") or (out / name).is_file())
+        and (name != "gallery.html" or here == "index.html")
+    ]
     return f"<p class='nav'>{' · '.join(links)}</p>"
 
 
@@ -481,8 +591,12 @@ def _example_html(root: Path, out: Path, base: Path, ex: Any) -> str:
     if not isinstance(ex, dict) or not isinstance(ex.get("images"), dict):
         raise TypeError("no images")
     clean, adv = ex.get("clean_texts"), ex.get("adv_texts")
-    if not (isinstance(clean, list) and isinstance(adv, list) and len(clean) == len(adv)
-            and all(isinstance(t, str) for t in clean + adv)):
+    if not (
+        isinstance(clean, list)
+        and isinstance(adv, list)
+        and len(clean) == len(adv)
+        and all(isinstance(t, str) for t in clean + adv)
+    ):
         raise ValueError("clean_texts and adv_texts are not two lists of as many captions")
     if not _number(ex.get("linf_255")):
         raise ValueError("linf_255 is not a number")
@@ -495,17 +609,27 @@ def _example_html(root: Path, out: Path, base: Path, ex: Any) -> str:
         if (out / rel).resolve() != src:
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, out / rel)
-        figures.append(f"<figure><img src='{esc(quote(rel.as_posix()))}' alt='{kind}'>"
-                       f"<figcaption>{kind}</figcaption></figure>")
-    caps = "".join(f"<li><span class='clean'>{esc(c)}</span><br>{mark_changes(c, a)}</li>"
-                   for c, a in zip(clean, adv, strict=True))
+        figures.append(
+            f"<figure><img src='{esc(quote(rel.as_posix()))}' alt='{kind}'>"
+            f"<figcaption>{kind}</figcaption></figure>"
+        )
+    caps = "".join(
+        f"<li><span class='clean'>{esc(c)}</span><br>{mark_changes(c, a)}</li>"
+        for c, a in zip(clean, adv, strict=True)
+    )
     linf = "–" if ex.get("linf_255") is None else f"{ex['linf_255']:.2f}"
-    return (f"<div class='ex'><div class='imgs'>{''.join(figures)}</div><div>image "
-            f"{esc(ex.get('image_id', '?'))}, max |δ| = {linf}/255<ul>{caps}</ul></div></div>")
+    return (
+        f"<div class='ex'><div class='imgs'>{''.join(figures)}</div><div>image "
+        f"{esc(ex.get('image_id', '?'))}, max |δ| = {linf}/255<ul>{caps}</ul></div></div>"
+    )
 
 
-def write_gallery(directory: Path, records: Sequence[dict[str, Any]], path: Path,
-                  warn: Callable[[str], None] = lambda message: None) -> Path | None:
+def write_gallery(
+    directory: Path,
+    records: Sequence[dict[str, Any]],
+    path: Path,
+    warn: Callable[[str], None] = lambda message: None,
+) -> Path | None:
     """An HTML page of the saved adversarial examples of every record that has them.
 
     Images are copied from ``directory/examples/`` to the same relative path next to ``path``
@@ -536,20 +660,33 @@ def write_gallery(directory: Path, records: Sequence[dict[str, Any]], path: Path
             except (ValueError, TypeError, OSError) as exc:
                 warn(f"skipped example {n} of {rec['run_id']}: {exc}")
         cfg = rec["config"]
-        sections.append(f"<h2>{esc(defense_label(cfg))} · {esc(attack_label(cfg))} · seed "
-                        f"{esc(cfg['seed'])}</h2>" + "".join(rows))
+        sections.append(
+            f"<h2>{esc(defense_label(cfg))} · {esc(attack_label(cfg))} · seed "
+            f"{esc(cfg['seed'])}</h2>" + "".join(rows)
+        )
     if not sections:
         return None
-    path.write_text(_page("vladv adversarial examples", (
-        f"<h1>Adversarial examples</h1>{_nav(out, path.name)}<p>Perturbations are magnified to "
-        "the full gray range (gray = 0); changed words are <mark>marked</mark>.</p>"
-        + "".join(sections))))
+    path.write_text(
+        _page(
+            "vladv adversarial examples",
+            (
+                f"<h1>Adversarial examples</h1>{_nav(out, path.name)}<p>Perturbations are magnified to "
+                "the full gray range (gray = 0); changed words are <mark>marked</mark>.</p>"
+                + "".join(sections)
+            ),
+        )
+    )
     return path
 
 
-def _config_html(directory: Path, grid: dict[str, Any] | None,
-                 records: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]) -> str:
+def _config_html(
+    directory: Path,
+    grid: dict[str, Any] | None,
+    records: Sequence[dict[str, Any]],
+    rows: Sequence[dict[str, Any]],
+) -> str:
     """The experiment's configuration: the manifest's grid, else what the records share."""
+
     def names(key: str) -> list[str]:
         return sorted({r["config"][key]["name"] for r in records})
 
@@ -557,10 +694,15 @@ def _config_html(directory: Path, grid: dict[str, Any] | None,
     if grid:
         info.update(grid)
     else:
-        info.update({"backbones": names("backbone"), "datasets": names("dataset"),
-                     "defenses": list(dict.fromkeys(r["defense"] for r in rows)),
-                     "attacks": list(dict.fromkeys(r["attack_label"] for r in rows)),
-                     "seeds": sorted({r["config"]["seed"] for r in records})})
+        info.update(
+            {
+                "backbones": names("backbone"),
+                "datasets": names("dataset"),
+                "defenses": list(dict.fromkeys(r["defense"] for r in rows)),
+                "attacks": list(dict.fromkeys(r["attack_label"] for r in rows)),
+                "seeds": sorted({r["config"]["seed"] for r in records}),
+            }
+        )
     versions = [r.get("versions") if isinstance(r.get("versions"), dict) else {} for r in records]
     info["vladv"] = sorted({f"{v.get('vladv')} ({v.get('vladv_commit')})" for v in versions})
 
@@ -575,33 +717,71 @@ def _config_html(directory: Path, grid: dict[str, Any] | None,
     return f"<h2>Configuration</h2><table class='config'>{cells}</table>"
 
 
-def write_index(path: Path, directory: Path, grid: dict[str, Any] | None,
-                records: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
-                transfer_plots: Mapping[str, Path] | None = None) -> Path:
+def write_index(
+    path: Path,
+    directory: Path,
+    grid: dict[str, Any] | None,
+    records: Sequence[dict[str, Any]],
+    rows: Sequence[dict[str, Any]],
+    transfer_plots: Mapping[str, Path] | None = None,
+) -> Path:
     """``index.html``: configuration, the summary table, the plots and links to every file."""
     out = path.parent
     ids, caption = _shared_columns(rows)
-    head = [*ids, "defense", "attack", "seeds", "clean TR@1", "clean IR@1", "adv TR@1",
-            "adv IR@1", "ASR TR", "ASR IR"]
-    body = "".join("<tr>" + "".join(
-        f"<td{' class=num' if i >= len(ids) + 2 else ''}>{esc(c)}</td>"
-        for i, c in enumerate(_table_cells(r, ids))) + "</tr>" for r in rows)
-    table = (f"<h2>Summary</h2><p>R@1 and SGA's conditional ASR@1 (%), mean ± std over seeds. "
-             f"{esc(caption)}</p><table><tr>{''.join(f'<th>{esc(h)}</th>' for h in head)}</tr>"
-             f"{body}</table>")
-    plots = "".join(f"<figure class='plot'><img src='{name}.png' alt='{esc(label)}'>"
-                    f"<figcaption>{esc(label)}</figcaption></figure>"
-                    for name, label in PLOTS.items() if (out / f"{name}.png").is_file())
-    plots += "".join(f"<figure class='plot'><img src='{esc(quote(p.name))}' alt='{esc(label)}'>"
-                     f"<figcaption>{esc(label)} (source × target ASR@1)</figcaption></figure>"
-                     for label, p in (transfer_plots or {}).items())
-    gallery = ("<p><a href='gallery.html'>Adversarial examples</a> (clean and adversarial images, "
-               "perturbations, changed words)</p>" if (out / "gallery.html").is_file() else
-               "<p>No saved adversarial examples (run with <code>--save-examples</code>).</p>")
+    head = [
+        *ids,
+        "defense",
+        "attack",
+        "seeds",
+        "clean TR@1",
+        "clean IR@1",
+        "adv TR@1",
+        "adv IR@1",
+        "ASR TR",
+        "ASR IR",
+    ]
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td{' class=num' if i >= len(ids) + 2 else ''}>{esc(c)}</td>"
+            for i, c in enumerate(_table_cells(r, ids))
+        )
+        + "</tr>"
+        for r in rows
+    )
+    table = (
+        f"<h2>Summary</h2><p>R@1 and SGA's conditional ASR@1 (%), mean ± std over seeds. "
+        f"{esc(caption)}</p><table><tr>{''.join(f'<th>{esc(h)}</th>' for h in head)}</tr>"
+        f"{body}</table>"
+    )
+    plots = "".join(
+        f"<figure class='plot'><img src='{name}.png' alt='{esc(label)}'>"
+        f"<figcaption>{esc(label)}</figcaption></figure>"
+        for name, label in PLOTS.items()
+        if (out / f"{name}.png").is_file()
+    )
+    plots += "".join(
+        f"<figure class='plot'><img src='{esc(quote(p.name))}' alt='{esc(label)}'>"
+        f"<figcaption>{esc(label)} (source × target ASR@1)</figcaption></figure>"
+        for label, p in (transfer_plots or {}).items()
+    )
+    gallery = (
+        "<p><a href='gallery.html'>Adversarial examples</a> (clean and adversarial images, "
+        "perturbations, changed words)</p>"
+        if (out / "gallery.html").is_file()
+        else "<p>No saved adversarial examples (run with <code>--save-examples</code>).</p>"
+    )
     title = f"vladv report: {grid['name']}" if grid and grid.get("name") else "vladv report"
-    path.write_text(_page(title, f"<h1>{esc(title)}</h1>{_nav(out, path.name)}"
-                                 + _config_html(directory, grid, records, rows) + table
-                                 + (f"<h2>Plots</h2>{plots}" if plots else "") + gallery))
+    path.write_text(
+        _page(
+            title,
+            f"<h1>{esc(title)}</h1>{_nav(out, path.name)}"
+            + _config_html(directory, grid, records, rows)
+            + table
+            + (f"<h2>Plots</h2>{plots}" if plots else "")
+            + gallery,
+        )
+    )
     return path
 
 
@@ -630,18 +810,26 @@ def report(directory: str | Path, output: str | Path | None = None) -> dict[str,
     white = [r for r in rows if r["source"] == "self"]  # the white-box tables and plots
     transfer = transfer_rows(records, attack_label, _mean_std)
     order = grid_order(grid)
-    records = sorted(records, key=lambda r: (
-        *order(defense_label(r["config"]), r["config"]["attack"]["name"]), r["config"]["seed"]))
+    records = sorted(
+        records,
+        key=lambda r: (
+            *order(defense_label(r["config"]), r["config"]["attack"]["name"]),
+            r["config"]["seed"],
+        ),
+    )
     try:
         out.mkdir(parents=True, exist_ok=True)
-        files = {"summary_csv": write_csv(out / "summary.csv", rows),
-                 "records_csv": write_csv(out / "records.csv", record_rows(records)),
-                 "summary_md": _write_text(out / "summary.md", markdown_tables(white) + "\n"
-                                           + transfer_markdown(transfer, _md, _pm)),
-                 "robust_vs_eps": plot_robust_vs_eps(white, out / "robust_vs_eps.png"),
-                 "defenses_attacks": plot_defense_bars(white, out / "defenses_attacks.png"),
-                 "gallery": write_gallery(directory, records, out / "gallery.html",
-                                          warnings.append)}
+        files = {
+            "summary_csv": write_csv(out / "summary.csv", rows),
+            "records_csv": write_csv(out / "records.csv", record_rows(records)),
+            "summary_md": _write_text(
+                out / "summary.md",
+                markdown_tables(white) + "\n" + transfer_markdown(transfer, _md, _pm),
+            ),
+            "robust_vs_eps": plot_robust_vs_eps(white, out / "robust_vs_eps.png"),
+            "defenses_attacks": plot_defense_bars(white, out / "defenses_attacks.png"),
+            "gallery": write_gallery(directory, records, out / "gallery.html", warnings.append),
+        }
         plots = plot_transfer(transfer, out, _mpl)
         files.update({f"transfer_{i}": p for i, p in enumerate(plots.values())})
         if transfer:
@@ -649,5 +837,9 @@ def report(directory: str | Path, output: str | Path | None = None) -> dict[str,
         files["index"] = write_index(out / "index.html", directory, grid, records, rows, plots)
     except OSError as exc:
         raise VladvError(f"cannot write the report to {out}: {exc}") from None
-    return {"rows": rows, "records": len(records), "warnings": warnings,
-            "files": {k: str(v) for k, v in files.items() if v is not None}}
+    return {
+        "rows": rows,
+        "records": len(records),
+        "warnings": warnings,
+        "files": {k: str(v) for k, v in files.items() if v is not None},
+    }

@@ -20,15 +20,15 @@ from vladv.errors import VladvError
 SCHEMA_VERSION = 4
 SCHEMA_CHANGES = {
     1: "first version: config, versions, data, model, metrics (clean, adversarial, asr, budget), "
-       "timings",
+    "timings",
     2: "adds `experiment` (the grid's name or null) and `examples` (path of the saved "
-       "adversarial examples' index, relative to the output directory, when saved)",
+    "adversarial examples' index, relative to the output directory, when saved)",
     3: "records are strict JSON: a number that is not finite (NaN, infinity) is stored as null "
-       "and named in `warnings`, a list of one-line strings present only when the run was "
-       "flagged (e.g. an attack returned non-finite pixels)",
+    "and named in `warnings`, a list of one-line strings present only when the run was "
+    "flagged (e.g. an attack returned non-finite pixels)",
     4: "adds `config.source` (the model a transfer attack was crafted on: backbone, defense, "
-       "augmenters; null for white-box, where it is left out of the run id), `source_model` and "
-       "`timings.craft` on transfer records",
+    "augmenters; null for white-box, where it is left out of the run id), `source_model` and "
+    "`timings.craft` on transfer records",
 }
 MANIFEST = "experiment.json"
 
@@ -50,8 +50,13 @@ def _git_commit() -> str | None:
     if not (here / ".git").exists():
         return None
     try:
-        res = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
-                             capture_output=True, text=True, timeout=5, check=False)
+        res = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return res.stdout.strip() or None
@@ -67,12 +72,20 @@ def run_id(identity: dict[str, Any]) -> str:
     return config_hash(identity, length=16)
 
 
-def build_record(*, identity: dict[str, Any], runtime: dict[str, Any],
-                 plugin_versions: dict[str, Any], data: dict[str, Any], model: dict[str, Any],
-                 metrics: dict[str, Any], timings: dict[str, float],
-                 experiment: str | None = None, examples: str | None = None,
-                 warnings: list[str] | None = None,
-                 source_model: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_record(
+    *,
+    identity: dict[str, Any],
+    runtime: dict[str, Any],
+    plugin_versions: dict[str, Any],
+    data: dict[str, Any],
+    model: dict[str, Any],
+    metrics: dict[str, Any],
+    timings: dict[str, float],
+    experiment: str | None = None,
+    examples: str | None = None,
+    warnings: list[str] | None = None,
+    source_model: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A strict-JSON record: non-finite numbers become null and are listed in ``warnings``."""
     record = {
         "schema_version": SCHEMA_VERSION,
@@ -114,8 +127,10 @@ def check_manifest(output: Path, grid: Any, force: bool) -> None:
     if path.exists() and not force:
         previous = read_manifest(output)
         if previous is not None and previous != current["grid"]:
-            raise VladvError(f"{output} holds results of a different experiment grid; use another "
-                             f"--output, or --force to add this grid's runs to it")
+            raise VladvError(
+                f"{output} holds results of a different experiment grid; use another "
+                f"--output, or --force to add this grid's runs to it"
+            )
     atomic_write_json(path, current)
 
 

@@ -14,7 +14,7 @@ from string import Template
 from vladv.errors import VladvError
 from vladv.types import KINDS, NAME_PATTERN
 
-PYPROJECT = Template('''\
+PYPROJECT = Template("""\
 [build-system]
 requires = ["setuptools>=69"]
 build-backend = "setuptools.build_meta"
@@ -39,9 +39,9 @@ packages = ["$module"]
 
 [tool.pytest.ini_options]
 pythonpath = ["."]
-''')
+""")
 
-README = Template('''\
+README = Template("""\
 # $dist
 
 $summary: a vladv $kind plugin.
@@ -53,7 +53,7 @@ python -m pytest
 ```
 
 The hook reference is vladv's docs/hooks.md; testing helpers are in `vladv.testing`.
-''')
+""")
 
 HEADER = Template('''\
 """$dist: $summary (vladv $kind plugin ``$name``)."""
@@ -339,16 +339,18 @@ def _home(tmp_path, monkeypatch):
 
 TEST_IMPORTS = {
     "attack": "from vladv.experiment import run\n"
-              "from vladv.testing import registered_plugin, tiny_plugin",
+    "from vladv.testing import registered_plugin, tiny_plugin",
     "augmenter": "from vladv.plugins import get_registry\n"
-                 "from vladv.testing import registered_plugin, tiny_dataset\n"
-                 "from vladv.types import Context",
+    "from vladv.testing import registered_plugin, tiny_dataset\n"
+    "from vladv.types import Context",
 }
-DEFAULT_TEST_IMPORTS = ("from vladv.experiment import run\n"
-                        "from vladv.testing import noise_plugin, registered_plugin, tiny_plugin")
+DEFAULT_TEST_IMPORTS = (
+    "from vladv.experiment import run\n"
+    "from vladv.testing import noise_plugin, registered_plugin, tiny_plugin"
+)
 
 TESTS = {
-    "attack": Template('''
+    "attack": Template("""
 def test_attack_stays_within_eps_and_lowers_recall():
     with registered_plugin(tiny_plugin), registered_plugin($module):
         [rec] = run(backbone="tiny", dataset="tiny", attack="$name", progress=False,
@@ -356,8 +358,8 @@ def test_attack_stays_within_eps_and_lowers_recall():
     m = rec["metrics"]
     assert m["budget"]["max_linf"] <= 8 / 255 + 1e-6
     assert m["adversarial"]["tr_r1"] <= m["clean"]["tr_r1"]
-'''),
-    "defense": Template('''
+"""),
+    "defense": Template("""
 def test_defense_trains_and_is_evaluated():
     with (registered_plugin(tiny_plugin), registered_plugin(noise_plugin),
           registered_plugin($module)):
@@ -366,8 +368,8 @@ def test_defense_trains_and_is_evaluated():
                     output=False)
     assert rec["config"]["defense"]["name"] == "$name"
     assert 0 <= rec["metrics"]["adversarial"]["tr_r1"] <= 100
-'''),
-    "augmenter": Template('''
+"""),
+    "augmenter": Template("""
 def test_augmenter_adds_captions_per_image():
     with registered_plugin($module):
         spec = get_registry().get("augmenter", "$name")
@@ -375,8 +377,8 @@ def test_augmenter_adds_captions_per_image():
     texts = spec.factory(spec.options(copies=2), Context()).texts_for(data)
     assert [len(t) for t in texts] == [4, 4, 4]
     assert all(len(t.split()) == len(data.captions[0].split()) - 1 for t in texts[0])
-'''),
-    "backbone": Template('''
+"""),
+    "backbone": Template("""
 def test_backbone_runs_clean_and_attacked():
     with (registered_plugin(tiny_plugin), registered_plugin(noise_plugin),
           registered_plugin($module)):
@@ -384,8 +386,8 @@ def test_backbone_runs_clean_and_attacked():
                     output=False)
     assert rec["config"]["backbone"]["name"] == "$name"
     assert 0 <= rec["metrics"]["clean"]["tr_r1"] <= 100
-'''),
-    "dataset": Template('''
+"""),
+    "dataset": Template("""
 def test_dataset_loads_and_runs(tmp_path):
     import json
 
@@ -402,17 +404,19 @@ def test_dataset_loads_and_runs(tmp_path):
         [rec] = run(backbone="tiny", dataset="$name", attack="noise", progress=False,
                     output=False, dataset_options={"root": str(tmp_path), "image_size": "16"})
     assert rec["data"]["images"] == 3 and rec["data"]["texts"] == 6
-'''),
+"""),
 }
 
 
 def _class_name(name: str) -> str:
-    return "".join(part.capitalize() for part in name.replace("_", "-").replace(".", "-")
-                   .split("-"))
+    return "".join(
+        part.capitalize() for part in name.replace("_", "-").replace(".", "-").split("-")
+    )
 
 
-def new_plugin(name: str, kind: str, directory: str | Path = ".",
-               summary: str | None = None) -> Path:
+def new_plugin(
+    name: str, kind: str, directory: str | Path = ".", summary: str | None = None
+) -> Path:
     """Write the package ``vladv-<name>`` under ``directory`` and return its folder.
 
     It holds ``pyproject.toml`` (entry point ``<name> = "vladv_<name>"``), the module
@@ -421,12 +425,19 @@ def new_plugin(name: str, kind: str, directory: str | Path = ".",
     if kind not in KINDS:
         raise VladvError(f"unknown plugin kind {kind!r}; use one of {', '.join(KINDS)}")
     if not NAME_PATTERN.match(name) or "_" in name or "." in name:
-        raise VladvError(f"invalid plugin name {name!r}: use lower-case letters, digits and '-' "
-                         f"(e.g. my-attack)")
+        raise VladvError(
+            f"invalid plugin name {name!r}: use lower-case letters, digits and '-' (e.g. my-attack)"
+        )
     slug = name.replace("-", "_")
-    values = {"name": name, "imports": TEST_IMPORTS.get(kind, DEFAULT_TEST_IMPORTS), "kind": kind, "dist": f"vladv-{name}", "module": f"vladv_{slug}",
-              "cls": _class_name(name),
-              "summary": summary or f"The {kind} {name}".replace('"', "'")}
+    values = {
+        "name": name,
+        "imports": TEST_IMPORTS.get(kind, DEFAULT_TEST_IMPORTS),
+        "kind": kind,
+        "dist": f"vladv-{name}",
+        "module": f"vladv_{slug}",
+        "cls": _class_name(name),
+        "summary": summary or f"The {kind} {name}".replace('"', "'"),
+    }
     folder = Path(directory) / values["dist"]
     if folder.exists() and any(folder.iterdir()):
         raise VladvError(f"{folder} already exists and is not empty")

@@ -78,17 +78,29 @@ class TinyBackbone(Backbone):
 
     name = "tiny"
 
-    def __init__(self, image_size: int = 16, embed_dim: int = 16, vocab: int = 512,
-                 context_length: int = 16, seed: int = 0):
-        super().__init__(image_size, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
-                         interpolation="bilinear")
+    def __init__(
+        self,
+        image_size: int = 16,
+        embed_dim: int = 16,
+        vocab: int = 512,
+        context_length: int = 16,
+        seed: int = 0,
+    ):
+        super().__init__(
+            image_size, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), interpolation="bilinear"
+        )
         self.vocab, self.context_length, self.seed = vocab, context_length, seed
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.visual = nn.Sequential(
-                nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.GELU(),
-                nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.GELU(),
-                nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(64, embed_dim))
+                nn.Conv2d(3, 8, 3, stride=2, padding=1),
+                nn.GELU(),
+                nn.Conv2d(8, 16, 3, stride=2, padding=1),
+                nn.GELU(),
+                nn.AdaptiveAvgPool2d(2),
+                nn.Flatten(),
+                nn.Linear(64, embed_dim),
+            )
             self.text = _TinyText(vocab, 32, embed_dim)
         self.log_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
@@ -122,8 +134,13 @@ class TinyBackbone(Backbone):
         return {"name": self.name, "seed": self.seed}
 
 
-def tiny_dataset(n_images: int = 8, captions_per_image: int = 5, image_size: int = 16,
-                 seed: int = 0, split: str = "test") -> TensorImageDataset:
+def tiny_dataset(
+    n_images: int = 8,
+    captions_per_image: int = 5,
+    image_size: int = 16,
+    seed: int = 0,
+    split: str = "test",
+) -> TensorImageDataset:
     """Random images whose captions name their dominant color and a few things (deterministic)."""
     g = torch.Generator().manual_seed(seed)
     images = torch.rand(n_images, 3, image_size, image_size, generator=g)
@@ -160,18 +177,26 @@ class TinyPlugin:
     @hookimpl
     def vladv_backbones(self):
         yield BackboneSpec(
-            name="tiny", summary="Tiny deterministic dual encoder for tests",
+            name="tiny",
+            summary="Tiny deterministic dual encoder for tests",
             options=TinyBackboneOptions,
-            factory=lambda o, ctx: TinyBackbone(o.image_size, o.embed_dim, seed=o.seed))
+            factory=lambda o, ctx: TinyBackbone(o.image_size, o.embed_dim, seed=o.seed),
+        )
 
     @hookimpl
     def vladv_datasets(self):
         def load(o: TinyDatasetOptions, ctx: Context, split: str) -> TensorImageDataset:
             salt = 0 if split == "test" else 10_000
-            return tiny_dataset(o.n_images, o.captions_per_image, o.image_size, o.seed + salt, split)
+            return tiny_dataset(
+                o.n_images, o.captions_per_image, o.image_size, o.seed + salt, split
+            )
 
-        yield DatasetSpec(name="tiny", summary="Tiny random image-caption data for tests",
-                          options=TinyDatasetOptions, factory=load)
+        yield DatasetSpec(
+            name="tiny",
+            summary="Tiny random image-caption data for tests",
+            options=TinyDatasetOptions,
+            factory=load,
+        )
 
 
 tiny_plugin = TinyPlugin()
@@ -181,10 +206,13 @@ tiny_plugin = TinyPlugin()
 class NoiseAttackOptions:
     eps: float = option(8 / 255, "L-inf radius in [0, 1] pixel space", min=0, max=1)
     mode: Literal["uniform", "sign", "fgsm"] = option(
-        "uniform", "uniform: noise in the eps-ball; sign: +-eps per pixel; fgsm: one signed "
-        "gradient step away from each image's own captions")
-    first_word: str = option("", "when set, replaces the first word of every caption "
-                                 "(a one-word text change)")
+        "uniform",
+        "uniform: noise in the eps-ball; sign: +-eps per pixel; fgsm: one signed "
+        "gradient step away from each image's own captions",
+    )
+    first_word: str = option(
+        "", "when set, replaces the first word of every caption (a one-word text change)"
+    )
     sleep: float = option(0.0, "seconds to sleep per batch (tests of interruption)", min=0)
 
 
@@ -204,8 +232,9 @@ class NoiseAttack(Attack):
             return ThreatModel("multimodal", "linf", o.eps, max_words=1)
         return ThreatModel("image", "linf", o.eps)
 
-    def perturb(self, backbone: Backbone, batch: PairBatch,
-                generator: torch.Generator) -> AttackOutput:
+    def perturb(
+        self, backbone: Backbone, batch: PairBatch, generator: torch.Generator
+    ) -> AttackOutput:
         o = self.options
         if o.sleep:
             time.sleep(o.sleep)
@@ -226,8 +255,9 @@ class NoiseAttack(Attack):
         return AttackOutput(adv, texts)
 
 
-def noise_attack_spec(name: str = "noise", summary: str = "noise within eps (vladv.testing)",
-                      **defaults: Any) -> AttackSpec:
+def noise_attack_spec(
+    name: str = "noise", summary: str = "noise within eps (vladv.testing)", **defaults: Any
+) -> AttackSpec:
     """An :class:`AttackSpec` for :class:`NoiseAttack` named ``name`` whose options default to
     ``defaults`` (any field of :class:`NoiseAttackOptions`)."""
     options: type = NoiseAttackOptions
@@ -237,12 +267,22 @@ def noise_attack_spec(name: str = "noise", summary: str = "noise within eps (vla
         unknown = sorted(set(defaults) - set(fields))
         if unknown:
             raise TypeError(f"NoiseAttackOptions has no field {', '.join(unknown)}")
-        options = dataclasses.make_dataclass("NoiseAttackOptions", [
-            (n, hints[n], dataclasses.field(default=defaults.get(n, f.default), metadata=f.metadata))
-            for n, f in fields.items()], frozen=True)
+        options = dataclasses.make_dataclass(
+            "NoiseAttackOptions",
+            [
+                (
+                    n,
+                    hints[n],
+                    dataclasses.field(default=defaults.get(n, f.default), metadata=f.metadata),
+                )
+                for n, f in fields.items()
+            ],
+            frozen=True,
+        )
     modality = "multimodal" if defaults.get("first_word") else "image"
-    return AttackSpec(name=name, summary=summary, options=options, factory=NoiseAttack,
-                      modality=modality)
+    return AttackSpec(
+        name=name, summary=summary, options=options, factory=NoiseAttack, modality=modality
+    )
 
 
 class NoisePlugin:
@@ -276,8 +316,9 @@ def isolated_registry(load_entry_points: bool = True) -> Iterator[PluginRegistry
 
 
 @contextlib.contextmanager
-def registered_plugin(plugin: Any, name: str | None = None,
-                      registry: PluginRegistry | None = None) -> Iterator[PluginRegistry]:
+def registered_plugin(
+    plugin: Any, name: str | None = None, registry: PluginRegistry | None = None
+) -> Iterator[PluginRegistry]:
     """Register ``plugin`` (module, class instance or object with hookimpls) inside a block.
 
     A plugin already registered in ``registry`` (a package under test that is also installed,

@@ -31,8 +31,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
 from vladv.backbone import Backbone
-from vladv.checkpoints import (atomic_torch_save, load_into, load_state_dict, load_torch_file,
-                               read_metadata, save_state_dict)
+from vladv.checkpoints import (
+    atomic_torch_save,
+    load_into,
+    load_state_dict,
+    load_torch_file,
+    read_metadata,
+    save_state_dict,
+)
 from vladv.console import get_console, make_progress
 from vladv.distributed import barrier, is_distributed, is_main, rank, world_size
 from vladv.errors import CheckpointError
@@ -46,8 +52,9 @@ def step_generator(seed: int, step: int, *salt: object) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(seed, step, *salt))
 
 
-def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor,
-                     logit_scale: torch.Tensor) -> torch.Tensor:
+def contrastive_loss(
+    image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
     """CLIP's symmetric InfoNCE over a batch of aligned pairs (row i ↔ column i)."""
     logits = logit_scale * image_emb.float() @ text_emb.float().T
     target = torch.arange(logits.shape[0], device=logits.device)
@@ -68,15 +75,22 @@ class _StepBatches(Sampler[list[int]]):
     """Image-index batches for steps ``start..steps-1``: a seeded permutation per epoch."""
 
     def __init__(self, n_images: int, batch_size: int, steps: int, seed: int, start: int = 0):
-        self.n, self.bs, self.steps, self.seed, self.start = n_images, batch_size, steps, seed, start
+        self.n, self.bs, self.steps, self.seed, self.start = (
+            n_images,
+            batch_size,
+            steps,
+            seed,
+            start,
+        )
         self.per_epoch = max(n_images // batch_size, 1)
 
     def indices(self, step: int) -> list[int]:
         """This rank's share of the step's global batch (all of it in a single process)."""
         epoch, offset = divmod(step, self.per_epoch)
-        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(
-            derive_seed(self.seed, "epoch", epoch)))
-        return perm[offset * self.bs:(offset + 1) * self.bs][rank()::world_size()].tolist()
+        perm = torch.randperm(
+            self.n, generator=torch.Generator().manual_seed(derive_seed(self.seed, "epoch", epoch))
+        )
+        return perm[offset * self.bs : (offset + 1) * self.bs][rank() :: world_size()].tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
         for step in range(self.start, self.steps):
@@ -93,8 +107,14 @@ def _collate(items: Sequence[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, t
 class PairSampler:
     """Deterministic training batches of images with one pool text each."""
 
-    def __init__(self, dataset: ImageTextDataset, batch_size: int, seed: int,
-                 pools: Sequence[Sequence[str]] | None = None, num_workers: int = 0):
+    def __init__(
+        self,
+        dataset: ImageTextDataset,
+        batch_size: int,
+        seed: int,
+        pools: Sequence[Sequence[str]] | None = None,
+        num_workers: int = 0,
+    ):
         if len(dataset) < 2:
             raise ValueError("training needs at least two images")
         self.dataset = dataset
@@ -106,12 +126,15 @@ class PairSampler:
 
     def batches(self, steps: int, start: int, device: torch.device) -> Iterator[TrainBatch]:
         sampler = _StepBatches(len(self.dataset), self.batch_size, steps, self.seed, start)
-        loader = DataLoader(self.dataset, batch_sampler=sampler, collate_fn=_collate,
-                            num_workers=self.num_workers)
+        loader = DataLoader(
+            self.dataset, batch_sampler=sampler, collate_fn=_collate, num_workers=self.num_workers
+        )
         for step, (images, ids) in enumerate(loader, start=start):
             # the text of image i at a step depends on (seed, step, i) only: same on any rank
-            texts = [self.pools[i][derive_seed(self.seed, step, "text", i) % len(self.pools[i])]
-                     for i in ids.tolist()]
+            texts = [
+                self.pools[i][derive_seed(self.seed, step, "text", i) % len(self.pools[i])]
+                for i in ids.tolist()
+            ]
             yield TrainBatch(step, images.to(device, non_blocking=True), texts, ids)
 
 
@@ -128,9 +151,14 @@ class TrainingOptions:
     checkpoint_every: int = option(50, "steps between resumable checkpoints", min=1)
 
     def schedule(self) -> Schedule:
-        return Schedule(steps=self.steps, lr=self.lr, weight_decay=self.weight_decay,
-                        warmup=min(self.warmup, self.steps), grad_clip=self.grad_clip,
-                        checkpoint_every=self.checkpoint_every)
+        return Schedule(
+            steps=self.steps,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            warmup=min(self.warmup, self.steps),
+            grad_clip=self.grad_clip,
+            checkpoint_every=self.checkpoint_every,
+        )
 
 
 @dataclass(frozen=True)
@@ -164,9 +192,17 @@ def train_autocast(ctx: Context) -> contextlib.AbstractContextManager:
 LossFn = Callable[[TrainBatch], torch.Tensor]
 
 
-def train(model: Backbone, parameters: Sequence[torch.nn.Parameter], sampler: PairSampler,
-          loss_fn: LossFn, schedule: Schedule, ctx: Context, workdir: Path | None,
-          label: str = "train", on_step: Callable[[int, float], None] | None = None) -> list[float]:
+def train(
+    model: Backbone,
+    parameters: Sequence[torch.nn.Parameter],
+    sampler: PairSampler,
+    loss_fn: LossFn,
+    schedule: Schedule,
+    ctx: Context,
+    workdir: Path | None,
+    label: str = "train",
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[float]:
     """Optimize ``parameters`` of ``model`` on ``loss_fn``; resume from ``workdir`` if possible.
 
     Parameters not listed are frozen (``requires_grad=False``) for the duration. Returns the
@@ -184,7 +220,8 @@ def train(model: Backbone, parameters: Sequence[torch.nn.Parameter], sampler: Pa
     if is_distributed():  # DistributedDataParallel over a module whose forward is the loss
         ddp = DistributedDataParallel(
             _LossModule(model, loss_fn),
-            device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+            device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+        )
         compute_loss = ddp
     console = get_console(ctx)
     if start:
@@ -192,10 +229,14 @@ def train(model: Backbone, parameters: Sequence[torch.nn.Parameter], sampler: Pa
     losses: list[float] = []
     model.train()
     try:
-        with make_progress(ctx, TextColumn("loss {task.fields[loss]:.4f}"),
-                           TextColumn("{task.fields[rate]:.0f} img/s")) as progress:
-            task = progress.add_task(label, total=schedule.steps, completed=start, loss=float("nan"),
-                                     rate=0.0)
+        with make_progress(
+            ctx,
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("{task.fields[rate]:.0f} img/s"),
+        ) as progress:
+            task = progress.add_task(
+                label, total=schedule.steps, completed=start, loss=float("nan"), rate=0.0
+            )
             tick = time.perf_counter()
             for batch in sampler.batches(schedule.steps, start, ctx.device):
                 with train_autocast(ctx):
@@ -211,12 +252,14 @@ def train(model: Backbone, parameters: Sequence[torch.nn.Parameter], sampler: Pa
                 value = float(loss.detach())
                 losses.append(value)
                 now = time.perf_counter()
-                progress.update(task, advance=1, loss=value,
-                                rate=len(batch.texts) / max(now - tick, 1e-9))
+                progress.update(
+                    task, advance=1, loss=value, rate=len(batch.texts) / max(now - tick, 1e-9)
+                )
                 tick = now
                 done = batch.step + 1
-                if workdir is not None and (done % schedule.checkpoint_every == 0
-                                            or done == schedule.steps):
+                if workdir is not None and (
+                    done % schedule.checkpoint_every == 0 or done == schedule.steps
+                ):
                     if is_main():
                         _checkpoint(model, optimizer, scheduler, done, workdir)
                     barrier()
@@ -241,8 +284,9 @@ class _LossModule(torch.nn.Module):
         return self.loss_fn(batch)
 
 
-def _checkpoint(model: Backbone, optimizer: torch.optim.Optimizer, scheduler, step: int,
-                workdir: Path) -> None:
+def _checkpoint(
+    model: Backbone, optimizer: torch.optim.Optimizer, scheduler, step: int, workdir: Path
+) -> None:
     """Weights (safetensors, tagged with the step) and optimizer state, each written through a
     temporary file unique to this process: concurrent trainings never share a temporary file."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -251,8 +295,13 @@ def _checkpoint(model: Backbone, optimizer: torch.optim.Optimizer, scheduler, st
     atomic_torch_save(state, workdir / "train_state.pt")
 
 
-def _resume(model: Backbone, optimizer: torch.optim.Optimizer, scheduler,
-            workdir: Path | None, steps: int | None = None) -> int:
+def _resume(
+    model: Backbone,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    workdir: Path | None,
+    steps: int | None = None,
+) -> int:
     """The step to resume from (0: start afresh), with model and optimizer restored.
 
     An unusable resume state (corrupt, a pickle payload, from another model, weights and
@@ -270,27 +319,44 @@ def _resume(model: Backbone, optimizer: torch.optim.Optimizer, scheduler,
         if not isinstance(state, dict) or not {"step", "optimizer", "scheduler"} <= set(state):
             raise CheckpointError("train_state.pt is not a vladv training state")
         step = state["step"]
-        if isinstance(step, bool) or not isinstance(step, int) or not (
-                0 < step <= (steps if steps is not None else step)):
+        if (
+            isinstance(step, bool)
+            or not isinstance(step, int)
+            or not (0 < step <= (steps if steps is not None else step))
+        ):
             raise CheckpointError(f"step {step!r:.40} is outside this schedule")
         if read_metadata(workdir / "last.safetensors").get("step", str(step)) != str(step):
             raise CheckpointError("weights and optimizer state are from different steps")
-        load_into(model, load_state_dict(workdir / "last.safetensors"),
-                  workdir / "last.safetensors", "the model being trained")
+        load_into(
+            model,
+            load_state_dict(workdir / "last.safetensors"),
+            workdir / "last.safetensors",
+            "the model being trained",
+        )
         optimizer.load_state_dict(state["optimizer"])
         for param, slots in optimizer.state.items():
             for value in slots.values():
                 if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
                     raise CheckpointError("optimizer state does not fit the parameters")
         scheduler.load_state_dict(state["scheduler"])
-    except (CheckpointError, RuntimeError, KeyError, ValueError, TypeError, AttributeError,
-            IndexError) as exc:
+    except (
+        CheckpointError,
+        RuntimeError,
+        KeyError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+    ) as exc:
         model.load_state_dict(backup)
         optimizer.load_state_dict(fresh_optimizer)
         scheduler.load_state_dict(fresh_scheduler)
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        get_console().print(f"[yellow]warning[/]: discarding unusable resume state in "
-                            f"{escape(str(workdir))} ({escape(reason)}); training afresh",
-                            highlight=False, soft_wrap=True)
+        get_console().print(
+            f"[yellow]warning[/]: discarding unusable resume state in "
+            f"{escape(str(workdir))} ({escape(reason)}); training afresh",
+            highlight=False,
+            soft_wrap=True,
+        )
         return 0
     return step

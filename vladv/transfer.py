@@ -46,12 +46,14 @@ FORMAT = 1
 
 def _fixed(kind: str, name: str, given: Mapping[str, Any], res: Resolver) -> dict[str, Any]:
     """The grid's options for plugin ``name`` without sweeps: a source takes fixed values only."""
-    return {k: v for k, v in given.items()
-            if not _is_sweep(kind, name, k.rpartition(".")[2], v, res)}
+    return {
+        k: v for k, v in given.items() if not _is_sweep(kind, name, k.rpartition(".")[2], v, res)
+    }
 
 
-def source_keys(grid: GridSpec, key: ModelKey, res: Resolver | None = None
-                ) -> list[ModelKey | None]:
+def source_keys(
+    grid: GridSpec, key: ModelKey, res: Resolver | None = None
+) -> list[ModelKey | None]:
     """The sources of the target ``key``'s cells, in grid order; None is white-box.
 
     A source takes the grid's fixed (not swept) options for its plugins, its inline options on
@@ -71,19 +73,25 @@ def source_keys(grid: GridSpec, key: ModelKey, res: Resolver | None = None
 
         def chosen(kind: str, name: str, inline: Sequence[tuple[str, Any]]) -> dict[str, Any]:
             given = _fixed(kind, name, opts.get(kind, {}), res)
-            return {**options_for(kind, name, given, names[kind], res)[0],
-                    **typed(kind, name, inline, res)}
+            return {
+                **options_for(kind, name, given, names[kind], res)[0],
+                **typed(kind, name, inline, res),
+            }
 
         augs: dict[str, tuple] = {}
         if spec.defense != NONE:
             for a, o in spec.augmenters + tuple((a, ()) for a in grid.augment):
                 augs.setdefault(a, o)
-        src = ModelKey(spec.backbone, _freeze(chosen("backbone", spec.backbone,
-                                                     spec.backbone_options)),
-                       key.dataset, key.dataset_options, spec.defense,
-                       _freeze(chosen("defense", spec.defense, spec.defense_options)),
-                       tuple((a, _freeze(chosen("augmenter", a, o))) for a, o in augs.items()),
-                       key.seed)
+        src = ModelKey(
+            spec.backbone,
+            _freeze(chosen("backbone", spec.backbone, spec.backbone_options)),
+            key.dataset,
+            key.dataset_options,
+            spec.defense,
+            _freeze(chosen("defense", spec.defense, spec.defense_options)),
+            tuple((a, _freeze(chosen("augmenter", a, o))) for a, o in augs.items()),
+            key.seed,
+        )
         out.append(None if src == key else src)
     return list(dict.fromkeys(out))
 
@@ -110,19 +118,41 @@ class Crafted:
         return AttackOutput(images, [self.texts[int(t)] for t in batch.text_ids])
 
 
-def craft_key(source: Mapping[str, Any], attack: Mapping[str, Any], dataset: Mapping[str, Any],
-              seed: int, precision: str, batch_size: int) -> str:
+def craft_key(
+    source: Mapping[str, Any],
+    attack: Mapping[str, Any],
+    dataset: Mapping[str, Any],
+    seed: int,
+    precision: str,
+    batch_size: int,
+) -> str:
     """Content address of the examples of one (source, attack, dataset, seed) under a setting."""
-    return config_hash({"format": FORMAT, "source": source, "attack": attack, "dataset": dataset,
-                        "seed": seed, "precision": precision, "batch_size": batch_size})
+    return config_hash(
+        {
+            "format": FORMAT,
+            "source": source,
+            "attack": attack,
+            "dataset": dataset,
+            "seed": seed,
+            "precision": precision,
+            "batch_size": batch_size,
+        }
+    )
 
 
 def craft_folder(ctx: Context, attack_name: str, key: str) -> Path:
     return ctx.cache_dir("transfer", f"{attack_name}-{key}")
 
 
-def craft(model: Backbone, dataset: ImageTextDataset, attack: Attack, attack_name: str,
-          clean: Any, ctx: Context, batch_size: int) -> Crafted:
+def craft(
+    model: Backbone,
+    dataset: ImageTextDataset,
+    attack: Attack,
+    attack_name: str,
+    clean: Any,
+    ctx: Context,
+    batch_size: int,
+) -> Crafted:
     """Attack every batch of ``dataset`` on ``model`` (the source), as a white-box run would.
 
     The batches, the clean embeddings the attack sees and its generators are those of
@@ -132,14 +162,22 @@ def craft(model: Backbone, dataset: ImageTextDataset, attack: Attack, attack_nam
     start = time.perf_counter()
     n_img, n_txt = len(dataset), len(dataset.captions)
     deltas, img_ids, texts, txt_ids = [], [], [], []
-    loader = pair_loader(dataset, batch_size, ctx.num_workers,
-                         indices=distributed.batch_shards(n_img, batch_size))
+    loader = pair_loader(
+        dataset, batch_size, ctx.num_workers, indices=distributed.batch_shards(n_img, batch_size)
+    )
     for batch in track(loader, f"craft {attack_name}", ctx, total=len(loader)):
-        batch = PairBatch(batch.images, batch.texts, batch.txt2img, batch.image_ids,
-                          batch.text_ids, clean.image_emb[batch.image_ids],
-                          clean.text_emb[batch.text_ids]).to(ctx.device)
-        out = attack.perturb(model, batch, ctx.generator("attack", attack_name,
-                                                         int(batch.image_ids[0])))
+        batch = PairBatch(
+            batch.images,
+            batch.texts,
+            batch.txt2img,
+            batch.image_ids,
+            batch.text_ids,
+            clean.image_emb[batch.image_ids],
+            clean.text_emb[batch.text_ids],
+        ).to(ctx.device)
+        out = attack.perturb(
+            model, batch, ctx.generator("attack", attack_name, int(batch.image_ids[0]))
+        )
         deltas.append((out.images.detach().float() - batch.images).cpu().half())
         img_ids.append(batch.image_ids)
         texts.extend(out.texts)
@@ -150,8 +188,9 @@ def craft(model: Backbone, dataset: ImageTextDataset, attack: Attack, attack_nam
         for t, s in zip(ids, strings, strict=True):
             all_texts[t] = s
     changed = bool(delta.ne(0).any()) or not torch.isfinite(delta).all()
-    return Crafted(delta if changed else None, all_texts,
-                   {"seconds": round(time.perf_counter() - start, 3)})
+    return Crafted(
+        delta if changed else None, all_texts, {"seconds": round(time.perf_counter() - start, 3)}
+    )
 
 
 def save_crafted(folder: Path, crafted: Crafted) -> None:
@@ -160,9 +199,15 @@ def save_crafted(folder: Path, crafted: Crafted) -> None:
 
     if crafted.delta is not None:
         save_state_dict({"delta": crafted.delta}, folder / "delta.safetensors")
-    atomic_write_json(folder / "crafted.json", {**crafted.meta, "format": FORMAT,
-                                                "images": crafted.delta is not None,
-                                                "texts": crafted.texts})
+    atomic_write_json(
+        folder / "crafted.json",
+        {
+            **crafted.meta,
+            "format": FORMAT,
+            "images": crafted.delta is not None,
+            "texts": crafted.texts,
+        },
+    )
 
 
 def load_crafted(folder: Path) -> Crafted | None:
@@ -182,7 +227,12 @@ def load_crafted(folder: Path) -> Crafted | None:
 
 def check_fits(crafted: Crafted, dataset: ImageTextDataset) -> bool:
     """Whether cached examples belong to this split (data identity, caption count, image shape)."""
-    if len(crafted.texts) != len(dataset.captions) or crafted.meta.get("data") != dataset.describe():
+    if (
+        len(crafted.texts) != len(dataset.captions)
+        or crafted.meta.get("data") != dataset.describe()
+    ):
         return False
-    return crafted.delta is None or (crafted.delta.shape[0] == len(dataset) and
-                                     crafted.delta.shape[1:] == dataset.load_image(0).shape)
+    return crafted.delta is None or (
+        crafted.delta.shape[0] == len(dataset)
+        and crafted.delta.shape[1:] == dataset.load_image(0).shape
+    )

@@ -160,8 +160,9 @@ class Context:
         if home.exists() and not home.is_dir():
             from vladv.errors import StorageError
 
-            raise StorageError(f"the vladv home {home} is a file, not a folder; set VLADV_HOME "
-                               f"to a folder")
+            raise StorageError(
+                f"the vladv home {home} is a file, not a folder; set VLADV_HOME to a folder"
+            )
         return ensure_dir(home.joinpath(*parts), "cache folder")
 
 
@@ -190,8 +191,13 @@ class PairBatch:
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device)
 
-        return dataclasses.replace(self, images=self.images.to(device), txt2img=self.txt2img.to(device),
-                                   image_emb=move(self.image_emb), text_emb=move(self.text_emb))
+        return dataclasses.replace(
+            self,
+            images=self.images.to(device),
+            txt2img=self.txt2img.to(device),
+            image_emb=move(self.image_emb),
+            text_emb=move(self.text_emb),
+        )
 
     def clean_image_embeddings(self, backbone: Backbone) -> torch.Tensor:
         """Normalized clean image embeddings (B, D): the runner's cached ones, else computed."""
@@ -242,8 +248,13 @@ class ImageTextDataset(torch.utils.data.Dataset, ABC):
     def describe(self) -> dict[str, Any]:
         """Identity of the data, for records: name, split, counts and a hash of the captions."""
         digest = hashlib.sha256("\n".join(self.captions).encode()).hexdigest()[:16]
-        return {"name": self.name, "split": self.split, "images": len(self),
-                "texts": len(self.captions), "captions_sha256": digest}
+        return {
+            "name": self.name,
+            "split": self.split,
+            "images": len(self),
+            "texts": len(self.captions),
+            "captions_sha256": digest,
+        }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -292,7 +303,9 @@ class Attack(ABC):
         """The budget this attack respects."""
 
     @abstractmethod
-    def perturb(self, backbone: Backbone, batch: PairBatch, generator: torch.Generator) -> AttackOutput:
+    def perturb(
+        self, backbone: Backbone, batch: PairBatch, generator: torch.Generator
+    ) -> AttackOutput:
         """Attack ``batch`` against ``backbone`` and return the adversarial batch."""
 
 
@@ -309,8 +322,9 @@ class Defense(ABC):
         self.workdir: Path | None = None
 
     @abstractmethod
-    def fit(self, backbone: Backbone, train: ImageTextDataset,
-            augmenters: Sequence[Augmenter]) -> Backbone:
+    def fit(
+        self, backbone: Backbone, train: ImageTextDataset, augmenters: Sequence[Augmenter]
+    ) -> Backbone:
         """Return the defended backbone (it may be ``backbone`` itself, trained in place)."""
 
 

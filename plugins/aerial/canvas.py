@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import Iterator
 
 import numpy as np
+
 from vladv_plugins.aerial.world import REGIONS
 
 Color = tuple[float, float, float] | np.ndarray
@@ -61,8 +62,15 @@ class Canvas:
         u, v = self.local(cx, cy, theta)
         return (np.sqrt((u / a) ** 2 + (v / b) ** 2) - 1.0) * min(a, b)
 
-    def band(self, axis: str, center: float, half: float, wobble: float = 0.0,
-             freq: float = 1.0, phase: float = 0.0) -> np.ndarray:
+    def band(
+        self,
+        axis: str,
+        center: float,
+        half: float,
+        wobble: float = 0.0,
+        freq: float = 1.0,
+        phase: float = 0.0,
+    ) -> np.ndarray:
         """A (wavy) band: horizontal ('h'), vertical ('v') or diagonal ('d', top left → bottom right)."""
         if axis == "h":
             along, across = self.X, self.Y - center
@@ -83,11 +91,14 @@ def smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     return rows[:, i] * (1 - f)[None, :] + rows[:, i + 1] * f[None, :]
 
 
-def texture(cv: Canvas, rng: np.random.Generator, base: Color, amp: float = 0.06,
-            grain: float = 0.025) -> None:
+def texture(
+    cv: Canvas, rng: np.random.Generator, base: Color, amp: float = 0.06, grain: float = 0.025
+) -> None:
     base = np.asarray(base, dtype=np.float32) * rng.uniform(0.93, 1.07)
     n = amp * smooth_noise(rng, cv.S, 5) + 0.6 * amp * smooth_noise(rng, cv.S, 13)
-    cv.img[:] = base + n[..., None] + grain * rng.standard_normal((cv.S, cv.S, 1)).astype(np.float32)
+    cv.img[:] = (
+        base + n[..., None] + grain * rng.standard_normal((cv.S, cv.S, 1)).astype(np.float32)
+    )
 
 
 GRASS = (0.34, 0.55, 0.22)
@@ -97,14 +108,27 @@ ASPHALT = (0.3, 0.3, 0.32)
 CONCRETE = (0.62, 0.62, 0.6)
 
 
-def trees(cv: Canvas, rng: np.random.Generator, n: int, avoid: tuple | None = None,
-          land: np.ndarray | None = None, color: Color = (0.1, 0.32, 0.1)) -> None:
+def trees(
+    cv: Canvas,
+    rng: np.random.Generator,
+    n: int,
+    avoid: tuple | None = None,
+    land: np.ndarray | None = None,
+    color: Color = (0.1, 0.32, 0.1),
+) -> None:
     """``n`` tree crowns at random places (outside the box ``avoid``; on ``land`` pixels only)."""
     for _ in range(n):
         x, y = rng.uniform(0.03, 0.97, 2)
-        if avoid and avoid[0] - 0.05 < x < avoid[2] + 0.05 and avoid[1] - 0.05 < y < avoid[3] + 0.05:
+        if (
+            avoid
+            and avoid[0] - 0.05 < x < avoid[2] + 0.05
+            and avoid[1] - 0.05 < y < avoid[3] + 0.05
+        ):
             continue
-        if land is not None and not land[min(int(y * cv.S), cv.S - 1), min(int(x * cv.S), cv.S - 1)]:
+        if (
+            land is not None
+            and not land[min(int(y * cv.S), cv.S - 1), min(int(x * cv.S), cv.S - 1)]
+        ):
             continue
         r = rng.uniform(0.018, 0.03)
         cv.paint(cv.ellipse(x + 0.008, y + 0.008, r, r), (0.1, 0.18, 0.08), 0.5)
@@ -129,8 +153,15 @@ def _shadow(cv, sd):
     cv.paint(sd, (0.05, 0.05, 0.05), 0.45)
 
 
-def draw_object(cv: Canvas, rng: np.random.Generator, shape: str, x: float, y: float,
-                color: Color, along: float = 0.0) -> None:
+def draw_object(
+    cv: Canvas,
+    rng: np.random.Generator,
+    shape: str,
+    x: float,
+    y: float,
+    color: Color,
+    along: float = 0.0,
+) -> None:
     col = np.asarray(color, dtype=np.float32) * rng.uniform(0.9, 1.05)
     theta = float(rng.integers(2)) * np.pi / 2 + rng.uniform(-0.1, 0.1)
     if shape in ("house", "factory"):
@@ -156,8 +187,10 @@ def draw_object(cv: Canvas, rng: np.random.Generator, shape: str, x: float, y: f
     elif shape == "car":
         _shadow(cv, cv.box(x + 0.008, y + 0.008, 0.04, 0.024, theta))
         cv.paint(cv.box(x, y, 0.04, 0.024, theta), col)
-        cv.paint(cv.box(x + 0.008 * np.cos(theta), y + 0.008 * np.sin(theta), 0.01, 0.02, theta),
-                 col * 0.55)
+        cv.paint(
+            cv.box(x + 0.008 * np.cos(theta), y + 0.008 * np.sin(theta), 0.01, 0.02, theta),
+            col * 0.55,
+        )
     elif shape in ("boat", "ship"):
         a, b = (0.034, 0.013) if shape == "boat" else (0.065, 0.022)
         theta = along + rng.uniform(-0.15, 0.15)
@@ -193,20 +226,32 @@ def draw_object(cv: Canvas, rng: np.random.Generator, shape: str, x: float, y: f
 
 _PATTERNS = {
     1: [[(0.5, 0.5)]],
-    2: [[(0.25, 0.5), (0.75, 0.5)], [(0.5, 0.25), (0.5, 0.75)], [(0.27, 0.27), (0.73, 0.73)],
-        [(0.73, 0.27), (0.27, 0.73)]],
-    3: [[(0.14, 0.5), (0.5, 0.5), (0.86, 0.5)], [(0.5, 0.14), (0.5, 0.5), (0.5, 0.86)],
-        [(0.25, 0.27), (0.75, 0.27), (0.5, 0.75)], [(0.5, 0.25), (0.25, 0.75), (0.75, 0.75)]],
+    2: [
+        [(0.25, 0.5), (0.75, 0.5)],
+        [(0.5, 0.25), (0.5, 0.75)],
+        [(0.27, 0.27), (0.73, 0.73)],
+        [(0.73, 0.27), (0.27, 0.73)],
+    ],
+    3: [
+        [(0.14, 0.5), (0.5, 0.5), (0.86, 0.5)],
+        [(0.5, 0.14), (0.5, 0.5), (0.5, 0.86)],
+        [(0.25, 0.27), (0.75, 0.27), (0.5, 0.75)],
+        [(0.5, 0.25), (0.25, 0.75), (0.75, 0.75)],
+    ],
     4: [[(0.25, 0.25), (0.75, 0.25), (0.25, 0.75), (0.75, 0.75)]],
     5: [[(0.2, 0.2), (0.8, 0.2), (0.5, 0.5), (0.2, 0.8), (0.8, 0.8)]],
 }
 
 
-def object_positions(rng: np.random.Generator, region: str, count: int) -> list[tuple[float, float]]:
+def object_positions(
+    rng: np.random.Generator, region: str, count: int
+) -> list[tuple[float, float]]:
     x0, y0, x1, y1 = REGIONS[region]
     w, h = x1 - x0, y1 - y0
     if max(w, h) > 1.5 * min(w, h):  # elongated region: a row along its long side
-        pts = [((i + 0.5) / count, 0.5) if w > h else (0.5, (i + 0.5) / count) for i in range(count)]
+        pts = [
+            ((i + 0.5) / count, 0.5) if w > h else (0.5, (i + 0.5) / count) for i in range(count)
+        ]
     else:
         options = _PATTERNS[count]
         pts = options[int(rng.integers(len(options)))]

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+
 from vladv_plugins.aerial.world import (
     COUNT_WORDS,
     MANY,
@@ -31,15 +32,30 @@ from vladv_plugins.aerial.world import (
 )
 
 _ROOFED = ("house", "factory", "grid")
-_VIEW_A = ("an aerial photo", "a satellite image", "an aerial image", "a top-down view",
-           "an overhead image", "a remote sensing image")
+_VIEW_A = (
+    "an aerial photo",
+    "a satellite image",
+    "an aerial image",
+    "a top-down view",
+    "an overhead image",
+    "a remote sensing image",
+)
 SIZE_WORDS = {"small": ("small", "little", "tiny"), "large": ("large", "big", "huge")}
-TREE_PHRASES = {"none": ("without any trees", "with no trees", "with no trees around"),
-                "few": ("with a few trees", "with some scattered trees", "with a few trees around"),
-                "many": ("with many trees", "surrounded by lots of trees", "with plenty of trees")}
-GROUND_ADJ = {"green": ("green", "lush"), "dry": ("dry", "brown"), "snowy": ("snowy", "snow-covered")}
-GROUND_CLAUSES = {"green": ("with green grass", "in summer"), "dry": ("with dry grass", "in a dry season"),
-                  "snowy": ("covered with snow", "in winter")}
+TREE_PHRASES = {
+    "none": ("without any trees", "with no trees", "with no trees around"),
+    "few": ("with a few trees", "with some scattered trees", "with a few trees around"),
+    "many": ("with many trees", "surrounded by lots of trees", "with plenty of trees"),
+}
+GROUND_ADJ = {
+    "green": ("green", "lush"),
+    "dry": ("dry", "brown"),
+    "snowy": ("snowy", "snow-covered"),
+}
+GROUND_CLAUSES = {
+    "green": ("with green grass", "in summer"),
+    "dry": ("with dry grass", "in a dry season"),
+    "snowy": ("covered with snow", "in winter"),
+}
 
 
 @dataclass(frozen=True)
@@ -61,9 +77,12 @@ class CaptionStyle:
 
 
 HUMAN = CaptionStyle(detailed=0.7)
-DETAILED = CaptionStyle(count=1.0, color=1.0, size=1.0, position=1.0, layout=1.0, trees=1.0, ground=1.0)
-MACHINE = CaptionStyle(count=0.95, color=0.95, size=0.9, position=0.9, layout=0.9, trees=0.9,
-                       ground=0.9)
+DETAILED = CaptionStyle(
+    count=1.0, color=1.0, size=1.0, position=1.0, layout=1.0, trees=1.0, ground=1.0
+)
+MACHINE = CaptionStyle(
+    count=0.95, color=0.95, size=0.9, position=0.9, layout=0.9, trees=0.9, ground=0.9
+)
 
 
 def _pick(rng: np.random.Generator, options: tuple[str, ...] | list[str]) -> str:
@@ -94,22 +113,36 @@ def object_phrase(s: Scene, rng: np.random.Generator, style: CaptionStyle = HUMA
         many = _pick(rng, MANY)
         if not c:
             return f"{many} {size}houses"
-        return _pick(rng, (f"{many} {size}houses with {c} roofs", f"{many} {c} roofs",
-                           f"{many} {size}houses with {c} roofs"))
+        return _pick(
+            rng,
+            (
+                f"{many} {size}houses with {c} roofs",
+                f"{many} {c} roofs",
+                f"{many} {size}houses with {c} roofs",
+            ),
+        )
     if s.count == 1:
         cw = _pick(rng, COUNT_WORDS[1]) if rng.random() < style.count else "a"
         roof = st.shape in _ROOFED
         variants = [f"{cw} {size}{c} {sg}"]
         if c:
-            variants.append(f"{cw} {size}{sg} with a {c} roof" if roof else f"{cw} {size}{sg} painted {c}")
+            variants.append(
+                f"{cw} {size}{sg} with a {c} roof" if roof else f"{cw} {size}{sg} painted {c}"
+            )
         phrase = re.sub(r"\s+", " ", _pick(rng, variants))
         if phrase.startswith("a "):
             phrase = _article(phrase[2:]) + phrase[1:]
         return phrase
-    cw = _pick(rng, COUNT_WORDS[s.count]) if rng.random() < style.count else _pick(rng, ("some", "several"))
+    cw = (
+        _pick(rng, COUNT_WORDS[s.count])
+        if rng.random() < style.count
+        else _pick(rng, ("some", "several"))
+    )
     variants = [f"{cw} {size}{c} {pl}"]
     if c:
-        variants.append(f"{cw} {size}{pl} with {c} roofs" if st.shape in _ROOFED else f"{cw} {size}{pl} in {c}")
+        variants.append(
+            f"{cw} {size}{pl} with {c} roofs" if st.shape in _ROOFED else f"{cw} {size}{pl} in {c}"
+        )
     return re.sub(r"\s+", " ", _pick(rng, variants))
 
 
@@ -151,7 +184,9 @@ def _join(extras: list[str]) -> str:
     return ", ".join(extras[:-1]) + " and " + extras[-1]
 
 
-def human_caption(s: Scene, frame: int, rng: np.random.Generator, style: CaptionStyle = HUMAN) -> str:
+def human_caption(
+    s: Scene, frame: int, rng: np.random.Generator, style: CaptionStyle = HUMAN
+) -> str:
     """One human-style caption of ``s`` in sentence frame ``frame`` (0..N_FRAMES-1)."""
     if style.detailed and rng.random() < style.detailed:
         style = DETAILED
@@ -164,13 +199,17 @@ def human_caption(s: Scene, frame: int, rng: np.random.Generator, style: Caption
     if frame == 0:
         text = f"{_pick(rng, OPENERS)} {scene} with {objs} {pos}" + (f", {ext}" if ext else "")
     elif frame == 1:
-        text = f"{there} {objs} {pos} in this {_pick(rng, VIEWS)} of {scene}" + (f" {ext}" if ext else "")
+        text = f"{there} {objs} {pos} in this {_pick(rng, VIEWS)} of {scene}" + (
+            f" {ext}" if ext else ""
+        )
     elif frame == 2:
         text = f"{scene} {ext}; {objs} {be} {pos}" if pos else f"{scene} {ext}; {objs} {be} here"
     elif frame == 3:
         text = f"{objs} {be} {pos or 'visible'} in {scene}" + (f" {ext}" if ext else "")
     elif frame == 4:
-        text = f"in this {_pick(rng, VIEWS)} of {scene} {there} {objs} {pos}" + (f", {ext}" if ext else "")
+        text = f"in this {_pick(rng, VIEWS)} of {scene} {there} {objs} {pos}" + (
+            f", {ext}" if ext else ""
+        )
     elif frame == 5:
         text = f"{_pick(rng, _VIEW_A)} showing {objs} {pos} in {scene}" + (f" {ext}" if ext else "")
     elif frame == 6:
@@ -183,7 +222,9 @@ def human_caption(s: Scene, frame: int, rng: np.random.Generator, style: Caption
 N_FRAMES = 8
 
 
-def machine_caption(s: Scene, frame: int, rng: np.random.Generator, style: CaptionStyle = MACHINE) -> str:
+def machine_caption(
+    s: Scene, frame: int, rng: np.random.Generator, style: CaptionStyle = MACHINE
+) -> str:
     """A captioning model's style: a few fixed frames, attributes listed in a fixed order."""
     st = SCENE_BY_KEY[s.scene]
     scene = st.names[0]
@@ -214,7 +255,9 @@ def machine_caption(s: Scene, frame: int, rng: np.random.Generator, style: Capti
     return _clean(f"{head} {scene} with {objs} {rest}")
 
 
-def captions_for(s: Scene, rng: np.random.Generator, k: int = 5, machine: bool = False) -> list[str]:
+def captions_for(
+    s: Scene, rng: np.random.Generator, k: int = 5, machine: bool = False
+) -> list[str]:
     """``k`` distinct captions of one scene (human style, or machine style)."""
     make, n_frames = (machine_caption, 3) if machine else (human_caption, N_FRAMES)
     order = [int(t) for t in rng.permutation(n_frames)]

@@ -27,8 +27,8 @@ def _gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
     k /= k.sum()
     pad = np.pad(img, ((radius, radius), (radius, radius), (0, 0)), mode="reflect")
     n = img.shape[0]
-    rows = sum(k[i] * pad[i:i + n, :, :] for i in range(len(k)))
-    return sum(k[i] * rows[:, i:i + n, :] for i in range(len(k)))
+    rows = sum(k[i] * pad[i : i + n, :, :] for i in range(len(k)))
+    return sum(k[i] * rows[:, i : i + n, :] for i in range(len(k)))
 
 
 def camera(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:

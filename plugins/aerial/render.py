@@ -7,6 +7,7 @@ bit-identically for the same seed.
 from __future__ import annotations
 
 import numpy as np
+
 from vladv_plugins.aerial.canvas import (
     ASPHALT,
     CONCRETE,
@@ -31,8 +32,16 @@ def _farmland(cv, rng, arg):
     xc = np.sort(rng.uniform(0.15, 0.85, int(rng.integers(1, 4))))
     yc = np.sort(rng.uniform(0.15, 0.85, int(rng.integers(1, 4))))
     cell = np.searchsorted(xc, cv.X) * (len(yc) + 1) + np.searchsorted(yc, cv.Y)
-    palette = np.array([(0.45, 0.62, 0.2), (0.72, 0.7, 0.32), (0.56, 0.44, 0.26),
-                        (0.33, 0.52, 0.18), (0.8, 0.74, 0.45)], dtype=np.float32)
+    palette = np.array(
+        [
+            (0.45, 0.62, 0.2),
+            (0.72, 0.7, 0.32),
+            (0.56, 0.44, 0.26),
+            (0.33, 0.52, 0.18),
+            (0.8, 0.74, 0.45),
+        ],
+        dtype=np.float32,
+    )
     n = (len(xc) + 1) * (len(yc) + 1)
     cols = palette[rng.integers(len(palette), size=n)]
     orient = rng.integers(2, size=n)
@@ -56,14 +65,25 @@ def _forest(cv, rng, arg):
 def _river(cv, rng, arg):
     texture(cv, rng, GRASS)
     half = rng.uniform(0.06, 0.08)
-    sd = cv.band(arg, 0.0 if arg == "d" else 0.5 + rng.uniform(-0.03, 0.03), half,
-                 rng.uniform(0.01, 0.03), rng.uniform(1, 2), rng.uniform())
+    sd = cv.band(
+        arg,
+        0.0 if arg == "d" else 0.5 + rng.uniform(-0.03, 0.03),
+        half,
+        rng.uniform(0.01, 0.03),
+        rng.uniform(1, 2),
+        rng.uniform(),
+    )
     cv.paint(sd - 0.012, (0.55, 0.5, 0.35))
     cv.paint(sd, WATER)
 
 
-_CORNER_XY = {"tl": (0.27, 0.27), "tr": (0.73, 0.27), "bl": (0.27, 0.73), "br": (0.73, 0.73),
-              "c": (0.5, 0.5)}
+_CORNER_XY = {
+    "tl": (0.27, 0.27),
+    "tr": (0.73, 0.27),
+    "bl": (0.27, 0.73),
+    "br": (0.73, 0.73),
+    "c": (0.5, 0.5),
+}
 
 
 def _lake(cv, rng, arg):
@@ -95,7 +115,9 @@ def _desert(cv, rng, arg):
     texture(cv, rng, (0.88, 0.66, 0.4), 0.04, 0.02)
     theta = rng.uniform(0, np.pi)
     u = cv.X * np.cos(theta) + cv.Y * np.sin(theta)
-    cv.img += (0.06 * np.sin(2 * np.pi * (rng.uniform(4, 7) * u + 0.3 * smooth_noise(rng, cv.S, 3))))[..., None]
+    cv.img += (
+        0.06 * np.sin(2 * np.pi * (rng.uniform(4, 7) * u + 0.3 * smooth_noise(rng, cv.S, 3)))
+    )[..., None]
     if arg:
         road(cv, rng, arg)
 
@@ -145,7 +167,9 @@ def _airport(cv, rng, arg):
     cv.paint(cv.band(arg, c, 0.085), (0.5, 0.5, 0.5))
     cv.paint(cv.band(arg, c, 0.06), (0.25, 0.25, 0.27))
     along = cv.X if arg == "h" else cv.Y
-    cv.paint(np.where(np.sin(along * 2 * np.pi * 6) > 0, cv.band(arg, c, 0.006), 1.0), (0.95, 0.95, 0.95))
+    cv.paint(
+        np.where(np.sin(along * 2 * np.pi * 6) > 0, cv.band(arg, c, 0.006), 1.0), (0.95, 0.95, 0.95)
+    )
 
 
 def _bridge(cv, rng, arg):
@@ -161,11 +185,18 @@ def _bridge(cv, rng, arg):
 
 def _playground(cv, rng, arg):
     texture(cv, rng, GRASS, 0.04)
-    cx, cy, hw, hh = {"left": (0.25, 0.5, 0.17, 0.38), "right": (0.75, 0.5, 0.17, 0.38),
-                      "top": (0.5, 0.25, 0.38, 0.17), "bottom": (0.5, 0.75, 0.38, 0.17)}[arg]
+    cx, cy, hw, hh = {
+        "left": (0.25, 0.5, 0.17, 0.38),
+        "right": (0.75, 0.5, 0.17, 0.38),
+        "top": (0.5, 0.25, 0.38, 0.17),
+        "bottom": (0.5, 0.75, 0.38, 0.17),
+    }[arg]
     r = min(hw, hh)
     u, v = cv.local(cx, cy)
-    sd = np.sqrt(np.maximum(np.abs(u) - (hw - r), 0) ** 2 + np.maximum(np.abs(v) - (hh - r), 0) ** 2) - r
+    sd = (
+        np.sqrt(np.maximum(np.abs(u) - (hw - r), 0) ** 2 + np.maximum(np.abs(v) - (hh - r), 0) ** 2)
+        - r
+    )
     cv.paint(sd, (0.75, 0.25, 0.2))
     cv.paint(sd + 0.04, (0.2, 0.6, 0.25))
     cv.paint(np.abs(sd + 0.02) - 0.003, (0.95, 0.9, 0.9), 0.6)
@@ -182,8 +213,10 @@ def _port(cv, rng, arg):
     for _ in range(int(rng.integers(3, 8))):  # containers on the quay
         a, d = rng.uniform(0.05, 0.95), rng.uniform(0.03, 0.18)
         x, y = {"left": (d, a), "right": (1 - d, a), "top": (a, d), "bottom": (a, 1 - d)}[arg]
-        cv.paint(cv.box(x, y, 0.03, 0.015, 0 if arg in ("top", "bottom") else np.pi / 2),
-                 np.array((0.55, 0.45, 0.35)) * rng.uniform(0.8, 1.2))
+        cv.paint(
+            cv.box(x, y, 0.03, 0.015, 0 if arg in ("top", "bottom") else np.pi / 2),
+            np.array((0.55, 0.45, 0.35)) * rng.uniform(0.8, 1.2),
+        )
 
 
 def _railway(cv, rng, arg, color, count, region):
@@ -206,10 +239,16 @@ def _railway(cv, rng, arg, color, count, region):
 
 OBJECT_SCALE = {"small": 0.72, "large": 1.18, None: 1.0}
 TREE_COUNTS = {"none": (0, 0), "few": (3, 5), "many": (12, 18)}
-_GROUND_TONE = {"dry": np.array((0.66, 0.57, 0.34), np.float32),
-                "snowy": np.array((0.93, 0.94, 0.96), np.float32)}
-_TREE_TONE = {"green": (0.1, 0.32, 0.1), "dry": (0.33, 0.3, 0.12), "snowy": (0.08, 0.24, 0.12),
-              None: (0.1, 0.32, 0.1)}
+_GROUND_TONE = {
+    "dry": np.array((0.66, 0.57, 0.34), np.float32),
+    "snowy": np.array((0.93, 0.94, 0.96), np.float32),
+}
+_TREE_TONE = {
+    "green": (0.1, 0.32, 0.1),
+    "dry": (0.33, 0.3, 0.12),
+    "snowy": (0.08, 0.24, 0.12),
+    None: (0.1, 0.32, 0.1),
+}
 
 
 def _tree_count(rng: np.random.Generator, amount: str | None) -> int:
@@ -222,8 +261,9 @@ def water_mask(img: np.ndarray) -> np.ndarray:
     return img[..., 2] - img[..., 0] > 0.2
 
 
-def apply_ground(cv: Canvas, ground: str | None, water: np.ndarray, canopy: bool = False,
-                 painted: bool = False) -> None:
+def apply_ground(
+    cv: Canvas, ground: str | None, water: np.ndarray, canopy: bool = False, painted: bool = False
+) -> None:
     """Turn the vegetation dry, or cover everything but water with snow (texture kept); under a
     ``canopy`` (a forest) snow only shows between the crowns; ``painted`` backgrounds (roofs,
     trains) keep their colours under the snow."""
@@ -238,8 +278,9 @@ def apply_ground(cv: Canvas, ground: str | None, water: np.ndarray, canopy: bool
         cover = np.maximum(green, 0.75 * grey) if painted else np.full_like(green, 0.85)
         weight = np.where(water, 0.0, cover)
         if canopy:
-            weight = weight * np.clip(1.6 * img.mean(axis=-1) / max(float(img.mean()), 1e-3) - 0.9,
-                                      0.15, 0.7)
+            weight = weight * np.clip(
+                1.6 * img.mean(axis=-1) / max(float(img.mean()), 1e-3) - 0.9, 0.15, 0.7
+            )
     lum = img.mean(axis=-1, keepdims=True)
     shaded = _GROUND_TONE[ground] * (0.8 + 0.4 * lum / max(float(lum.mean()), 1e-3))
     cv.img = img + weight[..., None] * (shaded - img)
@@ -284,11 +325,15 @@ def render(s: Scene, rng: np.random.Generator, size: int = 64) -> np.ndarray:
     elif s.scene == "railway-station":
         _railway(cv, rng, arg, s.color, s.count, s.region)
     water = water_mask(cv.img)
-    apply_ground(cv, s.ground, water, canopy=s.scene == "forest",
-                 painted=s.scene in ("dense-residential", "railway-station"))
+    apply_ground(
+        cv,
+        s.ground,
+        water,
+        canopy=s.scene == "forest",
+        painted=s.scene in ("dense-residential", "railway-station"),
+    )
     if s.trees is not None and s.scene != "dense-residential":
-        trees(cv, rng, _tree_count(rng, s.trees), land=~water,
-              color=_TREE_TONE[s.ground])
+        trees(cv, rng, _tree_count(rng, s.trees), land=~water, color=_TREE_TONE[s.ground])
     if s.region is not None and s.scene != "railway-station":
         along = 0.0 if (s.scene != "bridge" or arg == "h") else np.pi / 2
         if s.scene == "port":

@@ -16,18 +16,28 @@ from dataclasses import dataclass
 import numpy as np
 
 COLORS: dict[str, tuple[float, float, float]] = {
-    "red": (0.86, 0.14, 0.12), "blue": (0.14, 0.32, 0.88), "white": (0.97, 0.97, 0.95),
-    "yellow": (0.98, 0.86, 0.16), "orange": (0.98, 0.52, 0.08), "purple": (0.58, 0.2, 0.76),
-    "black": (0.07, 0.07, 0.08), "gray": (0.58, 0.58, 0.62), "green": (0.16, 0.68, 0.2),
+    "red": (0.86, 0.14, 0.12),
+    "blue": (0.14, 0.32, 0.88),
+    "white": (0.97, 0.97, 0.95),
+    "yellow": (0.98, 0.86, 0.16),
+    "orange": (0.98, 0.52, 0.08),
+    "purple": (0.58, 0.2, 0.76),
+    "black": (0.07, 0.07, 0.08),
+    "gray": (0.58, 0.58, 0.62),
+    "green": (0.16, 0.68, 0.2),
 }
 
 # region name -> box (x0, y0, x1, y1) in unit coordinates, y pointing down
 REGIONS: dict[str, tuple[float, float, float, float]] = {
-    "top left": (0.04, 0.04, 0.44, 0.44), "top right": (0.56, 0.04, 0.96, 0.44),
-    "bottom left": (0.04, 0.56, 0.44, 0.96), "bottom right": (0.56, 0.56, 0.96, 0.96),
+    "top left": (0.04, 0.04, 0.44, 0.44),
+    "top right": (0.56, 0.04, 0.96, 0.44),
+    "bottom left": (0.04, 0.56, 0.44, 0.96),
+    "bottom right": (0.56, 0.56, 0.96, 0.96),
     "center": (0.3, 0.3, 0.7, 0.7),
-    "left": (0.03, 0.36, 0.4, 0.64), "right": (0.6, 0.36, 0.97, 0.64),
-    "top": (0.36, 0.03, 0.64, 0.4), "bottom": (0.36, 0.6, 0.64, 0.97),
+    "left": (0.03, 0.36, 0.4, 0.64),
+    "right": (0.6, 0.36, 0.97, 0.64),
+    "top": (0.36, 0.03, 0.64, 0.4),
+    "bottom": (0.36, 0.6, 0.64, 0.97),
 }
 CORNERS = ("top left", "top right", "bottom left", "bottom right")
 SIDES = ("left", "right", "top", "bottom")
@@ -38,79 +48,173 @@ class SceneType:
     """A scene type: its names, its layouts, and the objects that populate it."""
 
     key: str
-    names: tuple[str, ...]          # noun phrases with article ("a farmland", ...)
-    layouts: tuple[str, ...]        # layout keys, see LAYOUT_PHRASES
-    noun: tuple[str, str]           # (singular, plural)
-    shape: str                      # renderer shape of the objects
+    names: tuple[str, ...]  # noun phrases with article ("a farmland", ...)
+    layouts: tuple[str, ...]  # layout keys, see LAYOUT_PHRASES
+    noun: tuple[str, str]  # (singular, plural)
+    shape: str  # renderer shape of the objects
     colors: tuple[str, ...]
-    counts: tuple[int, int]         # inclusive range; (0, 0) = "many" (no count)
+    counts: tuple[int, int]  # inclusive range; (0, 0) = "many" (no count)
     has_region: bool = True
-    has_size: bool = True           # objects come small or large
-    has_trees: bool = True          # the amount of trees is an attribute (not: forest)
-    has_ground: bool = True         # green / dry / snowy ground (not: sand scenes)
+    has_size: bool = True  # objects come small or large
+    has_trees: bool = True  # the amount of trees is an attribute (not: forest)
+    has_ground: bool = True  # green / dry / snowy ground (not: sand scenes)
 
 
 SCENES: tuple[SceneType, ...] = (
-    SceneType("farmland", ("a farmland", "some farmland", "an agricultural area",
-                           "cultivated fields", "farm fields"),
-              ("none", "road-h", "road-v"), ("farmhouse", "farmhouses"), "house",
-              ("red", "blue", "white", "purple", "black"), (1, 4)),
-    SceneType("forest", ("a forest", "a dense forest", "some woodland", "a wooded area"),
-              ("none", "path-h", "path-v"), ("cabin", "cabins"), "house",
-              ("red", "white", "blue", "orange", "yellow"), (1, 4), has_trees=False),
-    SceneType("river", ("a river area", "a river valley", "a river landscape",
-                        "a riverside area"),
-              ("river-h", "river-v", "river-d"), ("house", "houses"), "house",
-              ("red", "white", "blue", "orange", "black"), (1, 4)),
-    SceneType("lake", ("a lake area", "a lakeside", "a green area with a lake",
-                       "a lakeside park"),
-              ("lake-tl", "lake-tr", "lake-bl", "lake-br", "lake-c"), ("house", "houses"), "house",
-              ("red", "white", "yellow", "orange", "purple"), (1, 4)),
-    SceneType("beach", ("a beach", "a sandy beach", "a coastline", "a seaside beach"),
-              ("sea-left", "sea-right", "sea-top", "sea-bottom"), ("umbrella", "umbrellas"),
-              "umbrella", ("red", "blue", "green", "purple", "orange"), (1, 5), has_ground=False),
-    SceneType("desert", ("a desert", "a sandy desert", "a dry desert area", "some desert dunes"),
-              ("none", "road-h", "road-v"), ("tent", "tents"), "tent",
-              ("white", "blue", "red", "black", "green"), (1, 4), has_ground=False),
-    SceneType("dense-residential", ("a dense residential area", "a crowded neighborhood",
-                                    "a densely built district", "a dense town"),
-              ("park-tl", "park-tr", "park-bl", "park-br", "park-c"), ("house", "houses"),
-              "grid", ("red", "blue", "gray", "orange", "white"), (0, 0), has_region=False),
-    SceneType("sparse-residential", ("a sparse residential area", "a quiet suburb",
-                                     "a sparse neighborhood", "a suburban area"),
-              ("none", "road-h", "road-v"), ("house", "houses"), "house",
-              ("red", "blue", "white", "gray", "orange"), (1, 4)),
-    SceneType("industrial", ("an industrial area", "an industrial zone", "a factory district",
-                             "an industrial park"),
-              ("none", "road-h", "road-v"), ("factory", "factories"), "factory",
-              ("blue", "white", "red", "green", "orange"), (1, 3)),
-    SceneType("storage-tanks", ("a storage tank area", "an oil depot", "a tank farm",
-                                "a fuel storage site"),
-              ("none", "road-h", "road-v"), ("storage tank", "storage tanks"), "tank",
-              ("white", "green", "blue", "red", "black"), (1, 5)),
-    SceneType("parking", ("a parking lot", "a car park", "a large parking area",
-                          "an outdoor parking lot"),
-              ("none", "road-h", "road-v"), ("car", "cars"), "car",
-              ("red", "white", "blue", "yellow", "orange"), (1, 5)),
-    SceneType("airport", ("an airport", "an airfield", "an airport apron", "a small airport"),
-              ("runway-h", "runway-v"), ("plane", "planes"), "plane",
-              ("white", "red", "blue", "yellow", "orange"), (1, 4)),
-    SceneType("bridge", ("a bridge", "a bridge over a river", "a river crossing",
-                         "a bridge area"),
-              ("bridge-h", "bridge-v"), ("boat", "boats"), "boat",
-              ("white", "red", "yellow", "orange", "black"), (1, 4)),
-    SceneType("playground", ("a playground", "a sports ground", "a school playground",
-                             "a sports field"),
-              ("track-left", "track-right", "track-top", "track-bottom"),
-              ("tennis court", "tennis courts"), "court",
-              ("blue", "red", "orange", "purple", "white"), (1, 3)),
-    SceneType("port", ("a port", "a harbor", "a seaport", "a busy harbor"),
-              ("dock-left", "dock-right", "dock-top", "dock-bottom"), ("ship", "ships"), "ship",
-              ("red", "white", "orange", "yellow", "black"), (1, 4)),
-    SceneType("railway-station", ("a railway station", "a train station", "a rail yard",
-                                  "a railway hub"),
-              ("rail-h", "rail-v"), ("train", "trains"), "train",
-              ("red", "blue", "white", "yellow", "green"), (1, 3), has_size=False),
+    SceneType(
+        "farmland",
+        ("a farmland", "some farmland", "an agricultural area", "cultivated fields", "farm fields"),
+        ("none", "road-h", "road-v"),
+        ("farmhouse", "farmhouses"),
+        "house",
+        ("red", "blue", "white", "purple", "black"),
+        (1, 4),
+    ),
+    SceneType(
+        "forest",
+        ("a forest", "a dense forest", "some woodland", "a wooded area"),
+        ("none", "path-h", "path-v"),
+        ("cabin", "cabins"),
+        "house",
+        ("red", "white", "blue", "orange", "yellow"),
+        (1, 4),
+        has_trees=False,
+    ),
+    SceneType(
+        "river",
+        ("a river area", "a river valley", "a river landscape", "a riverside area"),
+        ("river-h", "river-v", "river-d"),
+        ("house", "houses"),
+        "house",
+        ("red", "white", "blue", "orange", "black"),
+        (1, 4),
+    ),
+    SceneType(
+        "lake",
+        ("a lake area", "a lakeside", "a green area with a lake", "a lakeside park"),
+        ("lake-tl", "lake-tr", "lake-bl", "lake-br", "lake-c"),
+        ("house", "houses"),
+        "house",
+        ("red", "white", "yellow", "orange", "purple"),
+        (1, 4),
+    ),
+    SceneType(
+        "beach",
+        ("a beach", "a sandy beach", "a coastline", "a seaside beach"),
+        ("sea-left", "sea-right", "sea-top", "sea-bottom"),
+        ("umbrella", "umbrellas"),
+        "umbrella",
+        ("red", "blue", "green", "purple", "orange"),
+        (1, 5),
+        has_ground=False,
+    ),
+    SceneType(
+        "desert",
+        ("a desert", "a sandy desert", "a dry desert area", "some desert dunes"),
+        ("none", "road-h", "road-v"),
+        ("tent", "tents"),
+        "tent",
+        ("white", "blue", "red", "black", "green"),
+        (1, 4),
+        has_ground=False,
+    ),
+    SceneType(
+        "dense-residential",
+        (
+            "a dense residential area",
+            "a crowded neighborhood",
+            "a densely built district",
+            "a dense town",
+        ),
+        ("park-tl", "park-tr", "park-bl", "park-br", "park-c"),
+        ("house", "houses"),
+        "grid",
+        ("red", "blue", "gray", "orange", "white"),
+        (0, 0),
+        has_region=False,
+    ),
+    SceneType(
+        "sparse-residential",
+        ("a sparse residential area", "a quiet suburb", "a sparse neighborhood", "a suburban area"),
+        ("none", "road-h", "road-v"),
+        ("house", "houses"),
+        "house",
+        ("red", "blue", "white", "gray", "orange"),
+        (1, 4),
+    ),
+    SceneType(
+        "industrial",
+        ("an industrial area", "an industrial zone", "a factory district", "an industrial park"),
+        ("none", "road-h", "road-v"),
+        ("factory", "factories"),
+        "factory",
+        ("blue", "white", "red", "green", "orange"),
+        (1, 3),
+    ),
+    SceneType(
+        "storage-tanks",
+        ("a storage tank area", "an oil depot", "a tank farm", "a fuel storage site"),
+        ("none", "road-h", "road-v"),
+        ("storage tank", "storage tanks"),
+        "tank",
+        ("white", "green", "blue", "red", "black"),
+        (1, 5),
+    ),
+    SceneType(
+        "parking",
+        ("a parking lot", "a car park", "a large parking area", "an outdoor parking lot"),
+        ("none", "road-h", "road-v"),
+        ("car", "cars"),
+        "car",
+        ("red", "white", "blue", "yellow", "orange"),
+        (1, 5),
+    ),
+    SceneType(
+        "airport",
+        ("an airport", "an airfield", "an airport apron", "a small airport"),
+        ("runway-h", "runway-v"),
+        ("plane", "planes"),
+        "plane",
+        ("white", "red", "blue", "yellow", "orange"),
+        (1, 4),
+    ),
+    SceneType(
+        "bridge",
+        ("a bridge", "a bridge over a river", "a river crossing", "a bridge area"),
+        ("bridge-h", "bridge-v"),
+        ("boat", "boats"),
+        "boat",
+        ("white", "red", "yellow", "orange", "black"),
+        (1, 4),
+    ),
+    SceneType(
+        "playground",
+        ("a playground", "a sports ground", "a school playground", "a sports field"),
+        ("track-left", "track-right", "track-top", "track-bottom"),
+        ("tennis court", "tennis courts"),
+        "court",
+        ("blue", "red", "orange", "purple", "white"),
+        (1, 3),
+    ),
+    SceneType(
+        "port",
+        ("a port", "a harbor", "a seaport", "a busy harbor"),
+        ("dock-left", "dock-right", "dock-top", "dock-bottom"),
+        ("ship", "ships"),
+        "ship",
+        ("red", "white", "orange", "yellow", "black"),
+        (1, 4),
+    ),
+    SceneType(
+        "railway-station",
+        ("a railway station", "a train station", "a rail yard", "a railway hub"),
+        ("rail-h", "rail-v"),
+        ("train", "trains"),
+        "train",
+        ("red", "blue", "white", "yellow", "green"),
+        (1, 3),
+        has_size=False,
+    ),
 )
 SCENE_BY_KEY = {s.key: s for s in SCENES}
 
@@ -122,11 +226,11 @@ class Scene:
     scene: str
     layout: str
     color: str
-    count: int           # 0 = "many"
-    region: str | None   # None for scenes whose objects follow the layout
+    count: int  # 0 = "many"
+    region: str | None  # None for scenes whose objects follow the layout
     color2: str | None = None  # a second roof color (mixed roofs of dense residential areas)
-    size: str | None = None    # "small" / "large" objects; None where the scene has no size
-    trees: str | None = None   # "none" / "few" / "many"; None where trees are not an attribute
+    size: str | None = None  # "small" / "large" objects; None where the scene has no size
+    trees: str | None = None  # "none" / "few" / "many"; None where trees are not an attribute
     ground: str | None = None  # "green" / "dry" / "snowy"; None for sand scenes
 
     @property
@@ -150,14 +254,26 @@ def allowed_regions(scene: SceneType, layout: str) -> tuple[str, ...]:
         lake = {"tl": "top left", "tr": "top right", "bl": "bottom left", "br": "bottom right"}
         return tuple(c for c in CORNERS if c != lake.get(arg))
     if kind == "sea":  # umbrellas on the sand, away from the sea
-        return {"left": ("top right", "bottom right"), "right": ("top left", "bottom left"),
-                "top": ("bottom left", "bottom right"), "bottom": ("top left", "top right")}[arg]
+        return {
+            "left": ("top right", "bottom right"),
+            "right": ("top left", "bottom left"),
+            "top": ("bottom left", "bottom right"),
+            "bottom": ("top left", "top right"),
+        }[arg]
     if kind == "dock":  # ships on the water, away from the docks
-        return {"left": ("top right", "bottom right"), "right": ("top left", "bottom left"),
-                "top": ("bottom left", "bottom right"), "bottom": ("top left", "top right")}[arg]
+        return {
+            "left": ("top right", "bottom right"),
+            "right": ("top left", "bottom left"),
+            "top": ("bottom left", "bottom right"),
+            "bottom": ("top left", "top right"),
+        }[arg]
     if kind == "track":
-        return {"left": ("top right", "bottom right"), "right": ("top left", "bottom left"),
-                "top": ("bottom left", "bottom right"), "bottom": ("top left", "top right")}[arg]
+        return {
+            "left": ("top right", "bottom right"),
+            "right": ("top left", "bottom left"),
+            "top": ("bottom left", "bottom right"),
+            "bottom": ("top left", "top right"),
+        }[arg]
     if kind in ("bridge", "rail"):
         return ("left", "right") if arg == "h" else ("top", "bottom")
     return (*CORNERS, "center")
@@ -213,25 +329,53 @@ def mutate_scene(s: Scene, rng: np.random.Generator) -> Scene:
 # ----------------------------------------------------------------------------------------------
 # Phrase banks
 # ----------------------------------------------------------------------------------------------
-OPENERS = ("an aerial image of", "an aerial photo of", "an aerial view of", "a satellite image of",
-           "a top-down view of", "a remote sensing image of", "an overhead picture of",
-           "a bird's-eye view of")
+OPENERS = (
+    "an aerial image of",
+    "an aerial photo of",
+    "an aerial view of",
+    "a satellite image of",
+    "a top-down view of",
+    "a remote sensing image of",
+    "an overhead picture of",
+    "a bird's-eye view of",
+)
 VIEWS = ("aerial image", "image", "photo", "picture", "satellite image", "aerial view", "scene")
 THERE_PL = ("there are", "we can see", "you can see", "one can see", "it shows")
 THERE_SG = ("there is", "we can see", "you can see", "one can see", "it shows")
-COUNT_WORDS = {1: ("one", "a single", "a"), 2: ("two", "a pair of"), 3: ("three",), 4: ("four",),
-               5: ("five",)}
+COUNT_WORDS = {
+    1: ("one", "a single", "a"),
+    2: ("two", "a pair of"),
+    3: ("three",),
+    4: ("four",),
+    5: ("five",),
+}
 MANY = ("many", "lots of", "dozens of", "rows of", "numerous")
 
 POSITIONS = {
-    "top left": ("in the top left", "in the top left corner", "at the upper left",
-                 "in the upper left part"),
-    "top right": ("in the top right", "in the top right corner", "at the upper right",
-                  "in the upper right part"),
-    "bottom left": ("in the bottom left", "in the bottom left corner", "at the lower left",
-                    "in the lower left part"),
-    "bottom right": ("in the bottom right", "in the bottom right corner", "at the lower right",
-                     "in the lower right part"),
+    "top left": (
+        "in the top left",
+        "in the top left corner",
+        "at the upper left",
+        "in the upper left part",
+    ),
+    "top right": (
+        "in the top right",
+        "in the top right corner",
+        "at the upper right",
+        "in the upper right part",
+    ),
+    "bottom left": (
+        "in the bottom left",
+        "in the bottom left corner",
+        "at the lower left",
+        "in the lower left part",
+    ),
+    "bottom right": (
+        "in the bottom right",
+        "in the bottom right corner",
+        "at the lower right",
+        "in the lower right part",
+    ),
     "center": ("in the center", "in the middle", "at the center", "in the central part"),
     "left": ("on the left", "on the left side", "in the left part"),
     "right": ("on the right", "on the right side", "in the right part"),
@@ -239,12 +383,27 @@ POSITIONS = {
     "bottom": ("at the bottom", "in the lower part", "near the bottom"),
 }
 
-_ROAD = {"h": ("a road running horizontally", "a horizontal road", "a road crossing from left to right",
-               "a straight road from west to east"),
-         "v": ("a road running vertically", "a vertical road", "a road crossing from top to bottom",
-               "a straight road from north to south")}
-_CORNER_WORD = {"tl": "top left", "tr": "top right", "bl": "bottom left", "br": "bottom right",
-                "c": "center"}
+_ROAD = {
+    "h": (
+        "a road running horizontally",
+        "a horizontal road",
+        "a road crossing from left to right",
+        "a straight road from west to east",
+    ),
+    "v": (
+        "a road running vertically",
+        "a vertical road",
+        "a road crossing from top to bottom",
+        "a straight road from north to south",
+    ),
+}
+_CORNER_WORD = {
+    "tl": "top left",
+    "tr": "top right",
+    "bl": "bottom left",
+    "br": "bottom right",
+    "c": "center",
+}
 
 
 def _corner_phrases(noun: str, arg: str) -> tuple[str, ...]:
@@ -263,13 +422,19 @@ def layout_phrases(layout: str) -> tuple[str, ...]:
         return _ROAD[arg]
     if kind == "path":
         d = "horizontally" if arg == "h" else "vertically"
-        return (f"a dirt path running {d}", f"a narrow path crossing {d}",
-                f"a {'horizontal' if arg == 'h' else 'vertical'} forest path")
+        return (
+            f"a dirt path running {d}",
+            f"a narrow path crossing {d}",
+            f"a {'horizontal' if arg == 'h' else 'vertical'} forest path",
+        )
     if kind == "river":
         if arg == "d":
-            return ("a river flowing diagonally", "a diagonal river",
-                    "a river crossing diagonally")
-        d, adj = ("from left to right", "horizontal") if arg == "h" else ("from top to bottom", "vertical")
+            return ("a river flowing diagonally", "a diagonal river", "a river crossing diagonally")
+        d, adj = (
+            ("from left to right", "horizontal")
+            if arg == "h"
+            else ("from top to bottom", "vertical")
+        )
         return (f"a river flowing {d}", f"a {adj} river", f"a winding river running {d}")
     if kind == "lake":
         return _corner_phrases("a lake", arg) + _corner_phrases("a blue lake", arg)[:1]
@@ -285,11 +450,17 @@ def layout_phrases(layout: str) -> tuple[str, ...]:
         return (f"a {adj} runway", f"a runway running {d}", f"a long runway crossing {d}")
     if kind == "bridge":
         adj, other = ("horizontal", "vertical") if arg == "h" else ("vertical", "horizontal")
-        return (f"a {adj} river crossed by a {other} bridge", f"a bridge over a {adj} river",
-                f"a {other} bridge spanning the {adj} river")
+        return (
+            f"a {adj} river crossed by a {other} bridge",
+            f"a bridge over a {adj} river",
+            f"a {other} bridge spanning the {adj} river",
+        )
     if kind == "track":
-        return (f"a running track on the {arg}", f"a red running track on the {arg} side",
-                f"an oval track on the {arg}")
+        return (
+            f"a running track on the {arg}",
+            f"a red running track on the {arg} side",
+            f"an oval track on the {arg}",
+        )
     if kind == "rail":
         d = "horizontal" if arg == "h" else "vertical"
         return (f"{d} railway tracks", f"{d} rails", f"several {d} tracks")
@@ -303,7 +474,12 @@ def relation_phrases(s: Scene) -> tuple[str, ...]:
     vert = "above" if region.startswith("top") else "below"
     horiz = "left of" if region.endswith("left") else "right of"
     if kind in ("road", "path", "river", "runway"):
-        feat = {"road": "the road", "path": "the path", "river": "the river", "runway": "the runway"}[kind]
+        feat = {
+            "road": "the road",
+            "path": "the path",
+            "river": "the river",
+            "runway": "the runway",
+        }[kind]
         near = "beside" if kind != "river" else "near"
         if arg == "h":
             return (f"{vert} {feat}", f"next to {feat}", f"{near} {feat}")
@@ -320,7 +496,11 @@ def relation_phrases(s: Scene) -> tuple[str, ...]:
         if lv == rv:
             return (f"to the {rh} of the lake", "near the lake", "beside the lake")
         if lh == rh:
-            return (f"{'above' if rv == 'top' else 'below'} the lake", "near the lake", "by the lake")
+            return (
+                f"{'above' if rv == 'top' else 'below'} the lake",
+                "near the lake",
+                "by the lake",
+            )
         return ("across from the lake", "near the lake", "diagonally opposite the lake")
     if kind == "sea":
         return ("on the sand", "on the beach", "along the shore")
@@ -331,17 +511,22 @@ def relation_phrases(s: Scene) -> tuple[str, ...]:
     if kind == "bridge":
         if arg == "h":
             return (f"to the {region} of the bridge", "near the bridge", "on the river")
-        return (f"{'above' if region == 'top' else 'below'} the bridge", "near the bridge",
-                "on the river")
+        return (
+            f"{'above' if region == 'top' else 'below'} the bridge",
+            "near the bridge",
+            "on the river",
+        )
     if kind == "rail":
         return ("on the tracks", "on the railway", "at the station")
     if kind == "park":
         return ("around the park", "near the park", "surrounding the park")
-    generic = {"farmland": ("among the fields", "between the fields"),
-               "forest": ("surrounded by trees", "among the trees"),
-               "desert": ("on the sand", "in the desert"),
-               "industrial": ("on the concrete", "in the industrial zone"),
-               "storage-tanks": ("on the site", "next to each other"),
-               "parking": ("in the parking lot", "between the parking spaces"),
-               "sparse-residential": ("surrounded by lawns", "among the trees")}
+    generic = {
+        "farmland": ("among the fields", "between the fields"),
+        "forest": ("surrounded by trees", "among the trees"),
+        "desert": ("on the sand", "in the desert"),
+        "industrial": ("on the concrete", "in the industrial zone"),
+        "storage-tanks": ("on the site", "next to each other"),
+        "parking": ("in the parking lot", "between the parking spaces"),
+        "sparse-residential": ("surrounded by lawns", "among the trees"),
+    }
     return generic.get(s.scene, ("in the scene",))

@@ -22,8 +22,15 @@ from typing import Literal
 import torch
 
 __all__ = [
-    "Norm", "Start", "View", "caption_set_loss", "caption_sums", "draw_random", "project",
-    "projected_gradient", "random_delta",
+    "Norm",
+    "Start",
+    "View",
+    "caption_set_loss",
+    "caption_sums",
+    "draw_random",
+    "project",
+    "projected_gradient",
+    "random_delta",
 ]
 
 Norm = Literal["linf", "l2"]
@@ -44,16 +51,23 @@ def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------
 # Randomness: always drawn from the caller's generator, on the generator's device
 # ----------------------------------------------------------------------------------------------
-def draw_random(kind: str, shape: Sequence[int], generator: torch.Generator | None,
-          device: torch.device) -> torch.Tensor:
+def draw_random(
+    kind: str, shape: Sequence[int], generator: torch.Generator | None, device: torch.device
+) -> torch.Tensor:
     """``rand``/``randn`` of ``shape`` from ``generator`` (drawn where it lives), on ``device``."""
     where = generator.device if generator is not None else torch.device("cpu")
     fn = torch.rand if kind == "rand" else torch.randn
     return fn(tuple(shape), generator=generator, device=where, dtype=torch.float32).to(device)
 
 
-def random_delta(shape: Sequence[int], eps: float, norm: Norm, start: Start,
-                 generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+def random_delta(
+    shape: Sequence[int],
+    eps: float,
+    norm: Norm,
+    start: Start,
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> torch.Tensor:
     """A random start δ (fp32) of ``shape`` inside the ε-ball.
 
     ``uniform``: U[−ε, ε] per pixel (L∞) or uniform in the L2 ball (Gaussian direction, radius
@@ -70,8 +84,9 @@ def random_delta(shape: Sequence[int], eps: float, norm: Norm, start: Start,
     for s in shape[1:]:
         d *= int(s)
     direction = draw_random("randn", shape, generator, device)
-    direction = direction / _per_sample(direction.flatten(1).norm(dim=1).clamp_min(_TINY),
-                                        direction)
+    direction = direction / _per_sample(
+        direction.flatten(1).norm(dim=1).clamp_min(_TINY), direction
+    )
     radius = draw_random("rand", (n,), generator, device).double().pow(1.0 / d).float() * eps
     delta = direction * _per_sample(radius, direction)
     return delta.abs() if start == "positive" else delta

@@ -34,9 +34,24 @@ from vladv.errors import VladvError, first_line
 from vladv.kit.hub import hub_offline, quiet_transformers
 from vladv.types import Context
 
-__all__ = ["CORPUS_DATASET", "EMBEDDED_MLM", "LENGTH_BUCKET", "MLMTopK", "MaskedLM", "TinyMLMConfig",
-           "build_tokenizer", "embedded_corpus", "ensure_mlm", "get_mlm", "mask_tokens",
-           "masked_accuracy", "mlm_path", "prepare_mlm", "save_random_mlm", "train_tiny_mlm"]
+__all__ = [
+    "CORPUS_DATASET",
+    "EMBEDDED_MLM",
+    "LENGTH_BUCKET",
+    "MLMTopK",
+    "MaskedLM",
+    "TinyMLMConfig",
+    "build_tokenizer",
+    "embedded_corpus",
+    "ensure_mlm",
+    "get_mlm",
+    "mask_tokens",
+    "masked_accuracy",
+    "mlm_path",
+    "prepare_mlm",
+    "save_random_mlm",
+    "train_tiny_mlm",
+]
 
 EMBEDDED_MLM = "vladv-tiny-mlm"
 """Name of the embedded masked LM (built on first use; accepted wherever an MLM name is)."""
@@ -74,8 +89,14 @@ class MLMTopK:
 class MaskedLM:
     """A masked LM (eval mode, on one device) with batched, cached top-k predictions."""
 
-    def __init__(self, tokenizer: Any, model: torch.nn.Module, name: str = "mlm",
-                 cache_size: int = 32_768, batch_size: int = 512):
+    def __init__(
+        self,
+        tokenizer: Any,
+        model: torch.nn.Module,
+        name: str = "mlm",
+        cache_size: int = 32_768,
+        batch_size: int = 512,
+    ):
         self.tokenizer = tokenizer
         self.model = model.eval()
         self.name = name
@@ -104,7 +125,7 @@ class MaskedLM:
         todo = list(dict.fromkeys(key[0] for key in keys if key not in self._cache))
         for length, group in self._length_buckets(todo, max_length):
             for start in range(0, len(group), self.batch_size):
-                chunk = group[start:start + self.batch_size]
+                chunk = group[start : start + self.batch_size]
                 for text, res in zip(chunk, self._forward(chunk, k, length), strict=True):
                     self._cache[(text, int(k), int(max_length))] = res
         for key in keys:
@@ -129,8 +150,14 @@ class MaskedLM:
     @torch.no_grad()
     def _forward(self, texts: list[str], k: int, length: int) -> list[MLMTopK]:
         """One forward of ``texts``, each truncated and padded to exactly ``length`` sub-tokens."""
-        enc = self.tokenizer(texts, padding="max_length", truncation=True, max_length=length,
-                             return_offsets_mapping=True, return_tensors="pt")
+        enc = self.tokenizer(
+            texts,
+            padding="max_length",
+            truncation=True,
+            max_length=length,
+            return_offsets_mapping=True,
+            return_tensors="pt",
+        )
         offsets = enc.pop("offset_mapping")
         enc.pop("token_type_ids", None)
         enc = {key: v.to(self.device) for key, v in enc.items()}
@@ -145,8 +172,15 @@ class MaskedLM:
         for i, n in enumerate(lengths):
             sl = slice(0, n) if self.tokenizer.padding_side == "right" else slice(-n, None)
             offs = tuple((int(a), int(b)) for a, b in offsets[i, sl].tolist())
-            out.append(MLMTopK(ids[i, sl].clone(), offs, top_ids[i, sl].clone(),
-                               top_logits[i, sl].clone(), lse[i, sl].clone()))
+            out.append(
+                MLMTopK(
+                    ids[i, sl].clone(),
+                    offs,
+                    top_ids[i, sl].clone(),
+                    top_logits[i, sl].clone(),
+                    lse[i, sl].clone(),
+                )
+            )
         return out
 
     def clear_cache(self) -> None:
@@ -219,8 +253,11 @@ def _corpus_spec() -> Any:
 
 def _corpus_identity() -> dict[str, Any]:
     spec = _corpus_spec()
-    return {"dataset": spec.name, "version": spec.version,
-            "options": dataclasses.asdict(spec.options())}
+    return {
+        "dataset": spec.name,
+        "version": spec.version,
+        "options": dataclasses.asdict(spec.options()),
+    }
 
 
 def embedded_corpus() -> list[str]:
@@ -228,16 +265,23 @@ def embedded_corpus() -> list[str]:
     with its default options, in dataset order (read through the registry, no images built)."""
     spec = _corpus_spec()
     if spec.captions is None:
-        raise VladvError(f"dataset '{spec.name}' cannot list its captions without its images "
-                         f"(DatasetSpec.captions), which the embedded masked LM needs")
+        raise VladvError(
+            f"dataset '{spec.name}' cannot list its captions without its images "
+            f"(DatasetSpec.captions), which the embedded masked LM needs"
+        )
     return [c for caps in spec.captions(spec.options(), "train") for c in caps]
 
 
 def mlm_path(ctx: Context, config: TinyMLMConfig | None = None) -> Path:
     """Where the embedded MLM with ``config`` lives: ``models/vladv-tiny-mlm-<hash>``."""
     config = config or TinyMLMConfig()
-    key = config_hash({"format": _FORMAT_VERSION, "config": dataclasses.asdict(config),
-                       "corpus": _corpus_identity()})
+    key = config_hash(
+        {
+            "format": _FORMAT_VERSION,
+            "config": dataclasses.asdict(config),
+            "corpus": _corpus_identity(),
+        }
+    )
     return ctx.cache_dir("models") / f"{EMBEDDED_MLM}-{key}"
 
 
@@ -245,25 +289,33 @@ def _complete(path: Path) -> bool:
     return (path / "training.json").is_file() and (path / "config.json").is_file()
 
 
-def prepare_mlm(ctx: Context, force: bool = False, config: TinyMLMConfig | None = None,
-                corpus: list[str] | None = None) -> Path:
+def prepare_mlm(
+    ctx: Context,
+    force: bool = False,
+    config: TinyMLMConfig | None = None,
+    corpus: list[str] | None = None,
+) -> Path:
     """Build (train and save) the embedded MLM unless cached; return its folder."""
     config = config or TinyMLMConfig()
     path = mlm_path(ctx, config)
     if _complete(path) and not force:
         return path
     console = get_console(ctx)
-    console.print(f"building the embedded masked LM '{EMBEDDED_MLM}' (first use: {config.steps} "
-                  f"steps of {config.batch_size} captions; the time grows with the CPU's speed "
-                  f"and load, the progress bar shows what is left) → {path}")
+    console.print(
+        f"building the embedded masked LM '{EMBEDDED_MLM}' (first use: {config.steps} "
+        f"steps of {config.batch_size} captions; the time grows with the CPU's speed "
+        f"and load, the progress bar shows what is left) → {path}"
+    )
     tmp = scratch_dir(path)
     if corpus is None:
         corpus = embedded_corpus()
     with torch.enable_grad():  # callers may be inside no_grad (e.g. an attack's first use)
         stats = train_tiny_mlm(corpus, tmp, config, ctx)
     publish_dir(tmp, path, _complete, replace=force)
-    console.print(f"{EMBEDDED_MLM}: {stats['seconds']:.0f} s, held-out masked-token accuracy "
-                  f"{100 * stats['heldout_accuracy']:.1f}%")
+    console.print(
+        f"{EMBEDDED_MLM}: {stats['seconds']:.0f} s, held-out masked-token accuracy "
+        f"{100 * stats['heldout_accuracy']:.1f}%"
+    )
     for key in [k for k in _LOADED if k[0] == str(path)]:
         del _LOADED[key]
     return path
@@ -284,19 +336,39 @@ def build_tokenizer(corpus: list[str], vocab_size: int) -> Any:
     from transformers import BertTokenizerFast
 
     wp = BertWordPieceTokenizer(lowercase=True, clean_text=True, strip_accents=True)
-    wp.train_from_iterator(corpus, vocab_size=vocab_size, min_frequency=2, show_progress=False,
-                           special_tokens=_SPECIALS, initial_alphabet=_ALPHABET)
+    wp.train_from_iterator(
+        corpus,
+        vocab_size=vocab_size,
+        min_frequency=2,
+        show_progress=False,
+        special_tokens=_SPECIALS,
+        initial_alphabet=_ALPHABET,
+    )
     cls, sep = wp.token_to_id("[CLS]"), wp.token_to_id("[SEP]")
     wp.post_processor = TemplateProcessing(  # [CLS] text [SEP] (set explicitly for transformers 4)
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
-    return BertTokenizerFast(tokenizer_object=wp._tokenizer, do_lower_case=True,
-                             unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
-                             cls_token="[CLS]", mask_token="[MASK]", model_max_length=128)
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    return BertTokenizerFast(
+        tokenizer_object=wp._tokenizer,
+        do_lower_case=True,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+        model_max_length=128,
+    )
 
 
-def mask_tokens(ids: torch.Tensor, special: torch.Tensor, tokenizer: Any, prob: float,
-                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_tokens(
+    ids: torch.Tensor,
+    special: torch.Tensor,
+    tokenizer: Any,
+    prob: float,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT masking: ``prob`` of the tokens are targets; 80% → [MASK], 10% random, 10% kept."""
     labels = ids.clone()
     chosen = (torch.rand(ids.shape, generator=generator) < prob) & ~special
@@ -307,27 +379,41 @@ def mask_tokens(ids: torch.Tensor, special: torch.Tensor, tokenizer: Any, prob: 
     inputs = ids.clone()
     inputs[chosen & (roll < 0.8)] = tokenizer.mask_token_id
     rand = chosen & (roll >= 0.8) & (roll < 0.9)
-    inputs[rand] = torch.randint(len(_SPECIALS), len(tokenizer), ids.shape, generator=generator)[rand]
+    inputs[rand] = torch.randint(len(_SPECIALS), len(tokenizer), ids.shape, generator=generator)[
+        rand
+    ]
     return inputs, labels
 
 
 def _encode(tokenizer: Any, texts: list[str], max_length: int) -> tuple[torch.Tensor, ...]:
-    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length,
-                    return_special_tokens_mask=True, return_tensors="pt")
+    enc = tokenizer(
+        texts,
+        padding=True,
+        truncation=True,
+        max_length=max_length,
+        return_special_tokens_mask=True,
+        return_tensors="pt",
+    )
     special = enc["special_tokens_mask"].bool() | ~enc["attention_mask"].bool()
     return enc["input_ids"], enc["attention_mask"], special
 
 
 @torch.no_grad()
-def masked_accuracy(model: torch.nn.Module, tokenizer: Any, texts: list[str], seed: int = 0,
-                    prob: float = 0.15, batch_size: int = 256) -> float:
+def masked_accuracy(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    texts: list[str],
+    seed: int = 0,
+    prob: float = 0.15,
+    batch_size: int = 256,
+) -> float:
     """Share of masked tokens (each replaced by [MASK]) the model predicts exactly."""
     model.eval()
     g = torch.Generator().manual_seed(seed)
     hit = total = 0
     device = next(model.parameters()).device
     for start in range(0, len(texts), batch_size):
-        ids, att, special = _encode(tokenizer, texts[start:start + batch_size], 128)
+        ids, att, special = _encode(tokenizer, texts[start : start + batch_size], 128)
         chosen = (torch.rand(ids.shape, generator=g) < prob) & ~special
         inputs = ids.masked_fill(chosen, tokenizer.mask_token_id)
         pred = model(input_ids=inputs.to(device), attention_mask=att.to(device)).logits.argmax(-1)
@@ -336,29 +422,32 @@ def masked_accuracy(model: torch.nn.Module, tokenizer: Any, texts: list[str], se
     return hit / max(total, 1)
 
 
-def _length_batches(texts: list[str], batch_size: int,
-                    generator: torch.Generator, pool: int = 8) -> list[list[str]]:
+def _length_batches(
+    texts: list[str], batch_size: int, generator: torch.Generator, pool: int = 8
+) -> list[list[str]]:
     """One shuffled epoch in batches of similar length (less padding), in random batch order."""
     perm = torch.randperm(len(texts), generator=generator).tolist()
     batches = []
     for start in range(0, len(perm), batch_size * pool):
-        chunk = [texts[i] for i in perm[start:start + batch_size * pool]]
+        chunk = [texts[i] for i in perm[start : start + batch_size * pool]]
         chunk = sorted(chunk, key=len)  # characters: a free proxy of the token count
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     order = torch.randperm(len(batches), generator=generator).tolist()
     return [batches[i] for i in order]
 
 
-def _mlm_loss(model: Any, inputs: torch.Tensor, attention: torch.Tensor,
-              labels: torch.Tensor) -> torch.Tensor:
+def _mlm_loss(
+    model: Any, inputs: torch.Tensor, attention: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
     """Cross-entropy at the target positions only (the vocabulary head runs on those rows)."""
     hidden = model.bert(input_ids=inputs, attention_mask=attention).last_hidden_state
     keep = labels != -100
     return torch.nn.functional.cross_entropy(model.cls(hidden[keep]), labels[keep])
 
 
-def train_tiny_mlm(corpus: list[str], out_dir: Path, config: TinyMLMConfig,
-                   ctx: Context) -> dict[str, Any]:
+def train_tiny_mlm(
+    corpus: list[str], out_dir: Path, config: TinyMLMConfig, ctx: Context
+) -> dict[str, Any]:
     """Train the tiny BERT MLM on ``corpus`` and save it (safetensors) to ``out_dir``.
 
     Deterministic given ``config.seed``. Returns (and writes to ``training.json``) the loss curve,
@@ -377,14 +466,22 @@ def train_tiny_mlm(corpus: list[str], out_dir: Path, config: TinyMLMConfig,
         torch.set_num_threads(threads)
 
 
-def _new_bert(tokenizer: Any, hidden: int, layers: int, heads: int, intermediate: int,
-              positions: int = 128) -> torch.nn.Module:
+def _new_bert(
+    tokenizer: Any, hidden: int, layers: int, heads: int, intermediate: int, positions: int = 128
+) -> torch.nn.Module:
     from transformers import BertConfig, BertForMaskedLM
 
-    return BertForMaskedLM(BertConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
-        num_attention_heads=heads, intermediate_size=intermediate,
-        max_position_embeddings=positions, pad_token_id=tokenizer.pad_token_id))
+    return BertForMaskedLM(
+        BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=intermediate,
+            max_position_embeddings=positions,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
 
 
 def _train(corpus: list[str], out_dir: Path, config: TinyMLMConfig, ctx: Context) -> dict[str, Any]:
@@ -401,12 +498,27 @@ def _train(corpus: list[str], out_dir: Path, config: TinyMLMConfig, ctx: Context
     held = [texts[i] for i in order[:n_held]]
     train = [texts[i] for i in order[n_held:]]
     tokenizer = build_tokenizer(train, config.vocab_size)
-    model = _new_bert(tokenizer, config.hidden_size, config.layers, config.heads,
-                      config.intermediate_size, config.max_positions).to(ctx.device).train()
+    model = (
+        _new_bert(
+            tokenizer,
+            config.hidden_size,
+            config.layers,
+            config.heads,
+            config.intermediate_size,
+            config.max_positions,
+        )
+        .to(ctx.device)
+        .train()
+    )
     decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "LayerNorm" not in n]
     other = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "LayerNorm" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                             {"params": other, "weight_decay": 0.0}], lr=config.lr)
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": other, "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+    )
 
     def lr_at(step: int) -> float:
         if step < config.warmup:
@@ -429,8 +541,9 @@ def _train(corpus: list[str], out_dir: Path, config: TinyMLMConfig, ctx: Context
                 batches = _length_batches(train, config.batch_size, g)
             ids, att, special = _encode(tokenizer, batches.pop(), config.max_positions)
             inputs, labels = mask_tokens(ids, special, tokenizer, config.mask_prob, g)
-            loss = _mlm_loss(model, inputs.to(ctx.device), att.to(ctx.device),
-                             labels.to(ctx.device))
+            loss = _mlm_loss(
+                model, inputs.to(ctx.device), att.to(ctx.device), labels.to(ctx.device)
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -444,19 +557,32 @@ def _train(corpus: list[str], out_dir: Path, config: TinyMLMConfig, ctx: Context
     with quiet_transformers():
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
-    stats = {"name": EMBEDDED_MLM, "config": dataclasses.asdict(config),
-             "train_captions": len(train), "heldout_captions": len(held),
-             "first_loss": sum(losses[:20]) / len(losses[:20]),
-             "final_loss": sum(losses[-20:]) / len(losses[-20:]),
-             "heldout_accuracy": accuracy, "seconds": time.perf_counter() - start,
-             "cpu_seconds": time.process_time() - cpu_start,
-             "losses": [round(v, 4) for v in losses]}
+    stats = {
+        "name": EMBEDDED_MLM,
+        "config": dataclasses.asdict(config),
+        "train_captions": len(train),
+        "heldout_captions": len(held),
+        "first_loss": sum(losses[:20]) / len(losses[:20]),
+        "final_loss": sum(losses[-20:]) / len(losses[-20:]),
+        "heldout_accuracy": accuracy,
+        "seconds": time.perf_counter() - start,
+        "cpu_seconds": time.process_time() - cpu_start,
+        "losses": [round(v, 4) for v in losses],
+    }
     atomic_write_json(out_dir / "training.json", stats)
     return stats
 
 
-def save_random_mlm(corpus: list[str], path: str | Path, *, vocab_size: int = 300,
-                    hidden_size: int = 32, layers: int = 1, heads: int = 2, seed: int = 0) -> Path:
+def save_random_mlm(
+    corpus: list[str],
+    path: str | Path,
+    *,
+    vocab_size: int = 300,
+    hidden_size: int = 32,
+    layers: int = 1,
+    heads: int = 2,
+    seed: int = 0,
+) -> Path:
     """An untrained tiny BERT MLM with a WordPiece tokenizer fitted to ``corpus`` (test fixture)."""
     path = Path(path)
     tokenizer = build_tokenizer(corpus, vocab_size)

@@ -18,5 +18,11 @@ from vladv.pools import (
     image_seed,
 )
 
-__all__ = ["PoolAugmenter", "augment_images", "build_text_pool", "caption_key", "dedupe_captions",
-           "image_seed"]
+__all__ = [
+    "PoolAugmenter",
+    "augment_images",
+    "build_text_pool",
+    "caption_key",
+    "dedupe_captions",
+    "image_seed",
+]

@@ -18,39 +18,58 @@ from vladv.cache import config_hash, publish_dir, scratch_dir
 from vladv.errors import VladvError, first_line
 from vladv.types import Context
 
-__all__ = ["LEXNAMES", "NLTK_WORDNET_RESOURCES", "STOP_WORDS", "SYSTEM_WORDNET_DIRS", "WORDNET_HINT",
-           "lexnames_text", "load_wordnet", "locate_wordnet"]
+__all__ = [
+    "LEXNAMES",
+    "NLTK_WORDNET_RESOURCES",
+    "STOP_WORDS",
+    "SYSTEM_WORDNET_DIRS",
+    "WORDNET_HINT",
+    "lexnames_text",
+    "load_wordnet",
+    "locate_wordnet",
+]
 
-STOP_WORDS = frozenset("""i me my myself we our ours ourselves you your yours yourself yourselves he
+STOP_WORDS = frozenset(
+    """i me my myself we our ours ourselves you your yours yourself yourselves he
 him his himself she her hers herself it its itself they them their theirs themselves what which who
 whom this that these those am is are was were be been being have has had having do does did doing a
 an the and but if or because as until while of at by for with about against between into through
 during before after above below to from up down in out on off over under again further then once
 here there when where why how all any both each few more most other some such no nor not only own
-same so than too very s t can will just don should now""".split()) | {""}
+same so than too very s t can will just don should now""".split()
+) | {""}
 """The 128-entry English stop-word list of eda_nlp (NLTK's; it includes ``""``): words EDA never
 replaces by synonyms, and the ``stopwords`` corpus vladv gives TextAttack."""
 
-WORDNET_HINT = ("install WordNet with `apt-get install wordnet-base` (Debian/Ubuntu) or "
-                "`python -m nltk.downloader wordnet`, or set VLADV_WORDNET to a WordNet 3.0 "
-                "dict folder (data.noun, index.noun, noun.exc, ...)")
+WORDNET_HINT = (
+    "install WordNet with `apt-get install wordnet-base` (Debian/Ubuntu) or "
+    "`python -m nltk.downloader wordnet`, or set VLADV_WORDNET to a WordNet 3.0 "
+    "dict folder (data.noun, index.noun, noun.exc, ...)"
+)
 """How to install WordNet (the end of :func:`load_wordnet`'s error messages)."""
-SYSTEM_WORDNET_DIRS: list[str] = ["/usr/share/wordnet", "/usr/local/share/wordnet",
-                                  "/usr/local/WordNet-3.0/dict", "/usr/share/WordNet-3.0/dict"]
+SYSTEM_WORDNET_DIRS: list[str] = [
+    "/usr/share/wordnet",
+    "/usr/local/share/wordnet",
+    "/usr/local/WordNet-3.0/dict",
+    "/usr/share/WordNet-3.0/dict",
+]
 """System folders searched for a WordNet 3.0 ``dict`` (Debian's ``wordnet-base``: the first)."""
 NLTK_WORDNET_RESOURCES: list[str] = ["corpora/wordnet", "corpora/wordnet.zip/wordnet/"]
 """NLTK data resources searched for a downloaded ``wordnet`` corpus."""
-_REQUIRED = tuple(f"{kind}.{pos}" for kind in ("data", "index") for pos in ("adj", "adv", "noun", "verb")
-                  ) + tuple(f"{pos}.exc" for pos in ("adj", "adv", "noun", "verb"))
+_REQUIRED = tuple(
+    f"{kind}.{pos}" for kind in ("data", "index") for pos in ("adj", "adv", "noun", "verb")
+) + tuple(f"{pos}.exc" for pos in ("adj", "adv", "noun", "verb"))
 _OPTIONAL = ("cntlist.rev", "lexnames")
-LEXNAMES = ("adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute "
-            "noun.body noun.cognition noun.communication noun.event noun.feeling noun.food "
-            "noun.group noun.location noun.motive noun.object noun.person noun.phenomenon "
-            "noun.plant noun.possession noun.process noun.quantity noun.relation noun.shape "
-            "noun.state noun.substance noun.time verb.body verb.change verb.cognition "
-            "verb.communication verb.competition verb.consumption verb.contact verb.creation "
-            "verb.emotion verb.motion verb.perception verb.possession verb.social verb.stative "
-            "verb.weather adj.ppl").split()
+LEXNAMES = (
+    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute "
+    "noun.body noun.cognition noun.communication noun.event noun.feeling noun.food "
+    "noun.group noun.location noun.motive noun.object noun.person noun.phenomenon "
+    "noun.plant noun.possession noun.process noun.quantity noun.relation noun.shape "
+    "noun.state noun.substance noun.time verb.body verb.change verb.cognition "
+    "verb.communication verb.competition verb.consumption verb.contact verb.creation "
+    "verb.emotion verb.motion verb.perception verb.possession verb.social verb.stative "
+    "verb.weather adj.ppl"
+).split()
 """The 45 lexicographer files of WordNet 3.0 (lexnames(5WN)); the number is the line index."""
 _CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
 _READERS: dict[str, Any] = {}
@@ -139,5 +158,7 @@ def load_wordnet(ctx: Context | None = None) -> Any:
                 _READERS[key] = _Reader(str(root) if isinstance(root, Path) else root, None)
             except (OSError, ValueError, LookupError, AssertionError) as exc:
                 first = first_line(exc, 200)
-                raise VladvError(f"cannot read WordNet at {root}: {first}; {WORDNET_HINT}") from None
+                raise VladvError(
+                    f"cannot read WordNet at {root}: {first}; {WORDNET_HINT}"
+                ) from None
     return _READERS[key]

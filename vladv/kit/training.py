@@ -21,5 +21,13 @@ from vladv.training import (
     train_autocast,
 )
 
-__all__ = ["PairSampler", "Schedule", "TrainBatch", "TrainingOptions", "contrastive_loss",
-           "step_generator", "train", "train_autocast"]
+__all__ = [
+    "PairSampler",
+    "Schedule",
+    "TrainBatch",
+    "TrainingOptions",
+    "contrastive_loss",
+    "step_generator",
+    "train",
+    "train_autocast",
+]

@@ -39,14 +39,25 @@ import torch.nn.functional as F
 from vladv.kit.mlm import MaskedLM, MLMTopK, get_mlm
 from vladv.types import Context
 
-__all__ = ["FILTER_WORDS", "WORD_PATTERN", "ImageGuidedScore", "KLScore", "Score", "TextScore",
-           "WordSubstitutionSearch", "image_guided_score", "kl_score", "load_search"]
+__all__ = [
+    "FILTER_WORDS",
+    "WORD_PATTERN",
+    "ImageGuidedScore",
+    "KLScore",
+    "Score",
+    "TextScore",
+    "WordSubstitutionSearch",
+    "image_guided_score",
+    "kl_score",
+    "load_search",
+]
 
 Score = Callable[[list[str], torch.Tensor], torch.Tensor]
 """``score(candidates, owner) -> values``: higher is better for the attacker; ``owner[i]`` is the
 index of the caption candidate ``i`` stems from (a :class:`TextScore` is one)."""
 
-FILTER_WORDS: frozenset[str] = frozenset("""
+FILTER_WORDS: frozenset[str] = frozenset(
+    """
 a an the this that these those some any each every either neither no none all both half few
 many much more most less least several such what which whose whichever whatever
 i me my mine myself we us our ours ourselves you your yours yourself yourselves he him his
@@ -71,7 +82,8 @@ still just only even very quite rather almost enough really perhaps maybe not ye
 s t d ll m o re ve y b
 's n't
 . , ; : ! ? ' " ` - -- — – / \\ | ( ) [ ] { } < > @ # $ % ^ & * + = ~ _ · … ～
-""".split())
+""".split()
+)
 """Words never substituted nor used as substitutes: English function words and punctuation."""
 
 _AFFIX = re.compile(r"^(\W*)(.*?)(\W*)$", re.S)
@@ -101,7 +113,9 @@ class TextScore:
         out = []
         for start in range(0, len(texts), self.chunk_size):
             with autocast():
-                out.append(self.backbone.encode_text(texts[start:start + self.chunk_size]).float())
+                out.append(
+                    self.backbone.encode_text(texts[start : start + self.chunk_size]).float()
+                )
         return torch.cat(out)
 
     def __call__(self, candidates: list[str], owner: torch.Tensor) -> torch.Tensor:
@@ -134,8 +148,9 @@ class KLScore(TextScore):
         return F.kl_div(emb.log_softmax(-1), target, reduction="none").sum(-1)
 
 
-def image_guided_score(backbone: Any, guidance: torch.Tensor,
-                       ctx: Context | None = None) -> ImageGuidedScore:
+def image_guided_score(
+    backbone: Any, guidance: torch.Tensor, ctx: Context | None = None
+) -> ImageGuidedScore:
     """Score = −cos(f_T(candidate), guidance[owner]); ``guidance`` (T, D), one row per caption."""
     return ImageGuidedScore(backbone, guidance, ctx)
 
@@ -166,10 +181,21 @@ class WordSubstitutionSearch:
     scoring calls of the latest run.
     """
 
-    def __init__(self, mlm: MaskedLM, *, k: int = 10, max_words: int = 1,
-                 reference_compat: bool = False, max_length: int = 77, max_rounds: int = 5,
-                 threshold: float | None = None, bpe_pieces: int = 12, bpe_topk: int = 4,
-                 bpe_combos: int = 24, filter_words: frozenset[str] = FILTER_WORDS):
+    def __init__(
+        self,
+        mlm: MaskedLM,
+        *,
+        k: int = 10,
+        max_words: int = 1,
+        reference_compat: bool = False,
+        max_length: int = 77,
+        max_rounds: int = 5,
+        threshold: float | None = None,
+        bpe_pieces: int = 12,
+        bpe_topk: int = 4,
+        bpe_combos: int = 24,
+        filter_words: frozenset[str] = FILTER_WORDS,
+    ):
         if k < 1 or max_words < 0 or max_rounds < 0:
             raise ValueError("k must be ≥ 1, max_words and max_rounds ≥ 0")
         self.mlm = mlm
@@ -192,26 +218,29 @@ class WordSubstitutionSearch:
         if key not in self._strings:
             tokens = self.mlm.tokenizer.convert_ids_to_tokens(ids)
             self._strings[key] = (
-                None if any(t in self._special for t in tokens) or tokens[0].startswith("##")
-                else self.mlm.tokenizer.convert_tokens_to_string(tokens).strip())
+                None
+                if any(t in self._special for t in tokens) or tokens[0].startswith("##")
+                else self.mlm.tokenizer.convert_tokens_to_string(tokens).strip()
+            )
         return self._strings[key]
 
     def _raw_candidates(self, top: MLMTopK, rows: list[int]) -> list[str]:
         if len(rows) == 1:
             out = []
-            for tid, logit in zip(top.ids[rows[0]].tolist(), top.logits[rows[0]].tolist(),
-                                  strict=True):
+            for tid, logit in zip(
+                top.ids[rows[0]].tolist(), top.logits[rows[0]].tolist(), strict=True
+            ):
                 if self.threshold != 0 and logit < self.threshold:
                     break
                 out.append(self._token_string([tid]))
             return [s for s in out if s]
-        rows = rows[:self.bpe_pieces]
-        ids = top.ids[rows, :self.bpe_topk]
-        logp = top.logits[rows, :self.bpe_topk] - top.logsumexp[rows].unsqueeze(1)
+        rows = rows[: self.bpe_pieces]
+        ids = top.ids[rows, : self.bpe_topk]
+        logp = top.logits[rows, : self.bpe_topk] - top.logsumexp[rows].unsqueeze(1)
         combos: list[tuple[int, ...]] = [()]
         for _ in range(len(rows)):  # lexicographic product, pruned to the first combinations
-            combos = [c + (j,) for c in combos[:self.bpe_combos] for j in range(ids.shape[1])]
-        combos = combos[:self.bpe_combos]
+            combos = [c + (j,) for c in combos[: self.bpe_combos] for j in range(ids.shape[1])]
+        combos = combos[: self.bpe_combos]
         nll = [-sum(float(logp[r, j]) for r, j in enumerate(c)) / len(c) for c in combos]
         ranked = [c for _, c in sorted(zip(nll, combos, strict=True), key=lambda p: p[0])]
         out = [self._token_string([int(ids[r, j]) for r, j in enumerate(c)]) for c in ranked]
@@ -227,8 +256,12 @@ class WordSubstitutionSearch:
             begin, start = start, start + len(word) + 1
             m = _AFFIX.match(word)
             prefix, core, suffix = m.group(1), m.group(2), m.group(3)
-            if (not core or any(ch.isspace() for ch in word) or core.lower() in self.filter_words
-                    or word.lower() in self.filter_words):
+            if (
+                not core
+                or any(ch.isspace() for ch in word)
+                or core.lower() in self.filter_words
+                or word.lower() in self.filter_words
+            ):
                 continue
             lo, hi = begin + len(prefix), begin + len(prefix) + len(core)
             inside = [(s, e) for s, e in spans if s >= lo and e <= hi]
@@ -242,7 +275,12 @@ class WordSubstitutionSearch:
             seen, cands = {core.lower()}, []
             for cand in self._raw_candidates(top, rows):
                 low = cand.lower()
-                if low in seen or "##" in cand or not WORD_PATTERN.match(cand) or low in self.filter_words:
+                if (
+                    low in seen
+                    or "##" in cand
+                    or not WORD_PATTERN.match(cand)
+                    or low in self.filter_words
+                ):
                     continue
                 seen.add(low)
                 if core[:1].isupper() and core[1:].islower():
@@ -264,8 +302,14 @@ class WordSubstitutionSearch:
         return slots
 
     # -- search -------------------------------------------------------------------------------
-    def run(self, texts: list[str], score: Score, *, importance: Score | None = None,
-            early_stop: bool = False) -> list[str]:
+    def run(
+        self,
+        texts: list[str],
+        score: Score,
+        *,
+        importance: Score | None = None,
+        early_stop: bool = False,
+    ) -> list[str]:
         """Adversarial versions of ``texts`` (same order), at most ``max_words`` words changed each.
 
         ``score(candidates, owner)`` → higher is better for the attacker; ``owner[i]`` is the index
@@ -284,8 +328,10 @@ class WordSubstitutionSearch:
             _, ok = self._call(score, texts, list(range(len(texts))), flags=True)
             skip = {c for c, s in enumerate(ok.tolist()) if s}
         tops = self.mlm.topk(texts, self.k, self.max_length)
-        slots = [[] if c in skip else self._cached_slots(t, top)
-                 for c, (t, top) in enumerate(zip(texts, tops, strict=True))]
+        slots = [
+            [] if c in skip else self._cached_slots(t, top)
+            for c, (t, top) in enumerate(zip(texts, tops, strict=True))
+        ]
         words = [t.split(" ") for t in texts]
         if importance is None and self.reference_compat and isinstance(score, TextScore):
             importance = kl_score(score.backbone, score.embed(texts), score.ctx)
@@ -294,7 +340,7 @@ class WordSubstitutionSearch:
         unk, masked, owner = self.mlm.unk_token, [], []
         for c, caption_slots in enumerate(slots):
             for slot in caption_slots:
-                masked.append(" ".join(words[c][:slot.index] + [unk] + words[c][slot.index + 1:]))
+                masked.append(" ".join(words[c][: slot.index] + [unk] + words[c][slot.index + 1 :]))
                 owner.append(c)
         if not masked:
             return texts
@@ -302,7 +348,7 @@ class WordSubstitutionSearch:
         order: list[list[_Slot]] = [[] for _ in texts]
         pos = 0
         for c, caption_slots in enumerate(slots):
-            values = imp[pos:pos + len(caption_slots)]
+            values = imp[pos : pos + len(caption_slots)]
             pos += len(caption_slots)
             ranked = sorted(range(len(caption_slots)), key=lambda i: values[i], reverse=True)
             order[c] = [caption_slots[i] for i in ranked]
@@ -327,8 +373,9 @@ class WordSubstitutionSearch:
             values = values.tolist()
             self.last_stats["rounds"] += 1
             best = {c: (values[i], None, None, i) for i, c in enumerate(active)}
-            for i, ((c, slot, word), value) in enumerate(zip(tried, values[len(active):],
-                                                             strict=True), len(active)):
+            for i, ((c, slot, word), value) in enumerate(
+                zip(tried, values[len(active) :], strict=True), len(active)
+            ):
                 if value > best[c][0]:
                     best[c] = (value, slot, word, i)
             for c, (_, slot, word, i) in best.items():
@@ -337,13 +384,17 @@ class WordSubstitutionSearch:
                     changed[c] += 1
                     if early_stop and ok[i]:
                         skip.add(c)
-            active = [c for c in active if changed[c] < self.max_words and nxt[c] < len(order[c])
-                      and c not in skip]
+            active = [
+                c
+                for c in active
+                if changed[c] < self.max_words and nxt[c] < len(order[c]) and c not in skip
+            ]
         self.last_stats["changed"] = sum(changed)
         return [" ".join(w) for w in words]
 
-    def _call(self, score: Score, sentences: list[str], owner: list[int], flags: bool = False
-              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _call(
+        self, score: Score, sentences: list[str], owner: list[int], flags: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(values, succeeded flags or None); ``flags`` requires a score returning both."""
         self.last_stats["score_calls"] += 1
         out: Any = score(sentences, torch.tensor(owner, dtype=torch.long))

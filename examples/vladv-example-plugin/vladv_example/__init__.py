@@ -1,8 +1,8 @@
 """vladv-example-plugin: a third-party attack, installed with pip and found through entry points.
 
-    pip install ./examples/vladv-example-plugin
-    vladv plugins                      # lists `fgsm` from distribution vladv-example-plugin
-    vladv run --attack fgsm --attack-opt eps=2/255
+pip install ./examples/vladv-example-plugin
+vladv plugins                      # lists `fgsm` from distribution vladv-example-plugin
+vladv run --attack fgsm --attack-opt eps=2/255
 """
 
 from __future__ import annotations
@@ -41,5 +41,10 @@ class FGSM(vladv.Attack):
 
 @vladv.hookimpl
 def vladv_attacks():
-    yield vladv.AttackSpec(name="fgsm", summary="One-step FGSM on the image (example plugin)",
-                           options=FGSMOptions, factory=FGSM, modality="image")
+    yield vladv.AttackSpec(
+        name="fgsm",
+        summary="One-step FGSM on the image (example plugin)",
+        options=FGSMOptions,
+        factory=FGSM,
+        modality="image",
+    )
