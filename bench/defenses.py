@@ -1,13 +1,13 @@
 """Benchmark the training defenses' steps against their own compute floor.
 
-    python bench/defenses.py                              # tecoa, fare, mat, mat+eda; 2 + 4 steps each
+    python bench/defenses.py                          # tecoa, fare, mat, mat+eda; 2 + 4 steps each
     python bench/defenses.py --defenses mat --steps 6 --rounds 3 --threads 1
 
 Each defense trains a fresh copy of the backbone (embedded CLIP on synthetic-aerial by default) for
-``--warmup`` + ``--steps`` steps at its default batch size; the first ``--warmup`` steps (loading the
-masked LM, warming the allocator) are not timed. Defenses run round-robin for ``--rounds`` rounds,
-so drift on a busy host hits all alike; each figure is the median over the timed steps of all
-rounds.
+``--warmup`` + ``--steps`` steps at its default batch size; the first ``--warmup`` steps (loading
+the masked LM, warming the allocator) are not timed. Defenses run round-robin for ``--rounds``
+rounds, so drift on a busy host hits all alike; each figure is the median over the timed steps of
+all rounds.
 
 * step s: wall time of one training step (from one batch to the next: sampling, the inner attacks,
   the loss, backward, optimizer), what the progress bar's img/s reports;

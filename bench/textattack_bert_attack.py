@@ -1,15 +1,16 @@
 """vladv's BERT-Attack search against TextAttack's BERT-Attack machinery, side by side.
 
-    .venv-textattack/bin/python bench/textattack_bert_attack.py            # 40 captions, k 10, 1 word
+    .venv-textattack/bin/python bench/textattack_bert_attack.py        # 40 captions, k 10, 1 word
     .venv-textattack/bin/python bench/textattack_bert_attack.py --max-words 2 --repeats 5
 
 Both attack the same captions (8 images × 5 synthetic-aerial captions, 40 in all) against the same
 victim: vladv's ``TinyBackbone`` text tower against the batch's clean image embeddings, which the
 benchmark sets (``PairBatch.image_emb``) to each image's normalized mean caption embedding, so that
 clean captions rank their own image first (the tiny model's random image tower would leave most
-captions misranked before any attack, and TextAttack's rules would skip them); with the same masked LM (the
-embedded ``vladv-tiny-mlm``, built into ``VLADV_HOME`` on first use), budget (``--max-words``),
-candidate count (``--k``) and MLM truncation (77 sub-tokens), under both rule sets:
+captions misranked before any attack, and TextAttack's rules would skip them); with the same
+masked LM (the embedded ``vladv-tiny-mlm``, built into ``VLADV_HOME`` on first use), budget
+(``--max-words``), candidate count (``--k``) and MLM truncation (77 sub-tokens), under both rule
+sets:
 
 * ``textattack``: TextAttack's untargeted goal — success when the paired image leaves the top-1 of
   the batch's images; score 1 − softmax(s·cos)[paired]; skip captions already misranked; stop at
@@ -22,8 +23,8 @@ attack plugin, ``recipe=bert-attack`` (``WordSwapMaskedLM(method="bert-attack")`
 ``GreedyWordSwapWIR("unk")``, repeat/stop-word constraints, ``MaxNumWordsModified``). Timings are
 the best of ``--repeats`` runs, vladv and TextAttack interleaved (MLM caches cleared). Printed:
 seconds and texts encoded per 40 captions, success (paired image out of the top-1), mean cosine
-to the paired image, and the share of identical adversarial captions (ignoring case: TextAttack's MLM swaps do not
-restore a capital initial, vladv's do). Never asserted.
+to the paired image, and the share of identical adversarial captions (ignoring case: TextAttack's
+MLM swaps do not restore a capital initial, vladv's do). Never asserted.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(
         f"[bold]machine[/]: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
         f"load average {load[0]:.1f}/{load[1]:.1f}, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), textattack {ta.__version__ if hasattr(ta, '__version__') else '0.3.x'}"
+        f"({torch.get_num_threads()} threads), "
+        f"textattack {ta.__version__ if hasattr(ta, '__version__') else '0.3.x'}"
     )
     base = tiny_dataset(n_images=args.images)
     ds = TensorImageDataset(

@@ -1,1 +1,2 @@
-"""First-party vladv plugins, registered through the same `vladv` entry points as third-party ones."""
+"""First-party vladv plugins, registered through the same `vladv` entry points as third-party
+ones."""

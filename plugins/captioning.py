@@ -1,4 +1,5 @@
-"""Augmenter plugin ``caption``: cross-modal 1:N augmentation, new captions generated from the image.
+"""Augmenter plugin ``caption``: cross-modal 1:N augmentation, new captions generated from the
+image.
 
 Two captioners behind one interface:
 
@@ -239,7 +240,8 @@ def captioner_path(options: CaptionOptions, ctx: Context) -> Path:
 
 
 def prepare_captioner(options: CaptionOptions, ctx: Context, force: bool = False) -> Path | None:
-    """Build the embedded captioner unless cached (``vladv pretrain caption``); return its folder."""
+    """Build the embedded captioner unless cached (``vladv pretrain caption``); return its
+    folder."""
     if options.model != EMBEDDED_CAPTIONER:
         return None
     path = captioner_path(options, ctx)

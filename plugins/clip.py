@@ -136,9 +136,10 @@ def create_open_clip(name: str, pretrained: str = "", download: bool = False) ->
         first = first_line(exc)
         if pretrained:
             raise CheckpointError(
-                f"backbone 'clip': cannot load pretrained weights {pretrained!r} for open_clip model "
-                f"{name!r} ({first}). vladv does not download at run time: pass download=true where "
-                f"there is network (it fills the Hugging Face cache), or checkpoint=PATH"
+                f"backbone 'clip': cannot load pretrained weights {pretrained!r} for open_clip "
+                f"model {name!r} ({first}). vladv does not download at run time: pass "
+                f"download=true where there is network (it fills the Hugging Face cache), "
+                f"or checkpoint=PATH"
             ) from None
         raise VladvError(
             f"backbone 'clip': cannot build open_clip model {name!r}: {first}"
@@ -154,7 +155,8 @@ def _strip_prefix(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str,
 
 
 def load_open_clip_weights(model: nn.Module, path: str | Path) -> None:
-    """Load a local state dict (open_clip keys, or a vladv ``Backbone.save`` file) into ``model``."""
+    """Load a local state dict (open_clip keys, or a vladv ``Backbone.save`` file) into
+    ``model``."""
     state = _strip_prefix(load_state_dict(path), model)
     if "logit_scale" in state and state["logit_scale"].shape != model.logit_scale.shape:
         state["logit_scale"] = state["logit_scale"].reshape(model.logit_scale.shape)
@@ -216,8 +218,8 @@ def is_cached(options: ClipOptions, ctx: vladv.Context) -> bool:
 def vladv_backbones():
     yield vladv.BackboneSpec(
         name="clip",
-        summary="open_clip dual encoder; embedded: vladv's tiny CLIP (default) and ALIGN-style model, "
-        "pretrained on synthetic-aerial",
+        summary="open_clip dual encoder; embedded: vladv's tiny CLIP (default) and ALIGN-style "
+        "model, pretrained on synthetic-aerial",
         options=ClipOptions,
         factory=build_clip,
         prepare=prepare_clip,

@@ -350,7 +350,8 @@ def clip_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor) -
 
 
 def batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
-    """Endless index batches of ``batch_size``, reshuffled every epoch (the last partial one dropped)."""
+    """Endless index batches of ``batch_size``, reshuffled every epoch (the last partial one
+    dropped)."""
     batch_size = min(batch_size, n)
     while True:
         order = torch.randperm(n, generator=gen)

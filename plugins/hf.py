@@ -200,8 +200,8 @@ def _family(config: Any, wanted: str, name: str) -> str:
         if model_type not in FAMILIES:
             raise VladvError(
                 f"{_LABEL}: {name!r} is a {model_type or 'unknown'!r} model, not a supported dual "
-                f"encoder ({', '.join(f'{k} ({v})' for k, v in FAMILIES.items())}); pass family=... "
-                "only for a compatible custom model_type"
+                f"encoder ({', '.join(f'{k} ({v})' for k, v in FAMILIES.items())}); "
+                "pass family=... only for a compatible custom model_type"
             )
         return model_type
     if model_type in FAMILIES and model_type != wanted:

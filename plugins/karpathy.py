@@ -68,7 +68,8 @@ def pre_caption(caption: str, max_words: int = 30) -> str:
 
 
 def preprocess_image(image: Image.Image, image_size: int) -> torch.Tensor:
-    """SGA's test transform: Resize(shortest side, bicubic) → CenterCrop → ToTensor (3, S, S) in [0, 1]."""
+    """SGA's test transform: Resize(shortest side, bicubic) → CenterCrop → ToTensor (3, S, S) in
+    [0, 1]."""
     image = TF.resize(image.convert("RGB"), image_size, interpolation=InterpolationMode.BICUBIC)
     image = TF.center_crop(image, [image_size, image_size])
     return TF.to_tensor(image)
@@ -115,7 +116,8 @@ class _Record:
 # Annotation parsing
 # ----------------------------------------------------------------------------------------------
 def read_annotations(file: str | os.PathLike) -> Any:
-    """Load an annotation JSON; every failure is a one-line :class:`DatasetError` naming the file."""
+    """Load an annotation JSON; every failure is a one-line :class:`DatasetError` naming the
+    file."""
     try:
         with open(file, encoding="utf-8") as fh:
             return json.load(fh)
@@ -287,8 +289,8 @@ class KarpathyDataset(ImageTextDataset):
             k = missing[0]
             more = f" (and {len(missing) - 1} more missing)" if len(missing) > 1 else ""
             raise DatasetError(
-                f"{_LABEL}: {self.annotation_path}: entry {self.entry_indices[k]}: image not found: "
-                f"{self.image_paths[k]}{more}; image paths are relative to "
+                f"{_LABEL}: {self.annotation_path}: entry {self.entry_indices[k]}: "
+                f"image not found: {self.image_paths[k]}{more}; image paths are relative to "
                 f"image_root={self.image_root}"
             )
 

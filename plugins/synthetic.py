@@ -1,4 +1,5 @@
-"""Dataset plugin ``synthetic-aerial``: procedurally generated top-down scenes with five captions each.
+"""Dataset plugin ``synthetic-aerial``: procedurally generated top-down scenes with five captions
+each.
 
 World v2 (docs/world.md). Scenes in the spirit of RSICD (16 scene types) with several independent
 attributes — objects of a color, a count, a size and a position, a layout feature (a road, a
@@ -87,7 +88,8 @@ def _rng(options: SyntheticOptions, split: str, index: int, stream: int) -> np.r
 
 
 def image_domains(options: SyntheticOptions, split: str) -> list[str]:
-    """The domain of every image of ``split`` (a mixed set interleaves 1 real : mix_ratio generated)."""
+    """The domain of every image of ``split`` (a mixed set interleaves 1 real : mix_ratio
+    generated)."""
     n = _size(options, split)
     if split == "test":
         return [options.test_domain] * n
@@ -293,7 +295,8 @@ def prepare_synthetic(options: SyntheticOptions, ctx: vladv.Context, force: bool
 def vladv_datasets():
     yield vladv.DatasetSpec(
         name=NAME,
-        summary="procedurally generated aerial scenes (world v2: real and generated domains, 5 captions each); offline",
+        summary="procedurally generated aerial scenes (world v2: real and generated domains, "
+        "5 captions each); offline",
         options=SyntheticOptions,
         factory=load_synthetic,
         prepare=prepare_synthetic,

@@ -491,7 +491,8 @@ def _download_recipe(ta: ModuleType, name: str) -> tuple[Any, list[Any], Any]:
     except Exception as exc:  # noqa: BLE001 - downloads fail in many ways
         raise VladvError(
             f"textattack: recipe {name!r} needs a download or a file that is missing offline "
-            f"({type(exc).__name__}: {first_line(exc, 160)}); offline recipes: {', '.join(OFFLINE_RECIPES)}"
+            f"({type(exc).__name__}: {first_line(exc, 160)}); "
+            f"offline recipes: {', '.join(OFFLINE_RECIPES)}"
         ) from None
     return (
         built.transformation,

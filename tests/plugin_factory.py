@@ -37,7 +37,8 @@ def write_distribution(
     entry_name: str | None = None,
     version: str = "0.1.0",
 ) -> Path:
-    """Create ``site/<module>.py`` and ``site/<dist>-<version>.dist-info`` with a vladv entry point."""
+    """Create ``site/<module>.py`` and ``site/<dist>-<version>.dist-info`` with a vladv entry
+    point."""
     site.mkdir(parents=True, exist_ok=True)
     (site / f"{module}.py").write_text(textwrap.dedent(source))
     info = site / f"{dist.replace('-', '_')}-{version}.dist-info"

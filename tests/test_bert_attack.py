@@ -1,4 +1,5 @@
-"""BERT-Attack: MLM candidate alignment, the word budget, batched scoring, and the plugin end to end."""
+"""BERT-Attack: MLM candidate alignment, the word budget, batched scoring, and the plugin end to
+end."""
 
 from __future__ import annotations
 

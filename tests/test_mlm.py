@@ -1,4 +1,5 @@
-"""Masked LMs for BERT-Attack: loading, batched cached top-k, and the embedded tiny MLM's training."""
+"""Masked LMs for BERT-Attack: loading, batched cached top-k, and the embedded tiny MLM's
+training."""
 
 from __future__ import annotations
 

@@ -134,8 +134,10 @@ import hashlib, json
 from vladv_plugins.synthetic import SyntheticOptions, generate
 h = hashlib.sha256()
 for split, dom in (("train", "mixed"), ("test", "real")):
-    img, caps, scenes = generate(SyntheticOptions(train_size=24, test_size=12, train_domain=dom), split)
-    h.update(img.numpy().tobytes()); h.update(json.dumps([caps, [list(map(str, s.__dict__.values())) for s in scenes]]).encode())
+    img, caps, scenes = generate(SyntheticOptions(train_size=24, test_size=12, \
+train_domain=dom), split)
+    h.update(img.numpy().tobytes()); \
+h.update(json.dumps([caps, [list(map(str, s.__dict__.values())) for s in scenes]]).encode())
 print(h.hexdigest())
 """
 

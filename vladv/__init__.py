@@ -1,8 +1,9 @@
 """vladv: attack and defend vision-language models, one plugin at a time.
 
-``import vladv`` gives what plugins and scripts use: the spec records and base classes, ``hookimpl``,
-``option``, ``get_registry()`` (the process-wide plugin registry), ``run`` (the runner behind
-``vladv run``, :func:`vladv.experiment.run`) and ``report`` (:func:`vladv.reports.report`);
+``import vladv`` gives what plugins and scripts use: the spec records and base classes,
+``hookimpl``, ``option``, ``get_registry()`` (the process-wide plugin registry), ``run`` (the
+runner behind ``vladv run``, :func:`vladv.experiment.run`) and ``report``
+(:func:`vladv.reports.report`);
 ``run``, ``report``, ``vladv.Backbone`` and the submodules (``vladv.testing``,
 ``vladv.backbone``, ...) load on first access.
 """

@@ -223,7 +223,8 @@ def default_output(grid: GridSpec) -> Path:
 
 class Records(list):
     """What :func:`run` returns: a list of records (or, for a dry run, of planned cells) that also
-    says where they are, ``output`` (None with ``output=False``), and the ``plan`` they came from."""
+    says where they are, ``output`` (None with ``output=False``), and the ``plan`` they came
+    from."""
 
     def __init__(self, items: list[dict[str, Any]], plan: Plan):
         super().__init__(items)
@@ -477,7 +478,8 @@ def source_identity(key: ModelKey, res: Resolver | None = None) -> dict[str, Any
 
 
 def _build(group: Group, ctx: Context) -> tuple[Backbone, ImageTextDataset, dict[str, float]]:
-    """The model of ``group`` (trained or loaded when defended), in eval mode, and its test split."""
+    """The model of ``group`` (trained or loaded when defended), in eval mode, and its test
+    split."""
     seed_everything(group.key.seed)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

@@ -433,7 +433,8 @@ def _accepts(kind: str, name: str, key: str, res: Resolver | None = None) -> boo
 def check_routing(
     kind: str, given: Mapping[str, Any], names_in_run: Sequence[str], res: Resolver | None = None
 ) -> None:
-    """Every option must reach a plugin: ``name.key`` a plugin in the run, ``key`` one that has it."""
+    """Every option must reach a plugin: ``name.key`` a plugin in the run, ``key`` one that has
+    it."""
     real = [n for n in dict.fromkeys(names_in_run) if n != NONE]
     for key in given:
         target, dot, _ = key.partition(".")

@@ -54,8 +54,8 @@ def vladv_attacks() -> Iterable[AttackSpec]:
 def vladv_defenses() -> Iterable[DefenseSpec]:
     """Register defenses.
 
-    Return :class:`~vladv.types.DefenseSpec` records. The factory ``factory(options, ctx)`` returns a
-    :class:`~vladv.types.Defense` whose ``fit(backbone, train, augmenters)`` returns the defended
+    Return :class:`~vladv.types.DefenseSpec` records. The factory ``factory(options, ctx)`` returns
+    a :class:`~vladv.types.Defense` whose ``fit(backbone, train, augmenters)`` returns the defended
     backbone; vladv caches the result by configuration hash.
     """
 
@@ -64,9 +64,9 @@ def vladv_defenses() -> Iterable[DefenseSpec]:
 def vladv_augmenters() -> Iterable[AugmenterSpec]:
     """Register training-pair augmenters (the 1:N relationship).
 
-    Return :class:`~vladv.types.AugmenterSpec` records. The factory ``factory(options, ctx)`` returns
-    an :class:`~vladv.types.Augmenter` producing extra captions per image (text augmenters) or
-    transformed image batches (image augmenters).
+    Return :class:`~vladv.types.AugmenterSpec` records. The factory ``factory(options, ctx)``
+    returns an :class:`~vladv.types.Augmenter` producing extra captions per image (text augmenters)
+    or transformed image batches (image augmenters).
     """
 
 

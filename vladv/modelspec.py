@@ -1,6 +1,7 @@
 """Model specs: one string names a whole model, for the ``models`` and ``sources`` axes.
 
-Grammar: ``BACKBONE[(KEY=VALUE, ...)][/DEFENSE[(KEY=VALUE, ...)][+AUGMENTER[(KEY=VALUE, ...)]...]]``::
+Grammar:
+``BACKBONE[(KEY=VALUE, ...)][/DEFENSE[(KEY=VALUE, ...)][+AUGMENTER[(KEY=VALUE, ...)]...]]``::
 
     clip                                    the grid's clip, undefended
     clip(model=vladv-tiny-align)            another embedded model

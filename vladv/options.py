@@ -90,7 +90,8 @@ def _type_label(tp: Any) -> str:
 
 
 def _convert(tp: Any, value: Any) -> Any:
-    """Convert ``value`` (a string or a Python value) to type ``tp``; raise ValueError if impossible."""
+    """Convert ``value`` (a string or a Python value) to type ``tp``; raise ValueError if
+    impossible."""
     origin = typing.get_origin(tp)
     if origin is Literal:
         choices = typing.get_args(tp)

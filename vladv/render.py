@@ -115,7 +115,8 @@ def summary_table(records: Iterable[dict[str, Any]], title: str = "vladv results
 
 
 def dry_run_table(cells: list[Mapping[str, Any]], res: Any = None) -> Table:
-    """The planned cells of a grid, one row each (``res``: the run's :class:`~vladv.grid.Resolver`)."""
+    """The planned cells of a grid, one row each (``res``: the run's
+    :class:`~vladv.grid.Resolver`)."""
     from vladv.experiment import source_label
 
     done = sum(bool(c.get("done")) for c in cells)

@@ -670,7 +670,8 @@ def write_gallery(
         _page(
             "vladv adversarial examples",
             (
-                f"<h1>Adversarial examples</h1>{_nav(out, path.name)}<p>Perturbations are magnified to "
+                f"<h1>Adversarial examples</h1>{_nav(out, path.name)}"
+                "<p>Perturbations are magnified to "
                 "the full gray range (gray = 0); changed words are <mark>marked</mark>.</p>"
                 + "".join(sections)
             ),

@@ -1,7 +1,8 @@
 """Result records: schema, atomic writing and loading (tables and images: :mod:`vladv.render`).
 
 One JSON record per (backbone, defense, augmenters, attack, dataset, seed). Reports are pure
-functions of records. Schema changes are listed in ``SCHEMA_CHANGES`` and ``docs/results-schema.md``.
+functions of records. Schema changes are listed in ``SCHEMA_CHANGES`` and
+``docs/results-schema.md``.
 """
 
 from __future__ import annotations

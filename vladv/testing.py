@@ -172,7 +172,8 @@ class TinyDatasetOptions:
 
 
 class TinyPlugin:
-    """Provides backbone ``tiny`` and dataset ``tiny`` (register it with :func:`registered_plugin`)."""
+    """Provides backbone ``tiny`` and dataset ``tiny`` (register it with
+    :func:`registered_plugin`)."""
 
     @hookimpl
     def vladv_backbones(self):

@@ -163,7 +163,8 @@ class TrainingOptions:
 
 @dataclass(frozen=True)
 class Schedule:
-    """What :func:`train` needs of the options: steps, AdamW settings, warmup, clipping, checkpoints."""
+    """What :func:`train` needs of the options: steps, AdamW settings, warmup, clipping,
+    checkpoints."""
 
     steps: int
     lr: float

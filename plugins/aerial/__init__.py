@@ -1,1 +1,2 @@
-"""The synthetic-aerial world generator: attributes, captions, rendering and domains (docs/world.md)."""
+"""The synthetic-aerial world generator: attributes, captions, rendering and domains
+(docs/world.md)."""

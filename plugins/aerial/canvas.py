@@ -71,7 +71,8 @@ class Canvas:
         freq: float = 1.0,
         phase: float = 0.0,
     ) -> np.ndarray:
-        """A (wavy) band: horizontal ('h'), vertical ('v') or diagonal ('d', top left → bottom right)."""
+        """A (wavy) band: horizontal ('h'), vertical ('v') or diagonal ('d', top left → bottom
+        right)."""
         if axis == "h":
             along, across = self.X, self.Y - center
         elif axis == "v":

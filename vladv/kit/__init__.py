@@ -9,8 +9,9 @@ on each engine, is docs/kit.md.
   :func:`random_delta`, :func:`draw_random` and SGA's set-level objective
   (:func:`caption_sums`, :func:`caption_set_loss`);
 - :mod:`vladv.kit.words` — the word-substitution search (:class:`WordSubstitutionSearch`,
-  BERT-Attack; :func:`load_search` builds one over a masked LM by name) and its scores (:class:`TextScore`, :func:`image_guided_score`, :func:`kl_score`),
-  :data:`FILTER_WORDS`, :data:`WORD_PATTERN`;
+  BERT-Attack; :func:`load_search` builds one over a masked LM by name) and its scores
+  (:class:`TextScore`, :func:`image_guided_score`, :func:`kl_score`), :data:`FILTER_WORDS`,
+  :data:`WORD_PATTERN`;
 - :mod:`vladv.kit.mlm` — masked language models: :func:`get_mlm` / :func:`ensure_mlm`,
   :class:`MaskedLM` (batched, cached top-k), the embedded ``vladv-tiny-mlm``;
 - :mod:`vladv.kit.text` — :data:`STOP_WORDS` and the offline WordNet reader :func:`load_wordnet`;

@@ -322,7 +322,8 @@ def prepare_mlm(
 
 
 def ensure_mlm(name: str, ctx: Context, force: bool = False) -> None:
-    """Build the embedded MLM (or load a named one) ahead of the first attack (``vladv pretrain``)."""
+    """Build the embedded MLM (or load a named one) ahead of the first attack (``vladv
+    pretrain``)."""
     if name == EMBEDDED_MLM:
         prepare_mlm(ctx, force=force)
     else:
@@ -330,7 +331,8 @@ def ensure_mlm(name: str, ctx: Context, force: bool = False) -> None:
 
 
 def build_tokenizer(corpus: list[str], vocab_size: int) -> Any:
-    """A lower-casing WordPiece tokenizer trained on ``corpus``, as a transformers fast tokenizer."""
+    """A lower-casing WordPiece tokenizer trained on ``corpus``, as a transformers fast
+    tokenizer."""
     from tokenizers import BertWordPieceTokenizer
     from tokenizers.processors import TemplateProcessing
     from transformers import BertTokenizerFast
