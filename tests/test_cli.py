@@ -84,6 +84,10 @@ def test_attack_from_plugin_file_with_options(tiny, tmp_path, fgsm):
             "backbone 'tiny': option 'embed_dim' expects an integer",
         ),
         (["--backbone-opt", "width=3"], "backbone 'tiny': unknown option 'width'"),
+        (  # the NAME. prefix works for every kind, as in experiment files and the Python API
+            ["--backbone-opt", "tiny.embed_dim=abc"],
+            "backbone 'tiny': option 'embed_dim' expects an integer",
+        ),
         (["--dataset-opt", "n_images"], "--dataset-opt expects KEY=VALUE"),
         (["--attack-opt", "eps=1"], "no attack in this run (none) has an option 'eps'"),
         (["--precision", "fp8"], "precision must be fp32, bf16 or fp16"),

@@ -103,7 +103,12 @@ def _load_plugin_files(paths: list[Path] | None) -> None:
 
 
 def _opt(kind: str) -> Any:
-    return typer.Option(metavar="KEY=VALUE", help=f"Option of the {kind} plugin (repeatable).")
+    """``--KIND-opt [NAME.]KEY=VALUE``: the same prefix rule for every kind (experiment files
+    and the Python API's ``*_options`` take the same keys)."""
+    return typer.Option(
+        metavar="[NAME.]KEY=VALUE",
+        help=f"{kind.capitalize()} option (repeatable); NAME. targets one {kind}.",
+    )
 
 
 @app.command(
@@ -170,15 +175,10 @@ def run(
     dataset_opt: Annotated[list[str] | None, _opt("dataset")] = None,
     attack_opt: Annotated[
         list[str] | None,
-        typer.Option(metavar="[NAME.]KEY=VALUE", help="Attack option; NAME. targets one attack."),
+        _opt("attack"),
     ] = None,
     defense_opt: Annotated[list[str] | None, _opt("defense")] = None,
-    augment_opt: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="[NAME.]KEY=VALUE", help="Augmenter option; NAME. targets one augmenter."
-        ),
-    ] = None,
+    augment_opt: Annotated[list[str] | None, _opt("augmenter")] = None,
     seed: Annotated[
         list[int] | None, typer.Option(help="Seed of every random choice (repeatable; default 0).")
     ] = None,
