@@ -9,6 +9,8 @@ GPUs NCCL.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import socket
 import sys
@@ -35,7 +37,18 @@ def init_from_env(device: torch.device) -> torch.device:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        atexit.register(_shutdown)
     return device
+
+
+def _shutdown() -> None:
+    """Leave the process group before the interpreter exits: gloo's threads still running at
+    exit abort the process ("terminate called without an active exception") now and then."""
+    if dist.is_available() and dist.is_initialized():
+        with contextlib.suppress(Exception):
+            dist.barrier()
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()
 
 
 def is_distributed() -> bool:
