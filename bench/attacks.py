@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -38,6 +36,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _machine import add_threads_argument, apply_threads, machine_line
 from rich.console import Console
 from rich.table import Table
 
@@ -305,12 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeats", type=int, default=2, help="timings are the best of this many runs"
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="torch CPU threads (0: torch's default; 1 is steadier on a busy host)",
-    )
+    add_threads_argument(parser)
     parser.add_argument("--no-torchattacks", action="store_true")
     parser.add_argument(
         "--uncached",
@@ -318,8 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         help="batches without the clean embeddings the runner passes",
     )
     args = parser.parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
 
     console = Console(width=max(Console().width, 120))
     if "tiny" in (args.backbone, args.dataset):  # the test fixtures of vladv.testing
@@ -329,18 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.enter_context(registered_plugin(tiny_plugin))
     ctx = make_context(args.device, args.precision, seed=0, progress=False)
     sync = _sync_for(ctx.device)
-    device_name = (
-        torch.cuda.get_device_name(ctx.device)
-        if ctx.device.type == "cuda"
-        else platform.processor() or platform.machine()
-    )
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    console.print(
-        f"[bold]machine[/]: {os.cpu_count()} CPUs (load average {load:.1f} at start), "
-        f"torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), device {ctx.device} ({device_name}), "
-        f"precision {args.precision}, python {sys.version.split()[0]}"
-    )
+    console.print(machine_line(ctx, args.precision))
 
     backbone_opts = parse_assignments(args.backbone_opt, "--backbone-opt")
     backbone = resolve("backbone", args.backbone, backbone_opts).build(ctx).to(ctx.device).eval()

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
-import platform
 import statistics
 import sys
 import time
@@ -36,6 +34,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+from _machine import add_threads_argument, apply_threads, machine_line
 from rich.console import Console
 from rich.table import Table
 
@@ -190,29 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="synthetic-aerial")
     parser.add_argument("--device", default=None)
     parser.add_argument("--precision", default="fp32")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="torch CPU threads (0: torch's default; 1 is steadier on a busy host)",
-    )
+    add_threads_argument(parser)
     args = parser.parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     console = Console(width=max(Console().width, 120))
     ctx = make_context(args.device, args.precision, seed=0, progress=False)
-    device_name = (
-        torch.cuda.get_device_name(ctx.device)
-        if ctx.device.type == "cuda"
-        else platform.processor() or platform.machine()
-    )
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    console.print(
-        f"[bold]machine[/]: {os.cpu_count()} CPUs (load average {load:.1f} at start), "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads), device "
-        f"{ctx.device} ({device_name}), precision {args.precision}, "
-        f"python {sys.version.split()[0]}"
-    )
+    console.print(machine_line(ctx, args.precision))
     backbone = resolve("backbone", args.backbone).build(ctx).to(ctx.device).eval()
     train = resolve("dataset", args.dataset).build(ctx, "train")
     probe = Probe(type(backbone))

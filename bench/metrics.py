@@ -19,13 +19,12 @@ Not a test: figures are printed, never asserted.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
+from _machine import add_threads_argument, apply_threads, machine_line
 from rich.console import Console
 from rich.table import Table
 
@@ -85,22 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--captions-per-image", type=int, default=5)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="torch CPU threads (0: torch's default; 1 is steadier on a busy host)",
-    )
+    add_threads_argument(parser)
     args = parser.parse_args(argv)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     console = Console(width=max(Console().width, 100))
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    console.print(
-        f"[bold]machine[/]: {os.cpu_count()} CPUs (load average {load:.1f} at start), "
-        f"{platform.processor() or platform.machine()}, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads)"
-    )
+    console.print(machine_line())
     g = torch.Generator().manual_seed(0)
     n, c = args.images, args.captions_per_image
     image_emb = F.normalize(torch.randn(n, args.dim, generator=g), dim=-1)
