@@ -104,3 +104,16 @@ def test_the_eps_sweep_report_draws_one_line_per_defense(tmp_path):
         assert recalls[0] > recalls[-1]  # a larger ball never helps the model here
     png = Path(out["files"]["robust_vs_eps"]).read_bytes()
     assert png[:4] == b"\x89PNG" and len(png) > 20_000
+
+
+def test_world_v2_block_is_the_report_of_the_committed_v2_records(tmp_path):
+    """docs/results.md's world-v2 summary is `vladv report docs/results/v2-records`, verbatim."""
+    folder = tmp_path / "v2"
+    shutil.copytree(RESULTS / "v2-records", folder)
+    records = _load(folder)
+    assert records and all(r["data"]["generator_version"] == 5 for r in records)
+    assert all(r["data"]["options"]["test_domain"] == "real" for r in records)
+    summary = Path(report(folder)["files"]["summary_md"]).read_text().strip()
+    page = (RESULTS.parent / "results.md").read_text()
+    block = page.split("<!-- v2-summary -->\n", 1)[1].split("\n<!-- /v2-summary -->", 1)[0]
+    assert block == summary
