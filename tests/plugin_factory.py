@@ -47,3 +47,44 @@ def write_distribution(
     (info / "entry_points.txt").write_text(f"[vladv]\n{entry_name or module} = {module}\n")
     (info / "RECORD").write_text("")
     return site
+
+
+def install_package(package: Path, site: Path) -> None:
+    """``pip install --target site package`` (no deps, no build isolation), as a user would."""
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(package),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+
+
+def plugin_listing(env: dict[str, str]) -> dict:
+    """``vladv plugins --json`` in a fresh process with ``env``."""
+    import json
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-m", "vladv", "plugins", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return json.loads(res.stdout)

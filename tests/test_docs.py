@@ -3,6 +3,8 @@ import re
 import sys
 from pathlib import Path
 
+from plugin_factory import install_package, plugin_listing
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -118,7 +120,6 @@ def test_plugins_md_package_installs_is_listed_and_its_test_passes(tmp_path):
     """The walk-through of docs/plugins.md followed literally as a package: vladv_foo.py, the
     pyproject.toml and the test as printed; pip-installed, listed by `vladv plugins`, its test
     passing against the installed entry point."""
-    import json
     import os
     import subprocess
 
@@ -132,38 +133,14 @@ def test_plugins_md_package_installs_is_listed_and_its_test_passes(tmp_path):
     (package / "vladv_foo.py").write_text(module)
     (package / "pyproject.toml").write_text(pyproject)
     (package / "tests" / "test_foo.py").write_text(test)
-    install = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(site),
-            str(package),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert install.returncode == 0, install.stderr[-3000:]
+    install_package(package, site)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
         "VLADV_HOME": str(tmp_path / "home"),
         "OMP_NUM_THREADS": "1",
     }
-    listing = subprocess.run(
-        [sys.executable, "-m", "vladv", "plugins", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    data = json.loads(listing.stdout)
+    data = plugin_listing(env)
     [row] = [p for p in data["plugins"] if p["name"] == "fgsm"]
     assert row["distribution"] == "vladv-foo" and not data["broken"]
     run = subprocess.run(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from plugin_factory import install_package, plugin_listing
 
 import vladv
 from vladv.experiment import run
@@ -20,37 +21,13 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def installed_example(tmp_path_factory):
     target = tmp_path_factory.mktemp("site")
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(ROOT / "examples" / "vladv-example-plugin"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert res.returncode == 0, res.stderr
+    install_package(ROOT / "examples" / "vladv-example-plugin", target)
     return target
 
 
 def test_example_plugin_package_installs_and_runs(installed_example, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(installed_example), "VLADV_HOME": str(tmp_path)}
-    listing = subprocess.run(
-        [sys.executable, "-m", "vladv", "plugins", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    fgsm = [p for p in json.loads(listing.stdout)["plugins"] if p["name"] == "fgsm"]
+    fgsm = [p for p in plugin_listing(env)["plugins"] if p["name"] == "fgsm"]
     assert fgsm and fgsm[0]["distribution"] == "vladv-example-plugin"
     res = subprocess.run(
         [

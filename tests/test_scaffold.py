@@ -1,11 +1,11 @@
 """``vladv new-plugin``: every kind scaffolds a package whose own test passes, installed or not."""
 
-import json
 import os
 import subprocess
 import sys
 
 import pytest
+from plugin_factory import install_package, plugin_listing
 from typer.testing import CliRunner
 
 from vladv.cli import app
@@ -42,36 +42,12 @@ def test_installed_scaffold_is_listed_and_its_test_still_passes(tmp_path):
     res = CliRunner().invoke(app, ["new-plugin", "my-fgsm", "--dir", str(tmp_path)])
     assert res.exit_code == 0, res.output
     package, site = tmp_path / "vladv-my-fgsm", tmp_path / "site"
-    install = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(site),
-            str(package),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert install.returncode == 0, install.stderr
+    install_package(package, site)
     env = {
         "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
         "VLADV_HOME": str(tmp_path / "home"),
     }  # the vladv under test, plus the package
-    listing = subprocess.run(
-        [sys.executable, "-m", "vladv", "plugins", "--json"],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    data = json.loads(listing.stdout)
+    data = plugin_listing({**os.environ, **env})
     [row] = [p for p in data["plugins"] if p["name"] == "my-fgsm"]
     assert row["distribution"] == "vladv-my-fgsm" and not data["broken"]
     # the entry point registers the module before the test's registered_plugin(module) does
