@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 from typing import Any
 
 import torch
+
+from vladv.results import cpu_name
 
 
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:
@@ -34,12 +35,8 @@ def machine_line(ctx: Any = None, precision: str | None = None) -> str:
         f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
     )
     if ctx is None:
-        return f"{line}, {platform.processor() or platform.machine()}"
-    device = (
-        torch.cuda.get_device_name(ctx.device)
-        if ctx.device.type == "cuda"
-        else platform.processor() or platform.machine()
-    )
+        return f"{line}, {cpu_name()}"
+    device = torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else cpu_name()
     return (
         f"{line}, device {ctx.device} ({device}), precision {precision}, "
         f"python {sys.version.split()[0]}"

@@ -142,3 +142,21 @@ def test_one_grid_and_one_lookup_per_plugin_per_run(noise, tmp_path, monkeypatch
         ("attack", "noise"),
     }
     assert set(lookups.values()) == {1}, lookups
+
+
+def test_records_name_the_evaluated_weights_and_where_they_ran(tiny):
+    """``model.parameters_sha256`` identifies the weights bit for bit; ``config.runtime`` names the
+    thread count and the CPU, on which float results depend."""
+    import torch
+
+    [a] = vladv.run(output=False, backbone="tiny", dataset="tiny", progress=False)
+    [b] = vladv.run(output=False, backbone="tiny", dataset="tiny", progress=False)
+    [c] = vladv.run(
+        output=False, backbone="tiny", dataset="tiny", backbone_options={"seed": 1}, progress=False
+    )
+    digest = a["model"]["parameters_sha256"]
+    assert len(digest) == 16 and digest == b["model"]["parameters_sha256"]
+    assert c["model"]["parameters_sha256"] != digest  # other weights, other hash
+    runtime = a["config"]["runtime"]
+    assert runtime["threads"] == torch.get_num_threads() and runtime["cpu"]
+    assert a["run_id"] == b["run_id"] and a["schema_version"] == 5

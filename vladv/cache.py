@@ -45,10 +45,25 @@ def config_hash(obj: Any, length: int = 16) -> str:
 
 
 def file_sha256(path: str | Path, length: int = 16) -> str:
+    """A short sha256 of a file's bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
+    return h.hexdigest()[:length]
+
+
+def parameters_sha256(module: Any, length: int = 16) -> str:
+    """A short sha256 of a module's parameters and buffers (names, dtypes, shapes and bytes, in
+    ``state_dict`` order): two records with the same value evaluated bit-identical weights."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:length]
 
 

@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from vladv import distributed
 from vladv.backbone import Backbone
-from vladv.cache import config_hash
+from vladv.cache import config_hash, parameters_sha256
 from vladv.console import get_console
 from vladv.errors import CheckpointError, OptionError, PluginError, VladvError
 from vladv.evaluation import encode_clean, evaluate_attack
@@ -41,6 +41,7 @@ from vladv.results import (
     load_record,
     record_path,
     run_id,
+    runtime_facts,
     write_record,
 )
 from vladv.seeds import seed_everything
@@ -574,7 +575,8 @@ def _run_group(
     model, test_ds, timings = _build(group, ctx)
     clean = encode_clean(model, test_ds, ctx, grid.batch_size)
     timings["clean"] = clean.seconds
-    runtime = {"device": str(ctx.device), "num_workers": ctx.num_workers}
+    runtime = runtime_facts(ctx)
+    model_facts = {**model.identity(), "parameters_sha256": parameters_sha256(model)}
     versions = {
         "backbone": res.version("backbone", bb.name),
         "dataset": res.version("dataset", ds.name),
@@ -624,7 +626,7 @@ def _run_group(
             runtime=runtime,
             plugin_versions=cell_versions,
             data=test_ds.describe(),
-            model=model.identity(),
+            model=model_facts,
             metrics=metrics,
             timings=cell_timings,
             experiment=grid.name or None,

@@ -18,7 +18,7 @@ from typing import Any
 from vladv.cache import atomic_write_json, config_hash, finite_json
 from vladv.errors import VladvError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SCHEMA_CHANGES = {
     1: "first version: config, versions, data, model, metrics (clean, adversarial, asr, budget), "
     "timings",
@@ -30,6 +30,9 @@ SCHEMA_CHANGES = {
     4: "adds `config.source` (the model a transfer attack was crafted on: backbone, defense, "
     "augmenters; null for white-box, where it is left out of the run id), `source_model` and "
     "`timings.craft` on transfer records",
+    5: "adds `config.runtime.threads` and `config.runtime.cpu` (float results depend on the CPU "
+    "and the intra-op thread count) and `model.parameters_sha256` (a hash of the evaluated "
+    "weights: equal hashes, bit-identical models)",
 }
 MANIFEST = "experiment.json"
 
@@ -44,6 +47,34 @@ def package_versions() -> dict[str, str | None]:
             out[dist] = None
     out["vladv_commit"] = _git_commit()
     return out
+
+
+def runtime_facts(ctx: Any) -> dict[str, Any]:
+    """Where a run ran: device, data-loader workers, intra-op threads and the CPU's model name.
+
+    Not part of the run id, but float results depend on them: the same cell computed with another
+    thread count or on another CPU can differ in the last bits (docs/results.md#reproducibility).
+    """
+    import torch
+
+    return {
+        "device": str(ctx.device),
+        "num_workers": ctx.num_workers,
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_name(),
+    }
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else ``platform.processor()`` or the machine."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def _git_commit() -> str | None:
