@@ -107,6 +107,19 @@ def test_a_report_written_elsewhere_is_self_contained(moved_report: Path):
     text = index.read_text()
     assert text.index("Configuration") < text.index("Summary") < text.index("Plots")
     assert "synthetic-aerial" in text and "pgd, bert-attack, co-attack, sga" in text
+    assert "computed on" not in text  # records older than schema 5 do not say
+
+
+def test_the_configuration_names_where_the_records_were_computed(records: Path, tmp_path: Path):
+    """Float results depend on the CPU and the thread count (schema 5 records them)."""
+    for i, path in enumerate(sorted(p for p in records.glob("*.json") if p.stem != "experiment")):
+        rec = json.loads(path.read_text())
+        rec["config"]["runtime"].update(threads=1 + i % 2, cpu="Some CPU")
+        path.write_text(json.dumps(rec))
+    res = _report(records, "--output", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    text = (tmp_path / "out" / "index.html").read_text()
+    assert "<th>computed on</th><td>Some CPU, 1 threads, Some CPU, 2 threads</td>" in text
 
 
 def test_text_from_records_is_escaped_everywhere(records: Path, tmp_path: Path):

@@ -706,6 +706,10 @@ def _config_html(
         )
     versions = [r.get("versions") if isinstance(r.get("versions"), dict) else {} for r in records]
     info["vladv"] = sorted({f"{v.get('vladv')} ({v.get('vladv_commit')})" for v in versions})
+    runtimes = [r["config"].get("runtime") or {} for r in records]
+    where = {f"{rt.get('cpu')}, {rt.get('threads')} threads" for rt in runtimes if "threads" in rt}
+    if where:  # schema ≥ 5: float results depend on the CPU and the thread count
+        info["computed on"] = sorted(where)
 
     def text(value: Any) -> str:
         if isinstance(value, list):
