@@ -155,3 +155,38 @@ def test_cache_key_depends_on_the_config(tmp_path):
     ctx = Context(home=tmp_path)
     assert M.mlm_path(ctx) != M.mlm_path(ctx, SMALL)
     assert M.mlm_path(ctx) == M.mlm_path(ctx, M.TinyMLMConfig())
+
+
+def test_the_committed_tokenizer_is_the_embedded_corpus_one():
+    """The embedded MLM's vocabulary is committed (tokenizers' WordPiece trainer breaks ties in
+    hash-map order, random per process). It must belong to today's corpus and recipe — a new
+    world generator fails here until the file is rebuilt — and cover every caption word."""
+    fixed = M.committed_tokenizer(M.TinyMLMConfig(), M._corpus_identity())
+    assert fixed is not None, "run vladv.kit.mlm.write_committed_tokenizer() and commit the file"
+    tok = M.build_tokenizer([], M.TinyMLMConfig().vocab_size, fixed)
+    assert len(tok) == len(fixed["model"]["vocab"]) <= M.TinyMLMConfig().vocab_size
+    corpus = M.embedded_corpus()
+    ids = tok(corpus[::97], add_special_tokens=False)["input_ids"]
+    assert ids and tok.unk_token_id not in {i for row in ids for i in row}
+    other = M.TinyMLMConfig(vocab_size=999)
+    assert M.committed_tokenizer(other, M._corpus_identity()) is None  # another recipe trains
+
+
+def test_the_embedded_mlm_uses_the_committed_tokenizer(tmp_path, monkeypatch):
+    seen = {}
+    real = M.train_tiny_mlm
+
+    def spy(corpus, out_dir, config, ctx, tokenizer=None):
+        seen["tokenizer"] = tokenizer
+        return real(corpus[:512], out_dir, config, ctx, tokenizer=tokenizer)
+
+    monkeypatch.setattr(M, "train_tiny_mlm", spy)
+    ctx = Context(progress=False, home=tmp_path / "home")
+    path = M.prepare_mlm(ctx, config=M.TinyMLMConfig(steps=2, batch_size=8))
+    assert seen["tokenizer"] == json.loads(M.COMMITTED_TOKENIZER.read_text())["tokenizer"]
+    assert json.loads((path / "training.json").read_text())["tokenizer"] == "committed"
+    vocab = json.loads((path / "tokenizer.json").read_text())["model"]["vocab"]
+    assert vocab == seen["tokenizer"]["model"]["vocab"]
+    # a custom corpus trains its own
+    M.prepare_mlm(ctx, config=SMALL, corpus=CORPUS)
+    assert seen["tokenizer"] is None

@@ -35,6 +35,7 @@ from vladv.kit.hub import hub_offline, quiet_transformers
 from vladv.types import Context
 
 __all__ = [
+    "COMMITTED_TOKENIZER",
     "CORPUS_DATASET",
     "EMBEDDED_MLM",
     "LENGTH_BUCKET",
@@ -42,6 +43,7 @@ __all__ = [
     "MaskedLM",
     "TinyMLMConfig",
     "build_tokenizer",
+    "committed_tokenizer",
     "embedded_corpus",
     "ensure_mlm",
     "get_mlm",
@@ -51,6 +53,7 @@ __all__ = [
     "prepare_mlm",
     "save_random_mlm",
     "train_tiny_mlm",
+    "write_committed_tokenizer",
 ]
 
 EMBEDDED_MLM = "vladv-tiny-mlm"
@@ -67,6 +70,11 @@ _LOADED: dict[tuple[str, str], MaskedLM] = {}
 # depend on the process's history); a length that is a function of the text alone does not.
 LENGTH_BUCKET = 16
 """Texts run padded to their sub-token count rounded up to a multiple of this (see above)."""
+COMMITTED_TOKENIZER = Path(__file__).resolve().parent / "data" / "vladv-tiny-mlm-tokenizer.json"
+"""The embedded MLM's WordPiece vocabulary, trained once and committed: tokenizers' WordPiece
+trainer breaks ties in hash-map order, random per process, so two fresh trainings on the same
+captions gave different vocabularies (and different masked LMs, attack candidates and records).
+Used when its recorded corpus and recipe are the embedded MLM's; other corpora train their own."""
 
 
 # == The wrapper ===========================================================================
@@ -285,6 +293,42 @@ def mlm_path(ctx: Context, config: TinyMLMConfig | None = None) -> Path:
     return ctx.cache_dir("models") / f"{EMBEDDED_MLM}-{key}"
 
 
+def committed_tokenizer(config: TinyMLMConfig, corpus: dict[str, Any]) -> dict[str, Any] | None:
+    """The committed ``tokenizer.json`` object (:data:`COMMITTED_TOKENIZER`) when it was built for
+    this corpus identity and recipe (vocabulary size, seed, held-out share), else None."""
+    import json
+
+    try:
+        data = json.loads(COMMITTED_TOKENIZER.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    recipe = {"vocab_size": config.vocab_size, "seed": config.seed, "heldout": config.heldout}
+    if data.get("corpus") != corpus or any(data.get(k) != v for k, v in recipe.items()):
+        return None
+    return data.get("tokenizer")
+
+
+def write_committed_tokenizer(path: Path = COMMITTED_TOKENIZER) -> Path:
+    """Learn the embedded MLM's WordPiece vocabulary anew (from today's corpus, as a build would)
+    and write it to ``path``: what a maintainer runs after the world's captions changed. The
+    result is one draw of a trainer that is not reproducible across processes; commit it."""
+    import json
+
+    config = TinyMLMConfig()
+    train, _ = _split(embedded_corpus(), config)
+    tok = build_tokenizer(train, config.vocab_size)
+    data = json.loads(COMMITTED_TOKENIZER.read_text(encoding="utf-8"))
+    data.update(
+        corpus=_corpus_identity(),
+        vocab_size=config.vocab_size,
+        seed=config.seed,
+        heldout=config.heldout,
+        tokenizer=json.loads(tok.backend_tokenizer.to_str()),
+    )
+    atomic_write_json(Path(path), data)
+    return Path(path)
+
+
 def _complete(path: Path) -> bool:
     return (path / "training.json").is_file() and (path / "config.json").is_file()
 
@@ -307,10 +351,12 @@ def prepare_mlm(
         f"and load, the progress bar shows what is left) → {path}"
     )
     tmp = scratch_dir(path)
+    fixed = None
     if corpus is None:
         corpus = embedded_corpus()
+        fixed = committed_tokenizer(config, _corpus_identity())
     with torch.enable_grad():  # callers may be inside no_grad (e.g. an attack's first use)
-        stats = train_tiny_mlm(corpus, tmp, config, ctx)
+        stats = train_tiny_mlm(corpus, tmp, config, ctx, tokenizer=fixed)
     publish_dir(tmp, path, _complete, replace=force)
     console.print(
         f"{EMBEDDED_MLM}: {stats['seconds']:.0f} s, held-out masked-token accuracy "
@@ -330,30 +376,37 @@ def ensure_mlm(name: str, ctx: Context, force: bool = False) -> None:
         get_mlm(name, ctx)
 
 
-def build_tokenizer(corpus: list[str], vocab_size: int) -> Any:
+def build_tokenizer(corpus: list[str], vocab_size: int, fixed: dict[str, Any] | None = None) -> Any:
     """A lower-casing WordPiece tokenizer trained on ``corpus``, as a transformers fast
-    tokenizer."""
-    from tokenizers import BertWordPieceTokenizer
+    tokenizer; with ``fixed`` (a ``tokenizer.json`` object), that tokenizer instead of training
+    one. Training is not reproducible across processes (ties are broken in hash-map order)."""
+    import json
+
+    from tokenizers import BertWordPieceTokenizer, Tokenizer
     from tokenizers.processors import TemplateProcessing
     from transformers import BertTokenizerFast
 
-    wp = BertWordPieceTokenizer(lowercase=True, clean_text=True, strip_accents=True)
-    wp.train_from_iterator(
-        corpus,
-        vocab_size=vocab_size,
-        min_frequency=2,
-        show_progress=False,
-        special_tokens=_SPECIALS,
-        initial_alphabet=_ALPHABET,
-    )
-    cls, sep = wp.token_to_id("[CLS]"), wp.token_to_id("[SEP]")
-    wp.post_processor = TemplateProcessing(  # [CLS] text [SEP] (set explicitly for transformers 4)
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
-    )
+    if fixed is not None:
+        backend = Tokenizer.from_str(json.dumps(fixed))
+    else:
+        wp = BertWordPieceTokenizer(lowercase=True, clean_text=True, strip_accents=True)
+        wp.train_from_iterator(
+            corpus,
+            vocab_size=vocab_size,
+            min_frequency=2,
+            show_progress=False,
+            special_tokens=_SPECIALS,
+            initial_alphabet=_ALPHABET,
+        )
+        cls, sep = wp.token_to_id("[CLS]"), wp.token_to_id("[SEP]")
+        wp.post_processor = TemplateProcessing(  # [CLS] text [SEP] (explicit for transformers 4)
+            single="[CLS] $A [SEP]",
+            pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+        )
+        backend = wp._tokenizer
     return BertTokenizerFast(
-        tokenizer_object=wp._tokenizer,
+        tokenizer_object=backend,
         do_lower_case=True,
         unk_token="[UNK]",
         sep_token="[SEP]",
@@ -448,13 +501,20 @@ def _mlm_loss(
 
 
 def train_tiny_mlm(
-    corpus: list[str], out_dir: Path, config: TinyMLMConfig, ctx: Context
+    corpus: list[str],
+    out_dir: Path,
+    config: TinyMLMConfig,
+    ctx: Context,
+    tokenizer: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train the tiny BERT MLM on ``corpus`` and save it (safetensors) to ``out_dir``.
 
-    Deterministic given ``config.seed``. Returns (and writes to ``training.json``) the loss curve,
-    held-out masked-token accuracy and wall time. On a CPU it runs single-threaded: its GEMMs
-    are too small to gain from threads, and on oversubscribed cores threads cost up to 10×.
+    ``tokenizer``: a fixed ``tokenizer.json`` object to use instead of training a WordPiece
+    vocabulary (whose training is not reproducible across processes). Given the vocabulary,
+    training is deterministic for ``config.seed`` (and the CPU). Returns (and writes to
+    ``training.json``) the loss curve, held-out masked-token accuracy and wall time. On a CPU it
+    runs single-threaded: its GEMMs are too small to gain from threads, and on oversubscribed
+    cores threads cost up to 10×.
     """
     threads = torch.get_num_threads()
     if ctx.device.type == "cpu":
@@ -463,7 +523,7 @@ def train_tiny_mlm(
     try:
         with torch.random.fork_rng(devices=devices):  # dropout draws from the global generator
             torch.manual_seed(config.seed)
-            return _train(corpus, out_dir, config, ctx)
+            return _train(corpus, out_dir, config, ctx, tokenizer)
     finally:
         torch.set_num_threads(threads)
 
@@ -486,20 +546,33 @@ def _new_bert(
     )
 
 
-def _train(corpus: list[str], out_dir: Path, config: TinyMLMConfig, ctx: Context) -> dict[str, Any]:
+def _split(
+    corpus: list[str], config: TinyMLMConfig, g: torch.Generator | None = None
+) -> tuple[list[str], list[str]]:
+    """(training, held-out) distinct captions, shuffled by ``g`` (seeded by ``config.seed``)."""
+    texts = list(dict.fromkeys(t.strip() for t in corpus if t.strip()))
+    if len(texts) < 2:
+        raise VladvError("the masked-LM corpus needs at least two distinct captions")
+    g = g if g is not None else torch.Generator().manual_seed(config.seed)
+    order = torch.randperm(len(texts), generator=g).tolist()
+    n_held = min(max(1, int(len(texts) * config.heldout)), 1000)
+    return [texts[i] for i in order[n_held:]], [texts[i] for i in order[:n_held]]
+
+
+def _train(
+    corpus: list[str],
+    out_dir: Path,
+    config: TinyMLMConfig,
+    ctx: Context,
+    fixed_tokenizer: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     from rich.errors import LiveError
     from rich.progress import TextColumn
 
     start, cpu_start = time.perf_counter(), time.process_time()
-    texts = list(dict.fromkeys(t.strip() for t in corpus if t.strip()))
-    if len(texts) < 2:
-        raise VladvError("the masked-LM corpus needs at least two distinct captions")
     g = torch.Generator().manual_seed(config.seed)
-    order = torch.randperm(len(texts), generator=g).tolist()
-    n_held = min(max(1, int(len(texts) * config.heldout)), 1000)
-    held = [texts[i] for i in order[:n_held]]
-    train = [texts[i] for i in order[n_held:]]
-    tokenizer = build_tokenizer(train, config.vocab_size)
+    train, held = _split(corpus, config, g)
+    tokenizer = build_tokenizer(train, config.vocab_size, fixed_tokenizer)
     model = (
         _new_bert(
             tokenizer,
@@ -567,6 +640,7 @@ def _train(corpus: list[str], out_dir: Path, config: TinyMLMConfig, ctx: Context
         "first_loss": sum(losses[:20]) / len(losses[:20]),
         "final_loss": sum(losses[-20:]) / len(losses[-20:]),
         "heldout_accuracy": accuracy,
+        "tokenizer": "committed" if fixed_tokenizer is not None else "trained",
         "seconds": time.perf_counter() - start,
         "cpu_seconds": time.process_time() - cpu_start,
         "losses": [round(v, 4) for v in losses],
