@@ -89,10 +89,8 @@ def test_report_draws_the_source_by_target_matrix(folder):
     assert "## Transfer: source (rows) × target (columns)" in md
     assert md.count("conditional ASR@1") >= 2 and md.count("Co-Attack's ASR@1") == 2
     header = (
-        "| source \\ target | clip(model=vladv-tiny-aerial, pretrain_seed=0) | "
-        "clip(model=vladv-tiny-aerial, pretrain_seed=1) | "
-        "clip(model=vladv-tiny-align, pretrain_seed=0) | "
-        "clip(model=vladv-tiny-aerial, pretrain_seed=0)/mat |"
+        "| source \\ target | clip | clip(model=vladv-tiny-align) | clip(pretrain_seed=1) | "
+        "clip/mat |"
     )
     assert header in md
     pgd = md[md.index("### pgd ε=2/255") : md.index("### sga")]
@@ -100,17 +98,17 @@ def test_report_draws_the_source_by_target_matrix(folder):
     row = next(
         line for line in pgd.splitlines() if line.startswith("| clip(model=vladv-tiny-align")
     )
-    assert "| 20.5±0.7 / 10.2±0.4 | 20.5±0.7 / 10.2±0.4 | 60.5±0.7 / 30.2±0.4 |" in row
+    assert "| 20.5±0.7 / 10.2±0.4 | 60.5±0.7 / 30.2±0.4 | 20.5±0.7 / 10.2±0.4 |" in row
     assert row.endswith("| – / – |")  # no align-crafted examples against the MAT target
     first = next(
         line
         for line in pgd.splitlines()
-        if line.startswith("| clip(model=vladv-tiny-aerial, pretrain_seed=0) |")
+        if line.startswith("| clip |")
     )
     assert first.endswith("| 10.5±0.7 / 5.2±0.4 |")
     rows = list(csv.DictReader((folder / "report" / "transfer.csv").open()))
     assert len(rows) == 2 * (9 + 2)
-    assert {r["source"] for r in rows} >= {"clip(model=vladv-tiny-align, pretrain_seed=0)"}
+    assert {r["source"] for r in rows} >= {"clip(model=vladv-tiny-align)"}
 
 
 def test_white_box_tables_keep_their_rows(folder):

@@ -2,15 +2,16 @@
 
 A record's target is its backbone (with options), defense and augmenters; its source is
 ``config.source`` (null = white-box: the target itself). Models are labelled as short model specs
-(``clip(model=vladv-tiny-align)/mat+eda``) showing only the options that differ between the
-models of the folder, so labels stay short and distinct.
+(``clip(model=vladv-tiny-align)/mat+eda``) naming only the options whose value differs from
+the one most of the folder's models share, so the common model reads ``clip`` and labels stay
+short and distinct.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,10 @@ def _options(block: Any) -> dict[str, Any]:
     return opts if isinstance(opts, dict) else {}
 
 
+def _value(v: Any) -> str:
+    return json.dumps(v, sort_keys=True, default=str)
+
+
 def model_labels(
     records: Iterable[dict[str, Any]], defenses: bool = True
 ) -> dict[str, tuple[str, str]]:
@@ -42,16 +47,18 @@ def model_labels(
     ``defenses``)."""
     records = list(records)
     parts = [_part(r["config"], s) for r in records for s in (False, True)]
-    varying: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for kind in ("backbone", "defense"):
-        seen: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for p in parts:
+    # per (kind, plugin, option): how many distinct models hold each value; the most common
+    # value (first seen on ties) goes unsaid, so the common model is just "clip"
+    models: dict[str, Mapping[str, Any]] = {}
+    for p in parts:
+        models.setdefault(json.dumps(p, sort_keys=True, default=str), p)
+    counts: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
+    for p in models.values():
+        for kind in ("backbone", "defense"):
             block = p.get(kind) or {}
             for k, v in _options(block).items():
-                seen[(block.get("name", "?"), k)].add(json.dumps(v, sort_keys=True, default=str))
-        for (name, key), values in seen.items():
-            if len(values) > 1:
-                varying[(kind, name)].add(key)
+                counts[(kind, str(block.get("name", "?")), k)][_value(v)] += 1
+    usual = {key: c.most_common(1)[0][0] for key, c in counts.items() if len(c) > 1}
 
     def label(p: Mapping[str, Any]) -> str:
         out = []
@@ -60,9 +67,12 @@ def model_labels(
             name = str(block.get("name", "?"))
             if kind == "defense" and name == "none":
                 continue
-            keys = sorted(varying.get((kind, name), ()))
             opts = _options(block)
-            shown = ", ".join(f"{k}={opts[k]}" for k in keys if k in opts)
+            shown = ", ".join(
+                f"{k}={opts[k]}"
+                for k in sorted(opts)
+                if (kind, name, k) in usual and _value(opts[k]) != usual[(kind, name, k)]
+            )
             out.append(name + (f"({shown})" if shown else ""))
         augs = (p.get("augmenters") or []) if defenses else []
         return "/".join(out) + "".join(
