@@ -121,14 +121,16 @@ def test_world_v2_block_is_the_report_of_the_committed_v2_records(tmp_path):
 
 def test_transfer_block_is_the_report_of_the_committed_transfer_records(tmp_path):
     """docs/results.md's transfer matrices are `vladv report docs/results/transfer-records`'s
-    transfer section, verbatim (headings one level down); every off-diagonal cell was crafted on another model."""
+    transfer section, verbatim (headings one level down); every off-diagonal cell was crafted
+    on another model."""
     folder = tmp_path / "transfer"
     shutil.copytree(RESULTS / "transfer-records", folder)
     records = _load(folder)
     crafted = [r for r in records if r["config"]["source"] is not None]
-    assert crafted and all(r["config"]["source"] != {
-        k: r["config"][k] for k in ("backbone", "defense", "augmenters")
-    } for r in crafted)
+    assert crafted and all(
+        r["config"]["source"] != {k: r["config"][k] for k in ("backbone", "defense", "augmenters")}
+        for r in crafted
+    )
     assert all(r["data"]["options"]["test_domain"] == "real" for r in records)
     summary = Path(report(folder)["files"]["summary_md"]).read_text()
     section = summary[summary.index("## Transfer") :].strip()

@@ -100,11 +100,7 @@ def test_report_draws_the_source_by_target_matrix(folder):
     )
     assert "| 20.5±0.7 / 10.2±0.4 | 60.5±0.7 / 30.2±0.4 | 20.5±0.7 / 10.2±0.4 |" in row
     assert row.endswith("| – / – |")  # no align-crafted examples against the MAT target
-    first = next(
-        line
-        for line in pgd.splitlines()
-        if line.startswith("| clip |")
-    )
+    first = next(line for line in pgd.splitlines() if line.startswith("| clip |"))
     assert first.endswith("| 10.5±0.7 / 5.2±0.4 |")
     rows = list(csv.DictReader((folder / "report" / "transfer.csv").open()))
     assert len(rows) == 2 * (9 + 2)
