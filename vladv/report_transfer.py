@@ -51,7 +51,7 @@ def model_labels(
     # value (first seen on ties) goes unsaid, so the common model is just "clip"
     models: dict[str, Mapping[str, Any]] = {}
     for p in parts:
-        models.setdefault(json.dumps(p, sort_keys=True, default=str), p)
+        models.setdefault(_value(p), p)
     counts: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
     for p in models.values():
         for kind in ("backbone", "defense"):

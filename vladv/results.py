@@ -7,6 +7,7 @@ functions of records. Schema changes are listed in ``SCHEMA_CHANGES`` and
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import subprocess
@@ -65,6 +66,7 @@ def runtime_facts(ctx: Any) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_name() -> str:
     """The CPU's model name (``/proc/cpuinfo``), else ``platform.processor()`` or the machine."""
     try:

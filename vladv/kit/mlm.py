@@ -293,6 +293,11 @@ def mlm_path(ctx: Context, config: TinyMLMConfig | None = None) -> Path:
     return ctx.cache_dir("models") / f"{EMBEDDED_MLM}-{key}"
 
 
+def _recipe(config: TinyMLMConfig) -> dict[str, Any]:
+    """What the vocabulary depends on besides the corpus: its size and the train/held-out split."""
+    return {"vocab_size": config.vocab_size, "seed": config.seed, "heldout": config.heldout}
+
+
 def committed_tokenizer(config: TinyMLMConfig, corpus: dict[str, Any]) -> dict[str, Any] | None:
     """The committed ``tokenizer.json`` object (:data:`COMMITTED_TOKENIZER`) when it was built for
     this corpus identity and recipe (vocabulary size, seed, held-out share), else None."""
@@ -302,8 +307,7 @@ def committed_tokenizer(config: TinyMLMConfig, corpus: dict[str, Any]) -> dict[s
         data = json.loads(COMMITTED_TOKENIZER.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    recipe = {"vocab_size": config.vocab_size, "seed": config.seed, "heldout": config.heldout}
-    if data.get("corpus") != corpus or any(data.get(k) != v for k, v in recipe.items()):
+    if data.get("corpus") != corpus or any(data.get(k) != v for k, v in _recipe(config).items()):
         return None
     return data.get("tokenizer")
 
@@ -320,9 +324,7 @@ def write_committed_tokenizer(path: Path = COMMITTED_TOKENIZER) -> Path:
     data = json.loads(COMMITTED_TOKENIZER.read_text(encoding="utf-8"))
     data.update(
         corpus=_corpus_identity(),
-        vocab_size=config.vocab_size,
-        seed=config.seed,
-        heldout=config.heldout,
+        **_recipe(config),
         tokenizer=json.loads(tok.backend_tokenizer.to_str()),
     )
     atomic_write_json(Path(path), data)
