@@ -124,3 +124,32 @@ def test_a_malformed_source_is_skipped_with_a_warning(folder):
     (folder / "bad.json").write_text(json.dumps(rec))
     result = report(folder)
     assert any("malformed config.source" in w for w in result["warnings"])
+
+
+def test_the_summary_averages_each_setting_per_seed_then_over_seeds(folder):
+    report(folder)
+    md = (folder / "report" / "summary.md").read_text()
+    summary = md[md.index("## Transfer summary") :]
+    pgd = next(line for line in summary.splitlines() if line.startswith("| pgd"))
+    # white-box on the 3 undefended models: 60 + seed; black-box between them (6 pairs): 20 +
+    # seed; onto the MAT target (crafted on clip): 10 + seed; IR is half of TR in the fixture.
+    assert "| 60.5±0.7 / 30.2±0.4 (3 pairs, seeds 0, 1) |" in pgd
+    assert "| 20.5±0.7 / 10.2±0.4 (6 pairs, seeds 0, 1) |" in pgd
+    assert pgd.endswith("| 10.5±0.7 / 5.2±0.4 (1 pair, seeds 0, 1) |")
+    # paired per seed: SGA's black-box ASR is 30 + seed, PGD's 20 + seed: SGA − PGD is 10 in
+    # every seed (no spread), half of it for IR
+    sga = [line for line in summary.splitlines() if line.startswith("| sga")]
+    assert sga[0].startswith("| sga ε=2/255 | 90.5±0.7 / 45.2±0.4 (3 pairs, seeds 0, 1) |")
+    assert sga[1] == "| sga ε=2/255 | 10.0±0.0 / 5.0±0.0 | – |"
+
+
+def test_the_summary_counts_only_pairs_every_seed_has(folder):
+    (folder / "align-none-seed1-pgd-1.json").unlink()  # seed 1 lacks one black-box pair
+    report(folder)
+    md = (folder / "report" / "summary.md").read_text()
+    pgd = next(
+        line
+        for line in md[md.index("## Transfer summary") :].splitlines()
+        if line.startswith("| pgd")
+    )
+    assert "| 20.5±0.7 / 10.2±0.4 (5 pairs, seeds 0, 1) |" in pgd

@@ -125,6 +125,165 @@ def transfer_rows(
     return rows
 
 
+SETTINGS = (
+    ("white", "white-box, undefended models"),
+    ("black", "black-box between undefended models"),
+    ("defended", "black-box onto defended targets"),
+)
+
+
+def _setting(cfg: Mapping[str, Any], target: str, source: str) -> str:
+    """``white``, ``black`` or ``defended`` (see :data:`SETTINGS`); ``other`` for the rest
+    (white-box on a defended model, examples crafted on a defended source)."""
+
+    def defended_part(part: Any) -> bool:
+        return isinstance(part, dict) and (part.get("defense") or {}).get("name", "none") != "none"
+
+    defended, src_defended = defended_part(cfg), defended_part(cfg.get("source"))
+    if source == target:
+        return "other" if defended else "white"
+    if src_defended:
+        return "other"
+    return "defended" if defended else "black"
+
+
+def transfer_summary(
+    records: Sequence[dict[str, Any]], attack_label: Any, mean_std: Any
+) -> dict[str, Any]:
+    """Per attack: the mean conditional ASR@1 over the (source, target) pairs of each setting
+    of :data:`SETTINGS`, computed per seed and then mean ± std over seeds; plus the paired
+    per-seed difference of the black-box means between every two attacks.
+
+    Only pairs present in every seed of an attack count, so a seed still running does not move
+    the mean by changing which pairs it averages. Returns ``{"rows": [...], "differences":
+    [...]}``; both empty without transfer records.
+    """
+    if not any(isinstance(r["config"].get("source"), dict) for r in records):
+        return {"rows": [], "differences": []}
+    labels = model_labels(records)
+    # (dataset, attack, setting) -> seed -> {(source, target): (tr, ir)}
+    cells: dict[tuple[str, str, str], dict[int, dict[tuple[str, str], tuple[Any, Any]]]]
+    cells = defaultdict(lambda: defaultdict(dict))
+    for rec in records:
+        cfg = rec["config"]
+        if cfg["attack"]["name"] == "none":
+            continue
+        target, source = labels[rec["run_id"]]
+        asr = rec["metrics"].get("asr") or {}
+        key = (cfg["dataset"]["name"], attack_label(cfg), _setting(cfg, target, source))
+        cells[key][cfg["seed"]][(source, target)] = (
+            asr.get("tr_r1_conditional"),
+            asr.get("ir_r1_conditional"),
+        )
+    per_seed: dict[tuple[str, str, str], dict[int, tuple[float, float]]] = {}
+    pairs_used: dict[tuple[str, str, str], int] = {}
+    for key, seeds in cells.items():
+        common = set.intersection(*(set(p) for p in seeds.values()))
+        common = {p for p in common if all(None not in seeds[s][p] for s in seeds)}
+        if not common:
+            continue
+        pairs_used[key] = len(common)
+        per_seed[key] = {
+            s: tuple(sum(seeds[s][p][i] for p in common) / len(common) for i in (0, 1))
+            for s in sorted(seeds)
+        }
+    rows = []
+    attacks = list(dict.fromkeys((d, a) for d, a, _ in per_seed))
+    for dataset, attack in attacks:
+        row: dict[str, Any] = {"dataset": dataset, "attack": attack}
+        for setting, _ in SETTINGS:
+            means = per_seed.get((dataset, attack, setting), {})
+            row[f"{setting}_seeds"] = sorted(means)
+            row[f"{setting}_pairs"] = pairs_used.get((dataset, attack, setting), 0)
+            for i, side in enumerate(("tr", "ir")):
+                row[f"{setting}_{side}_mean"], row[f"{setting}_{side}_std"] = mean_std(
+                    [m[i] for m in means.values()]
+                )
+        rows.append(row)
+    differences = []
+    for dataset, a in attacks:
+        for d2, b in attacks:
+            if d2 != dataset or a == b:
+                continue
+            ma = per_seed.get((dataset, a, "black"), {})
+            mb = per_seed.get((dataset, b, "black"), {})
+            seeds = sorted(set(ma) & set(mb))
+            if not seeds:
+                continue
+            diff: dict[str, Any] = {"dataset": dataset, "attack": a, "other": b, "seeds": seeds}
+            for i, side in enumerate(("tr", "ir")):
+                diff[f"{side}_mean"], diff[f"{side}_std"] = mean_std(
+                    [ma[s][i] - mb[s][i] for s in seeds]
+                )
+            differences.append(diff)
+    return {"rows": rows, "differences": differences}
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
+def _seeds(seeds: Sequence[int]) -> str:
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+
+def transfer_summary_markdown(summary: Mapping[str, Any], md: Any) -> str:
+    """The summary of :func:`transfer_summary` as two Markdown tables per dataset."""
+    rows, differences = summary.get("rows") or [], summary.get("differences") or []
+    if not rows:
+        return ""
+
+    def pm(row: Mapping[str, Any], key: str, seeds: Sequence[int]) -> str:
+        mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
+        if mean is None:
+            return "–"
+        return f"{mean:.1f}" if len(seeds) < 2 or std is None else f"{mean:.1f}±{std:.1f}"
+
+    out = [
+        "## Transfer summary\n",
+        "SGA's conditional ASR@1, TR / IR: the mean over each setting's (source, target) pairs, "
+        "computed per seed, then mean±std over seeds (pairs: how many pairs each mean "
+        "averages).\n",
+    ]
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        group = [r for r in rows if r["dataset"] == dataset]
+        out.append(f"### {md(dataset)}\n")
+        out.append("| attack | " + " | ".join(md(t) for _, t in SETTINGS) + " |")
+        out.append("| --- " * (len(SETTINGS) + 1) + "|")
+        for r in group:
+            vals = []
+            for setting, _ in SETTINGS:
+                seeds = r[f"{setting}_seeds"]
+                vals.append(
+                    "–"
+                    if not seeds
+                    else f"{pm(r, f'{setting}_tr', seeds)} / {pm(r, f'{setting}_ir', seeds)} "
+                    f"({_count(r[f'{setting}_pairs'], 'pair')}, {_seeds(seeds)})"
+                )
+            out.append(f"| {md(r['attack'])} | " + " | ".join(vals) + " |")
+        out.append("")
+        diffs = [d for d in differences if d["dataset"] == dataset]
+        if diffs:
+            names = list(dict.fromkeys(d["attack"] for d in diffs))
+            cell = {(d["attack"], d["other"]): d for d in diffs}
+            out.append(
+                "Black-box between undefended models, row − column in points (TR / IR), "
+                "paired per seed, mean±std over seeds:\n"
+            )
+            out.append("| row − column | " + " | ".join(map(md, names)) + " |")
+            out.append("| --- " * (len(names) + 1) + "|")
+            for a in names:
+                vals = [
+                    "–"
+                    if (d := cell.get((a, b))) is None
+                    else f"{pm(d, 'tr', d['seeds'])} / {pm(d, 'ir', d['seeds'])}"
+                    for b in names
+                ]
+                out.append(f"| {md(a)} | " + " | ".join(vals) + " |")
+            out.append("")
+    return "\n".join(out)
+
+
 def _axes(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[str]]:
     """Sources and targets: models that attack others first, then by label (deterministic)."""
     crafting = {r["source"] for r in rows if r["source"] != r["target"]}

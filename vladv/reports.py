@@ -809,11 +809,18 @@ def report(directory: str | Path, output: str | Path | None = None) -> dict[str,
         raise VladvError(f"report output {out} is a file, not a folder")
     inside = (directory / MANIFEST).resolve().is_relative_to(directory.resolve())
     grid = read_manifest(directory) if inside else None
-    from vladv.report_transfer import plot_transfer, transfer_markdown, transfer_rows
+    from vladv.report_transfer import (
+        plot_transfer,
+        transfer_markdown,
+        transfer_rows,
+        transfer_summary,
+        transfer_summary_markdown,
+    )
 
     rows = aggregate(records, grid)
     white = [r for r in rows if r["source"] == "self"]  # the white-box tables and plots
     transfer = transfer_rows(records, attack_label, _mean_std)
+    summary = transfer_summary(records, attack_label, _mean_std)
     order = grid_order(grid)
     records = sorted(
         records,
@@ -829,7 +836,10 @@ def report(directory: str | Path, output: str | Path | None = None) -> dict[str,
             "records_csv": write_csv(out / "records.csv", record_rows(records)),
             "summary_md": _write_text(
                 out / "summary.md",
-                markdown_tables(white) + "\n" + transfer_markdown(transfer, _md, _pm),
+                markdown_tables(white)
+                + "\n"
+                + transfer_markdown(transfer, _md, _pm)
+                + ("\n" + transfer_summary_markdown(summary, _md) if summary["rows"] else ""),
             ),
             "robust_vs_eps": plot_robust_vs_eps(white, out / "robust_vs_eps.png"),
             "defenses_attacks": plot_defense_bars(white, out / "defenses_attacks.png"),
