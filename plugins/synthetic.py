@@ -155,14 +155,67 @@ def drawn_scenes(options: SyntheticOptions, split: str, scenes: list[Scene]) -> 
     return out
 
 
-def render_images(options: SyntheticOptions, split: str, scenes: list[Scene]) -> torch.Tensor:
-    """uint8 images (N, 3, S, S) of the captioned ``scenes``, in each image's domain."""
+PARALLEL_MIN_IMAGES = 2048  # below this, worker start-up costs more than it saves
+
+
+def _render_range(
+    options: SyntheticOptions, split: str, start: int, shown: list[Scene], domains: list[str]
+) -> np.ndarray:
+    """uint8 images (n, S, S, 3) of images ``start``, ``start + 1``, … (each from its own
+    seeded streams, so a range renders the same bytes in any process)."""
     size = options.image_size
-    out = np.empty((len(scenes), size, size, 3), dtype=np.uint8)
-    shown = drawn_scenes(options, split, scenes)
-    for i, (s, domain) in enumerate(zip(shown, image_domains(options, split))):
+    out = np.empty((len(shown), size, size, 3), dtype=np.uint8)
+    for j, (s, domain) in enumerate(zip(shown, domains)):
+        i = start + j
         img = render(s, _rng(options, split, i, _RENDER_STREAM), size)
-        out[i] = apply_domain(img, domain, _rng(options, split, i, _DOMAIN_STREAM))
+        out[j] = apply_domain(img, domain, _rng(options, split, i, _DOMAIN_STREAM))
+    return out
+
+
+def render_workers(n: int) -> int:
+    """Processes to render ``n`` images with: torch's thread count (what vladv was given, e.g.
+    ``OMP_NUM_THREADS``); one below :data:`PARALLEL_MIN_IMAGES` images, and one where processes
+    cannot be forked (a spawned worker would re-run the user's script)."""
+    import multiprocessing
+
+    if n < PARALLEL_MIN_IMAGES or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, torch.get_num_threads())
+
+
+def render_images(
+    options: SyntheticOptions, split: str, scenes: list[Scene], workers: int | None = None
+) -> torch.Tensor:
+    """uint8 images (N, 3, S, S) of the captioned ``scenes``, in each image's domain.
+
+    Rendering is pure NumPy/PIL per image, so large splits are drawn by ``workers`` processes
+    (default :func:`render_workers`) in contiguous ranges; the bytes do not depend on it.
+    """
+    shown = drawn_scenes(options, split, scenes)
+    domains = image_domains(options, split)
+    workers = render_workers(len(scenes)) if workers is None else max(1, workers)
+    if workers == 1:
+        out = _render_range(options, split, 0, shown, domains)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        chunk = -(-len(shown) // (4 * workers))  # a few ranges per worker evens out the load
+        starts = range(0, len(shown), chunk)
+        # fork: the workers run NumPy/PIL only (never torch, whose thread pool a fork would
+        # not carry), and unlike spawn it does not re-import the user's __main__
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            parts = pool.map(
+                _render_range,
+                *zip(
+                    *(
+                        (options, split, a, shown[a : a + chunk], domains[a : a + chunk])
+                        for a in starts
+                    )
+                ),
+            )
+            out = np.concatenate(list(parts))
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 

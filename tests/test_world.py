@@ -153,6 +153,18 @@ def test_generation_is_byte_identical_across_processes_and_hash_seeds():
     assert len(outs) == 1 and len(next(iter(outs))) == 64
 
 
+def test_parallel_rendering_draws_the_same_bytes(monkeypatch):
+    """Large splits render in worker processes (by torch's thread count); the bytes do not
+    depend on how many."""
+    opts = SyntheticOptions(train_size=40, train_domain="mixed")
+    scenes, _ = scene_records(opts, "train")
+    one = synthetic.render_images(opts, "train", scenes, workers=1)
+    assert torch.equal(one, synthetic.render_images(opts, "train", scenes, workers=3))
+    monkeypatch.setattr(synthetic, "PARALLEL_MIN_IMAGES", 10)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert synthetic.render_workers(40) == 2 and synthetic.render_workers(9) == 1
+
+
 def test_records_name_the_world(tmp_path, monkeypatch):
     monkeypatch.setenv("VLADV_HOME", str(tmp_path))
     ds = synthetic.load_synthetic(
