@@ -25,7 +25,7 @@ from typing import Any, Literal
 import torch
 
 import vladv
-from vladv.cache import config_hash, file_sha256, publish_dir, scratch_dir
+from vladv.cache import build_lock, config_hash, file_sha256, publish_dir, scratch_dir
 from vladv.console import get_console, make_progress
 from vladv.errors import VladvError, first_line
 from vladv.kit.pools import PoolAugmenter, dedupe_captions, image_seed
@@ -247,6 +247,14 @@ def prepare_captioner(options: CaptionOptions, ctx: Context, force: bool = False
     path = captioner_path(options, ctx)
     if (path / "training.json").is_file() and not force:
         return path
+    console = get_console(ctx)
+    with build_lock(path, lambda msg: console.print(f"[dim]{msg}[/]")):
+        if (path / "training.json").is_file() and not force:  # built while we waited
+            return path
+        return _build_captioner(options, ctx, force, path)
+
+
+def _build_captioner(options: CaptionOptions, ctx: Context, force: bool, path: Path) -> Path:
     console = get_console(ctx)
     console.print(
         f"building the embedded captioner '{EMBEDDED_CAPTIONER}' (first use: "

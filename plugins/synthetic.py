@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 import vladv
-from vladv.cache import config_hash
+from vladv.cache import build_lock, config_hash
 from vladv.checkpoints import save_state_dict
 from vladv.data import TensorImageDataset
 from vladv.errors import DatasetError
@@ -331,8 +331,11 @@ def load_synthetic(
     path = cache_path(options, ctx, split)
     loaded = _load(path) if path.is_file() else None
     if loaded is None:
-        loaded = generate(options, split)
-        _save(path, *loaded, options)
+        with build_lock(path):
+            loaded = _load(path) if path.is_file() else None  # another process's, if we waited
+            if loaded is None:
+                loaded = generate(options, split)
+                _save(path, *loaded, options)
     images, captions, scenes = loaded
     return SyntheticAerialDataset(images, captions, scenes, split, options)
 

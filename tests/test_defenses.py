@@ -1,5 +1,6 @@
 import copy
 import importlib
+import re
 
 import pytest
 import torch
@@ -60,3 +61,75 @@ def test_defense_is_cached_by_configuration(tiny, tmp_path, capsys):
     assert "using cached tecoa checkpoint" in out.out + out.err
     assert first["metrics"]["clean"] == second["metrics"]["clean"]
     assert first["config"]["defense"]["options"]["steps"] == 2
+
+
+def test_a_defense_another_process_is_training_is_waited_for_not_trained_twice(
+    tiny, tmp_path, capsys
+):
+    """Two runs that need the same defended model build it once: the second waits on the
+    build lock and loads what the first saved (here a thread plays the other process)."""
+    import threading
+    import time
+
+    from vladv.cache import build_lock
+
+    kw = dict(
+        backbone="tiny",
+        dataset="tiny",
+        defense="tecoa",
+        progress=False,
+        output=False,
+        defense_options={"steps": "2", "batch_size": "4", "lr": "3e-3"},
+    )
+    first = run(**kw)[0]
+    out = capsys.readouterr()
+    folder = re.search(r"cached as (tecoa-[0-9a-f]+)", out.out + out.err).group(1)
+    final = Context().cache_dir("defenses", folder) / "model.safetensors"
+    saved = final.read_bytes()
+    final.unlink()
+    held = threading.Event()
+
+    def other_process():
+        with build_lock(final):
+            held.set()
+            time.sleep(0.5)
+            final.write_bytes(saved)
+
+    thread = threading.Thread(target=other_process)
+    thread.start()
+    held.wait()
+    second = run(**kw)[0]
+    thread.join()
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "waiting for another process that is building model.safetensors" in text
+    assert "using cached tecoa checkpoint" in text and "training defense" not in text
+    assert first["metrics"]["clean"] == second["metrics"]["clean"]
+
+
+def test_build_lock_is_exclusive_and_says_why_it_waits(tmp_path):
+    import threading
+    import time
+
+    from vladv.cache import build_lock
+
+    target, order, said = tmp_path / "sub" / "model.bin", [], []
+    held = threading.Event()
+
+    def first():
+        with build_lock(target):
+            held.set()
+            time.sleep(0.3)
+            order.append("first")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    held.wait()
+    with build_lock(target, said.append):
+        order.append("second")
+    thread.join()
+    assert order == ["first", "second"]
+    assert said == ["waiting for another process that is building model.bin"]
+    with build_lock(target, said.append):  # free again: no waiting, nothing said
+        pass
+    assert len(said) == 1

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,39 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+@contextlib.contextmanager
+def build_lock(target: str | Path, notify: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the exclusive right to build ``target`` (a model, a dataset, crafted examples) among
+    the processes sharing this VLADV_HOME: a lock file ``<target>.lock`` beside it.
+
+    A process that finds the lock taken says so through ``notify`` and waits; on entering, check
+    the cache again — the holder has usually just built ``target``. So two runs that need the same
+    artifact (a grid split over processes, a transfer experiment beside a grid) build it once.
+    Not taken under torch.distributed, whose ranks build together (filelock, as the Hugging Face
+    hub uses it).
+    """
+    from filelock import FileLock, Timeout
+
+    from vladv.distributed import is_distributed
+
+    if is_distributed():
+        yield
+        return
+    target = Path(target)
+    ensure_dir(target.parent, "cache folder")
+    lock = FileLock(str(target) + ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if notify is not None:
+            notify(f"waiting for another process that is building {target.name}")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def scratch_dir(final: str | Path) -> Path:

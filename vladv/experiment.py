@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from vladv import distributed
 from vladv.backbone import Backbone
-from vladv.cache import config_hash, parameters_sha256
+from vladv.cache import build_lock, config_hash, parameters_sha256
 from vladv.console import get_console
 from vladv.errors import CheckpointError, OptionError, PluginError, VladvError
 from vladv.evaluation import encode_clean, evaluate_attack
@@ -522,20 +522,25 @@ def _craft_sources(cells: list[Cell], grid: GridSpec, ctx: Context, res: Resolve
         model, test_ds, _ = _build(source, ctx)
         clean = encode_clean(model, test_ds, ctx, grid.batch_size)
         for ck, cell in missing.items():
-            seed_everything(src.seed)
-            crafted = craft(
-                model, test_ds, cell.attack_obj, cell.attack.name, clean, ctx, grid.batch_size
-            )
-            crafted.meta.update(
-                source=source_identity(src, res),
-                model=model.identity(),
-                data=test_ds.describe(),
-                attack=cell.identity["attack"],
-                seed=src.seed,
-            )
-            if distributed.is_main():
-                save_crafted(craft_folder(ctx, cell.attack.name, ck), crafted)
-            distributed.barrier()
+            folder = craft_folder(ctx, cell.attack.name, ck)
+            with build_lock(folder, _notify(ctx)):
+                cached = load_crafted(folder)  # crafted by the process we waited for?
+                if cached is not None and check_fits(cached, test_ds):
+                    continue
+                seed_everything(src.seed)
+                crafted = craft(
+                    model, test_ds, cell.attack_obj, cell.attack.name, clean, ctx, grid.batch_size
+                )
+                crafted.meta.update(
+                    source=source_identity(src, res),
+                    model=model.identity(),
+                    data=test_ds.describe(),
+                    attack=cell.identity["attack"],
+                    seed=src.seed,
+                )
+                if distributed.is_main():
+                    save_crafted(folder, crafted)
+                distributed.barrier()
         del model
 
 
@@ -645,6 +650,12 @@ def _run_group(
         yield record
 
 
+def _notify(ctx: Context) -> Callable[[str], None]:
+    """A one-line, dim message on the run's console (e.g. waiting for another process)."""
+    console = get_console(ctx)
+    return lambda msg: console.print(f"[dim]{escape(msg)}[/]", highlight=False)
+
+
 def _apply_defense(
     model: Backbone, df: Choice, augs: list[Choice], ds: Choice, bb: Choice, ctx: Context, seed: int
 ) -> tuple[Backbone, float]:
@@ -668,7 +679,10 @@ def _apply_defense(
     folder = ctx.cache_dir("defenses", f"{df.name}-{key}")
     final = folder / "model.safetensors"
     console = get_console(ctx)
-    if final.exists():
+
+    def cached() -> bool:
+        if not final.exists():
+            return False
         backup = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         try:
             model.load_weights(final)
@@ -680,10 +694,31 @@ def _apply_defense(
                 highlight=False,
                 soft_wrap=True,
             )
-        else:
-            console.print(f"[dim]using cached {df.name} checkpoint {escape(str(final))}[/]")
+            return False
+        console.print(f"[dim]using cached {df.name} checkpoint {escape(str(final))}[/]")
+        return True
+
+    if cached():
+        return model, time.perf_counter() - start
+    with build_lock(final, _notify(ctx)):
+        if cached():  # built meanwhile by the process we waited for
             return model, time.perf_counter() - start
-        del backup
+        return _train_defense(model, df, augs, ds, ctx, folder, final, key), (
+            time.perf_counter() - start
+        )
+
+
+def _train_defense(
+    model: Backbone,
+    df: Choice,
+    augs: list[Choice],
+    ds: Choice,
+    ctx: Context,
+    folder: Path,
+    final: Path,
+    key: str,
+) -> Backbone:
+    console = get_console(ctx)
     train_ds = ds.build(ctx, "train")
     defense = df.build(ctx)
     defense.workdir = folder
@@ -695,4 +730,4 @@ def _apply_defense(
     if distributed.is_main():
         model.save(final, metadata={"defense": df.name, "key": key})
     distributed.barrier()
-    return model, time.perf_counter() - start
+    return model

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from vladv.cache import atomic_write_json, config_hash, publish_dir, scratch_dir
+from vladv.cache import atomic_write_json, build_lock, config_hash, publish_dir, scratch_dir
 from vladv.console import get_console, make_progress
 from vladv.errors import VladvError, first_line
 from vladv.kit.hub import hub_offline, quiet_transformers
@@ -346,6 +346,16 @@ def prepare_mlm(
     path = mlm_path(ctx, config)
     if _complete(path) and not force:
         return path
+    console = get_console(ctx)
+    with build_lock(path, lambda msg: console.print(f"[dim]{msg}[/]")):
+        if _complete(path) and not force:  # another process built it while we waited
+            return path
+        return _build_mlm(ctx, force, config, corpus, path)
+
+
+def _build_mlm(
+    ctx: Context, force: bool, config: TinyMLMConfig, corpus: list[str] | None, path: Path
+) -> Path:
     console = get_console(ctx)
     console.print(
         f"building the embedded masked LM '{EMBEDDED_MLM}' (first use: {config.steps} "
