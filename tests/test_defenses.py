@@ -44,15 +44,20 @@ def test_unimodal_defenses_train_only_the_image_tower(cls, opts, extra, monkeypa
     assert sum(losses[-4:]) < sum(losses[:4])
 
 
-def test_defense_is_cached_by_configuration(tiny, tmp_path, capsys):
-    kw = dict(
+def _tiny_tecoa(**defense_options: str) -> dict:
+    """``run`` arguments: a 2-step TeCoA on the tiny model, in memory, no progress bars."""
+    return dict(
         backbone="tiny",
         dataset="tiny",
         defense="tecoa",
         progress=False,
         output=False,
-        defense_options={"steps": "2", "batch_size": "4"},
+        defense_options={"steps": "2", "batch_size": "4", **defense_options},
     )
+
+
+def test_defense_is_cached_by_configuration(tiny, tmp_path, capsys):
+    kw = _tiny_tecoa()
     first = run(**kw)[0]
     out = capsys.readouterr()
     assert "training defense" in out.out + out.err
@@ -73,14 +78,7 @@ def test_a_defense_another_process_is_training_is_waited_for_not_trained_twice(
 
     from vladv.cache import build_lock
 
-    kw = dict(
-        backbone="tiny",
-        dataset="tiny",
-        defense="tecoa",
-        progress=False,
-        output=False,
-        defense_options={"steps": "2", "batch_size": "4", "lr": "3e-3"},
-    )
+    kw = _tiny_tecoa(lr="3e-3")  # another model than the test above's
     first = run(**kw)[0]
     out = capsys.readouterr()
     folder = re.search(r"cached as (tecoa-[0-9a-f]+)", out.out + out.err).group(1)
