@@ -12,6 +12,7 @@ import vladv
 from vladv import experiment, grid
 from vladv.cli import app
 from vladv.plugins import get_registry
+from vladv.results import SCHEMA_VERSION
 from vladv.testing import noise_plugin, registered_plugin
 
 runner = CliRunner()
@@ -159,4 +160,15 @@ def test_records_name_the_evaluated_weights_and_where_they_ran(tiny):
     assert c["model"]["parameters_sha256"] != digest  # other weights, other hash
     runtime = a["config"]["runtime"]
     assert runtime["threads"] == torch.get_num_threads() and runtime["cpu"]
-    assert a["run_id"] == b["run_id"] and a["schema_version"] == 5
+    assert a["run_id"] == b["run_id"] and a["schema_version"] == SCHEMA_VERSION
+
+
+def test_every_schema_version_is_in_the_documented_change_log():
+    from pathlib import Path
+
+    from vladv.results import SCHEMA_CHANGES
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "results-schema.md").read_text()
+    assert max(SCHEMA_CHANGES) == SCHEMA_VERSION
+    for version in SCHEMA_CHANGES:
+        assert f"- **{version}** —" in doc, f"schema {version} missing from results-schema.md"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -55,6 +56,20 @@ class DropWord(vladv.Attack):
         return vladv.AttackOutput(batch.images, [" ".join(t.split()[1:]) for t in batch.texts])
 
 
+class ShiftAndDrop(vladv.Attack):
+    """Multimodal attack: every pixel darkened by 4/255 and each caption's first word dropped."""
+
+    modality = "multimodal"
+
+    @property
+    def threat_model(self) -> vladv.ThreatModel:
+        return vladv.ThreatModel("multimodal", "linf", 4 / 255, max_words=1)
+
+    def perturb(self, backbone, batch, generator):
+        images = (batch.images - 4 / 255).clamp(0, 1)
+        return vladv.AttackOutput(images, [" ".join(t.split()[1:]) for t in batch.texts])
+
+
 class Plugin:
     @vladv.hookimpl
     def vladv_backbones(self):
@@ -69,6 +84,12 @@ class Plugin:
     def vladv_attacks(self):
         yield vladv.AttackSpec(
             name="drop-word", summary="drops the first word", factory=DropWord, modality="text"
+        )
+        yield vladv.AttackSpec(
+            name="shift-and-drop",
+            summary="darkens the image, drops the first word",
+            factory=ShiftAndDrop,
+            modality="multimodal",
         )
 
 
@@ -284,3 +305,62 @@ def test_model_specs_expand_like_the_backbone_and_defense_axes():
     none, defended, other = source_keys(grid, expand(grid)[0][0])
     assert none is None and defended == mat  # the same model, the same cached checkpoint
     assert dict(other.backbone_options)["pretrain_seed"] == 1
+
+
+def test_parts_evaluate_one_half_of_the_pairs_from_one_crafting(world, tmp_path):
+    """``part``: image = the adversarial images with clean captions, text = the reverse; the
+    parts of a transfer attack share one crafting, and ``both`` keeps the whole-pair run id."""
+    [whole] = _run(
+        ["counting(seed=1)"], ["counting"], tmp_path, "w", attack="shift-and-drop", pgd=False
+    )
+    passes = _source_passes(0)
+    recs = _run(
+        ["counting(seed=1)"],
+        ["counting"],
+        tmp_path,
+        "p",
+        attack="shift-and-drop",
+        pgd=False,
+        part=["both", "image", "text"],
+    )
+    assert _source_passes(0) == passes  # the cached crafting served all three parts
+    by_part = {r["config"]["attack"].get("part", "both"): r for r in recs}
+    assert by_part["both"]["run_id"] == whole["run_id"]
+    assert by_part["both"]["metrics"]["adversarial"] == whole["metrics"]["adversarial"]
+    assert len({r["run_id"] for r in recs}) == 3
+    image, text = by_part["image"]["metrics"], by_part["text"]["metrics"]
+    assert image["budget"]["max_words_changed"] == 0 < image["budget"]["max_linf"]
+    assert text["budget"]["max_linf"] == 0 < text["budget"]["max_words_changed"]
+    assert image["adversarial"] != text["adversarial"] != whole["metrics"]["adversarial"]
+    # white-box too, and a report keeps the parts apart
+    white = run(
+        model="counting",
+        dataset="tiny",
+        attack="shift-and-drop",
+        part="image",
+        output=tmp_path / "wb",
+        progress=False,
+    )
+    assert white[0]["config"]["attack"]["part"] == "image" and white[0]["config"]["source"] is None
+    from vladv.reports import report
+
+    summary = Path(report(tmp_path / "p")["files"]["summary_md"]).read_text()
+    assert "shift-and-drop ε=4/255 [image part]" in summary
+    assert "shift-and-drop ε=4/255 [text part]" in summary
+
+
+def test_an_unknown_part_is_one_line_with_a_suggestion(world, tmp_path):
+    from typer.testing import CliRunner
+
+    from vladv.cli import app
+
+    with pytest.raises(OptionError, match="unknown attack part 'imag'; did you mean 'image'"):
+        GridSpec(parts=("imag",))
+    result = CliRunner().invoke(app, ["run", "--attack", "pgd", "--part", "txt", "--dry-run"])
+    assert result.exit_code == 2
+    assert "unknown attack part 'txt'; did you mean 'text'" in result.output
+    assert "Traceback" not in result.output
+    toml = tmp_path / "parts.toml"
+    toml.write_text('[experiment]\nattacks = ["pgd"]\nparts = ["both", "image"]\n')
+    spec, _ = load_experiment_file(toml)
+    assert spec.parts == ("both", "image")

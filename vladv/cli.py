@@ -171,6 +171,14 @@ def run(
             "(default) = white-box (repeatable).",
         ),
     ] = None,
+    part: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="PART",
+            help="Half of each adversarial pair to evaluate: both (default), image (captions "
+            "kept clean) or text (images kept clean) (repeatable).",
+        ),
+    ] = None,
     backbone_opt: Annotated[list[str] | None, _opt("backbone")] = None,
     dataset_opt: Annotated[list[str] | None, _opt("dataset")] = None,
     attack_opt: Annotated[
@@ -234,6 +242,7 @@ def run(
         seed=seed,
         model=model,
         source=source,
+        part=part,
         config=config,
         device=device,
         precision=precision,

@@ -85,11 +85,15 @@ def evaluate_attack(
     batch_size: int,
     keep_examples: int = 0,
     crafted: Any = None,
+    part: str = "both",
 ) -> AttackResult:
     """Attack every batch, embed the adversarial images and texts, and score them.
 
     With ``crafted`` (a :class:`vladv.transfer.Crafted`: examples made on another model), the
     batches are those examples and ``backbone`` (the target) only embeds them, without gradients.
+
+    ``part`` ``image`` or ``text`` evaluates only that half of each adversarial pair, the other
+    kept clean (the attack itself runs as always): which modality carries a multimodal attack.
 
     Rows the attack left unchanged (the texts of an image attack, the images of a text attack)
     reuse the cached clean embeddings. Under torch.distributed each rank attacks its share of
@@ -122,6 +126,10 @@ def evaluate_attack(
             attack.perturb(backbone, batch, generator) if crafted is None else crafted.output(batch)
         )
         _check_output(attack_name, batch, out, backbone.training != was_training)
+        if part == "image":
+            out = dataclasses.replace(out, texts=list(batch.texts))
+        elif part == "text":
+            out = dataclasses.replace(out, images=batch.images)
         nonfinite += int((~torch.isfinite(out.images.detach())).flatten(1).any(1).sum())
         ib = image_budget(batch.images, out.images)
         tb = text_budget(batch.texts, out.texts)

@@ -185,6 +185,7 @@ def build_grid(
     seed: Any = None,
     model: Any = None,
     source: Any = None,
+    part: Any = None,
     precision: str | None = None,
     batch_size: int | None = None,
     config: str | Path | None = None,
@@ -203,6 +204,7 @@ def build_grid(
         seeds=_listify(seed),
         models=_listify(model),
         sources=_listify(source),
+        parts=_listify(part),
         precision=precision,
         batch_size=batch_size,
         options=options or {},
@@ -321,6 +323,7 @@ def run(
     seed: int | Sequence[int] | None = None,
     model: str | Sequence[str] | None = None,
     source: str | Sequence[str] | None = None,
+    part: str | Sequence[str] | None = None,
     config: str | Path | None = None,
     device: str | None = None,
     precision: str | None = None,
@@ -348,7 +351,9 @@ def run(
     Every axis takes a name or a list of names (a defense may carry augmenters: ``mat+eda``);
     ``model`` lists model specs (``clip(model=vladv-tiny-align)/mat``) evaluated instead of
     backbone × defense; ``source`` lists the model specs attacks are crafted on (transfer
-    attacks; ``self``, the default, is white-box);
+    attacks; ``self``, the default, is white-box); ``part`` says which half of each adversarial
+    pair is evaluated — ``both`` (default), ``image`` (the captions kept clean) or ``text`` (the
+    images kept clean), to ablate a multimodal attack;
     ``config`` is a TOML experiment file whose values these arguments override. Options are dicts
     of ``key: value`` (strings like ``"2/255"`` or typed values); ``"sga.eps"`` targets one plugin
     and ``"eps"`` every plugin of that kind that has it. Records are written to ``output``
@@ -379,6 +384,7 @@ def run(
         seed=seed,
         model=model,
         source=source,
+        part=part,
         precision=precision,
         batch_size=batch_size,
         config=config,
@@ -445,16 +451,19 @@ def _plan_group(
             source = source_identity(src, res) if src is not None else None
             if source is not None and source == {k: base[k] for k in source}:
                 src = source = None  # the target itself, spelled differently: white-box
-            identity = {**base, "source": source, "attack": attack}
             ck = (
                 None
                 if src is None
                 else craft_key(
                     source, attack, base["dataset"], key.seed, grid.precision, grid.batch_size
                 )
-            )
-            cell = Cell(choice, identity, run_id(identity), attack_obj, src, ck)
-            cells.setdefault(cell.run_id, cell)
+            )  # one crafting serves every part
+            for part in (grid.parts or ("both",)) if attack_obj is not None else ("both",):
+                # "both" stays unsaid, so whole-pair records keep the run ids they always had
+                part_of = attack if part == "both" else {**attack, "part": part}
+                identity = {**base, "source": source, "attack": part_of}
+                cell = Cell(choice, identity, run_id(identity), attack_obj, src, ck)
+                cells.setdefault(cell.run_id, cell)
     return Group(key, bb, ds, df, augs, list(cells.values()))
 
 
@@ -618,6 +627,7 @@ def _run_group(
                 grid.batch_size,
                 save_examples,
                 crafted,
+                part=cell.identity["attack"].get("part", "both"),
             )
             metrics.update(adversarial=result.gallery.metrics, asr=result.asr, budget=result.budget)
             cell_timings["attack"] = result.seconds

@@ -17,6 +17,7 @@ value sweeps (one cell per value), except for tuple-typed options, where a list 
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import re
 import tomllib
@@ -32,6 +33,8 @@ from vladv.plugins import PluginRegistry, get_registry
 from vladv.types import KINDS, PluginSpec
 
 NONE = "none"
+# which half of each adversarial pair is evaluated: both, or one with the other kept clean
+PARTS = ("both", "image", "text")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 """An experiment name is one safe path component: it names the folder ``runs/<name>``."""
 MAX_BATCH = 1_000_000
@@ -101,6 +104,7 @@ class GridSpec:
     zip: tuple[tuple[str, ...], ...] = ()  # linked sweeps: "kind.plugin.key" entries per group
     models: tuple[str, ...] = ()  # model specs evaluated instead of backbones × defenses
     sources: tuple[str, ...] = ()  # model specs attacks are crafted on; () or "self" = white-box
+    parts: tuple[str, ...] = ()  # halves of the adversarial pairs evaluated; () = ("both",)
 
     def __post_init__(self) -> None:
         """Check every field's type and range, whatever built the grid (CLI, TOML, Python)."""
@@ -112,6 +116,7 @@ class GridSpec:
             "augment",
             "models",
             "sources",
+            "parts",
         ):
             values = getattr(self, axis)
             if not isinstance(values, tuple) or not all(
@@ -146,6 +151,15 @@ class GridSpec:
         for entry in self.sources:
             if entry != SELF:
                 parse_model(entry)
+        for part in self.parts:
+            if part not in PARTS:
+                close = difflib.get_close_matches(part, PARTS, n=1, cutoff=0.5)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise OptionError(
+                    f"unknown attack part '{part}'{hint} (accepted: {', '.join(PARTS)})"
+                )
+        if len(set(self.parts)) != len(self.parts):
+            raise OptionError(f"attack part listed twice: {', '.join(self.parts)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -162,6 +176,7 @@ class GridSpec:
             **({"zip": [list(g) for g in self.zip]} if self.zip else {}),
             **({"models": list(self.models)} if self.models else {}),
             **({"sources": list(self.sources)} if self.sources else {}),
+            **({"parts": list(self.parts)} if self.parts else {}),
         }
 
 
@@ -283,6 +298,7 @@ def load_experiment_file(path: str | Path) -> tuple[GridSpec, dict[str, Any]]:
         "seeds": int,
         "models": str,
         "sources": str,
+        "parts": str,
     }
     kwargs: dict[str, Any] = {}
     runtime: dict[str, Any] = {}

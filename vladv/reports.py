@@ -141,21 +141,25 @@ def load_report_records(directory: Path) -> tuple[list[dict[str, Any]], list[str
 
 
 def attack_label(config: dict[str, Any]) -> str:
-    """``pgd`` or ``pgd ε=4/255`` (the ε of image attacks is part of the label)."""
+    """``pgd`` or ``pgd ε=4/255`` (the ε of image attacks is part of the label), and
+    ``sga ε=2/255 [image part]`` when only one half of the adversarial pairs was evaluated."""
     threat = config["attack"].get("threat_model") or {}
+    label = config["attack"]["name"]
     if threat.get("eps"):
-        return f"{config['attack']['name']} ε={round(threat['eps'] * 255, 2):g}/255"
-    return config["attack"]["name"]
+        label += f" ε={round(threat['eps'] * 255, 2):g}/255"
+    part = config["attack"].get("part")
+    return f"{label} [{part} part]" if part else label
 
 
 def _group_key(rec: dict[str, Any], labels: dict[str, tuple[str, str]]) -> tuple:
-    """(backbone, dataset, defense, attack, attack options, source): the rows of a report.
+    """(backbone, dataset, defense, attack, attack options and part, source): the rows of a
+    report.
 
     The backbone is labelled with the options that differ between the folder's models and the
     source is ``self`` for white-box records, so a folder without transfers keeps its rows.
     """
     cfg = rec["config"]
-    opts = json.dumps(cfg["attack"]["options"], sort_keys=True)
+    opts = json.dumps([cfg["attack"]["options"], cfg["attack"].get("part")], sort_keys=True)
     source = labels[rec["run_id"]][1] if isinstance(cfg.get("source"), dict) else "self"
     return (
         labels[rec["run_id"]][0],

@@ -19,7 +19,7 @@ from typing import Any
 from vladv.cache import atomic_write_json, config_hash, finite_json
 from vladv.errors import VladvError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SCHEMA_CHANGES = {
     1: "first version: config, versions, data, model, metrics (clean, adversarial, asr, budget), "
     "timings",
@@ -34,6 +34,9 @@ SCHEMA_CHANGES = {
     5: "adds `config.runtime.threads` and `config.runtime.cpu` (float results depend on the CPU "
     "and the intra-op thread count) and `model.parameters_sha256` (a hash of the evaluated "
     "weights: equal hashes, bit-identical models)",
+    6: "adds `config.attack.part` (`image` or `text`: only that half of each adversarial pair "
+    "was evaluated, the other kept clean; absent for the whole pair, whose run ids are "
+    "unchanged)",
 }
 MANIFEST = "experiment.json"
 
