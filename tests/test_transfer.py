@@ -359,6 +359,12 @@ def test_an_unknown_part_is_one_line_with_a_suggestion(world, tmp_path):
     result = CliRunner().invoke(app, ["run", "--attack", "pgd", "--part", "txt", "--dry-run"])
     assert result.exit_code == 2
     assert "unknown attack part 'txt'; did you mean 'text'" in result.output
+    result = CliRunner().invoke(
+        app,
+        ["run", "--attack", "pgd", "--part", "both", "--part", "image", "--dry-run"],
+        env={"COLUMNS": "300"},
+    )
+    assert result.exit_code == 0 and "pgd [image part]" in result.output
     assert "Traceback" not in result.output
     toml = tmp_path / "parts.toml"
     toml.write_text('[experiment]\nattacks = ["pgd"]\nparts = ["both", "image"]\n')

@@ -96,8 +96,9 @@ def summary_table(records: Iterable[dict[str, Any]], title: str = "vladv results
         clean = m["clean"]
         if attacked:
             budget = m.get("budget") or {}
+            part = cfg["attack"].get("part")
             row = [
-                cfg["attack"]["name"],
+                escape(cfg["attack"]["name"] + (f" [{part} part]" if part else "")),
                 _pair(clean, "tr_r1", "ir_r1"),
                 _pair(m.get("adversarial"), "tr_r1", "ir_r1"),
                 _pair(m.get("asr"), "tr_r1_conditional", "ir_r1_conditional"),
@@ -148,7 +149,10 @@ def dry_run_table(cells: list[Mapping[str, Any]], res: Any = None) -> Table:
             escape(model),
             c["dataset"]["name"],
             defense_label(c),
-            c["attack"]["name"],
+            escape(
+                c["attack"]["name"]
+                + (f" [{c['attack']['part']} part]" if c["attack"].get("part") else "")
+            ),
             opts,
             str(c["seed"]),
             *src,
