@@ -153,3 +153,21 @@ def test_the_summary_counts_only_pairs_every_seed_has(folder):
         if line.startswith("| pgd")
     )
     assert "| 20.5±0.7 / 10.2±0.4 (5 pairs, seeds 0, 1) |" in pgd
+
+
+def test_bar_plot_keeps_each_backbone_apart(tmp_path):
+    """A folder holding several models (backbone options) plots one row of panels per model,
+    each with its own values — not whichever model's row came last."""
+    from vladv.reports import aggregate, bar_values, plot_defense_bars
+
+    records = []
+    for model, clean in (("aerial", 60.0), ("align", 30.0)):
+        rec = _record(model, None, "pgd", 0, 50.0)
+        rec["metrics"]["clean"]["tr_r1"] = clean
+        records.append(rec)
+    models, defenses, attacks, value = bar_values(aggregate(records))
+    assert len(models) == 2 and defenses == ["none"] and attacks == ["clean", "pgd ε=2/255"]
+    cleans = sorted(value[(m, "none", "clean")][0] for m in models)
+    assert cleans == [30.0, 60.0]
+    path = tmp_path / "bars.png"
+    assert plot_defense_bars(aggregate(records), path) == path and path.stat().st_size > 0

@@ -26,6 +26,7 @@ import csv
 import difflib
 import html
 import json
+import math
 import shutil
 import statistics
 from collections import defaultdict
@@ -227,6 +228,7 @@ def aggregate(
             "defense": defense,
             "attack": attack,
             "attack_label": attack_label(first),
+            "part": first["attack"].get("part"),
             "eps": threat.get("eps"),
             "max_words": threat.get("max_words"),
             "source": source,
@@ -433,28 +435,31 @@ def plot_robust_vs_eps(rows: Sequence[dict[str, Any]], path: Path) -> Path | Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
-    clean: dict[str, tuple[float, float]] = {}
+    lines: dict[tuple[str, str, str], list[tuple[float, float, float]]] = defaultdict(list)
+    clean: dict[tuple[str, str], tuple[float, float]] = {}
+    prefix = _model_prefix(rows)
     for r in rows:
+        model = prefix(r)
         if r["attack"] == "none" or r["adversarial_tr_r1_mean"] is None:
-            clean[r["defense"]] = (r["clean_tr_r1_mean"], r["clean_ir_r1_mean"])
+            clean[(model, r["defense"])] = (r["clean_tr_r1_mean"], r["clean_ir_r1_mean"])
             continue
         if r["eps"] is None:
             continue
-        clean.setdefault(r["defense"], (r["clean_tr_r1_mean"], r["clean_ir_r1_mean"]))
-        lines[(r["defense"], r["attack"])].append(
+        clean.setdefault((model, r["defense"]), (r["clean_tr_r1_mean"], r["clean_ir_r1_mean"]))
+        attack = r["attack"] + (f" [{r['part']} part]" if r.get("part") else "")
+        lines[(model, r["defense"], attack)].append(
             (r["eps"] * 255, r["adversarial_tr_r1_mean"], r["adversarial_ir_r1_mean"])
         )
     if not lines:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for (defense, attack), pts in lines.items():  # rows are in the grid's order
+    for (model, defense, attack), pts in lines.items():  # rows are in the grid's order
         pts = sorted(pts)
-        base = clean.get(defense)
+        base = clean.get((model, defense))
         for ax, idx in zip(axes, (1, 2), strict=True):
             xs = [0.0] + [p[0] for p in pts] if base else [p[0] for p in pts]
             ys = ([base[idx - 1]] if base else []) + [p[idx] for p in pts]
-            ax.plot(xs, ys, marker="o", label=_mpl(f"{defense} / {attack}"))
+            ax.plot(xs, ys, marker="o", label=_mpl(f"{model}{defense} / {attack}"))
     for ax, name in zip(axes, ("TR@1 (image→text)", "IR@1 (text→image)"), strict=True):
         ax.set_xlabel("ε × 255 (L∞, pixel space)")
         ax.set_title(f"robust {name}")
@@ -467,23 +472,27 @@ def plot_robust_vs_eps(rows: Sequence[dict[str, Any]], path: Path) -> Path | Non
     return path
 
 
-def plot_defense_bars(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
-    """Grouped bars: R@1 (mean ± std over seeds) per attack, one bar per defense."""
-    import matplotlib
+def _model_prefix(rows: Sequence[dict[str, Any]]) -> Callable[[dict[str, Any]], str]:
+    """``"backbone on dataset: "`` for a row when the rows hold several models, else ``""``."""
+    several = len({(r["backbone"], r["dataset"]) for r in rows}) > 1
+    return lambda r: f"{r['backbone']} on {r['dataset']}: " if several else ""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def bar_values(
+    rows: Sequence[dict[str, Any]],
+) -> tuple[list[tuple[str, str]], list[str], list[str], dict[tuple, tuple[float, ...]]]:
+    """What :func:`plot_defense_bars` draws: the (backbone, dataset) models, defenses and attack
+    columns ("clean" first), and (model, defense, column) → (TR mean, TR std, IR mean, IR std)."""
     defenses = list(dict.fromkeys(r["defense"] for r in rows))
     attacks = ["clean"] + list(
         dict.fromkeys(r["attack_label"] for r in rows if r["attack"] != "none")
     )
-    if not defenses:
-        return None
-    value: dict[tuple[str, str], tuple[float, float, float, float]] = {}
+    models = list(dict.fromkeys((r["backbone"], r["dataset"]) for r in rows))
+    value: dict[tuple[tuple[str, str], str, str], tuple[float, float, float, float]] = {}
     for r in rows:
+        model = (r["backbone"], r["dataset"])
         value.setdefault(
-            (r["defense"], "clean"),
+            (model, r["defense"], "clean"),
             (
                 r["clean_tr_r1_mean"],
                 r["clean_tr_r1_std"] or 0,
@@ -492,28 +501,51 @@ def plot_defense_bars(rows: Sequence[dict[str, Any]], path: Path) -> Path | None
             ),
         )
         if r["attack"] != "none" and r["adversarial_tr_r1_mean"] is not None:
-            value[(r["defense"], r["attack_label"])] = (
+            value[(model, r["defense"], r["attack_label"])] = (
                 r["adversarial_tr_r1_mean"],
                 r["adversarial_tr_r1_std"] or 0,
                 r["adversarial_ir_r1_mean"],
                 r["adversarial_ir_r1_std"] or 0,
             )
+    return models, defenses, attacks, value
+
+
+def plot_defense_bars(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
+    """Grouped bars: R@1 (mean ± std over seeds) per attack, one bar per defense; one column
+    of panels per (backbone, dataset) when the rows hold several."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models, defenses, attacks, value = bar_values(rows)
+    if not defenses:
+        return None
     fig, axes = plt.subplots(
-        2, 1, figsize=(max(6, 1.6 * len(attacks) * max(1, len(defenses)) / 3), 7), sharex=True
+        len(models),
+        2,
+        figsize=(max(10, 1.1 * len(attacks) * max(1, len(defenses)) / 2), 0.6 + 3.2 * len(models)),
+        sharey=True,
+        squeeze=False,
     )
     width = 0.8 / len(defenses)
-    for d_i, defense in enumerate(defenses):
-        xs = [a_i + (d_i - (len(defenses) - 1) / 2) * width for a_i in range(len(attacks))]
-        for ax, (m, s) in zip(axes, ((0, 1), (2, 3)), strict=True):
-            ys = [value.get((defense, a), (0, 0, 0, 0))[m] or 0 for a in attacks]
-            es = [value.get((defense, a), (0, 0, 0, 0))[s] or 0 for a in attacks]
-            ax.bar(xs, ys, width, yerr=es, capsize=2, label=_mpl(defense))
-    for ax, name in zip(axes, ("TR@1 (%)", "IR@1 (%)"), strict=True):
-        ax.set_ylabel(name)
-        ax.grid(axis="y", alpha=0.3)
-    axes[1].set_xticks(range(len(attacks)), [_mpl(a) for a in attacks], rotation=20, ha="right")
-    axes[0].legend(fontsize=8, ncol=min(len(defenses), 6))
-    axes[0].set_title("retrieval recall@1 per defense, clean and under each attack")
+    for row, model in enumerate(models):
+        for d_i, defense in enumerate(defenses):
+            xs = [a_i + (d_i - (len(defenses) - 1) / 2) * width for a_i in range(len(attacks))]
+            for col, (m, s) in enumerate(((0, 1), (2, 3))):
+                got = [value.get((model, defense, a)) for a in attacks]
+                ys = [(v[m] or 0) if v else math.nan for v in got]  # missing: no bar
+                es = [(v[s] or 0) if v else math.nan for v in got]
+                axes[row][col].bar(xs, ys, width, yerr=es, capsize=2, label=_mpl(defense))
+        for col, side in enumerate(("TR@1", "IR@1")):
+            ax = axes[row][col]
+            ax.grid(axis="y", alpha=0.3)
+            ax.set_xticks(range(len(attacks)), [_mpl(a) for a in attacks], rotation=15, ha="right")
+            where = f"{model[0]} on {model[1]}: " if len(models) > 1 else ""
+            ax.set_title(_mpl(f"{where}{side}"), fontsize=10)
+        axes[row][0].set_ylabel("recall@1 (%)")
+    axes[0][1].legend(fontsize=8, ncol=min(len(defenses), 3))
+    fig.suptitle("retrieval recall@1 per defense, clean and under each attack")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
