@@ -443,7 +443,7 @@ def plot_robust_vs_eps(rows: Sequence[dict[str, Any]], path: Path) -> Path | Non
         if r["attack"] == "none" or r["adversarial_tr_r1_mean"] is None:
             clean[(model, r["defense"])] = (r["clean_tr_r1_mean"], r["clean_ir_r1_mean"])
             continue
-        if r["eps"] is None:
+        if not r["eps"]:  # a text-only attack has no image budget to plot against
             continue
         clean.setdefault((model, r["defense"]), (r["clean_tr_r1_mean"], r["clean_ir_r1_mean"]))
         attack = r["attack"] + (f" [{r['part']} part]" if r.get("part") else "")
@@ -452,7 +452,10 @@ def plot_robust_vs_eps(rows: Sequence[dict[str, Any]], path: Path) -> Path | Non
         )
     if not lines:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    below = len(lines) > 8  # a long legend goes under the plots, in columns
+    ncol = 2 if any(m for m, _, _ in lines) else 3
+    legend_rows = -(-len(lines) // ncol) if below else 0
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2 + 0.2 * legend_rows), sharey=True)
     for (model, defense, attack), pts in lines.items():  # rows are in the grid's order
         pts = sorted(pts)
         base = clean.get((model, defense))
@@ -465,8 +468,13 @@ def plot_robust_vs_eps(rows: Sequence[dict[str, Any]], path: Path) -> Path | Non
         ax.set_title(f"robust {name}")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("recall@1 under attack (%)")
-    axes[1].legend(fontsize=8, loc="best")
-    fig.tight_layout()
+    if below:
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, fontsize=8, ncol=ncol, loc="lower center", frameon=False)
+        fig.tight_layout(rect=(0, 0.2 * legend_rows / fig.get_figheight() + 0.02, 1, 1))
+    else:
+        axes[1].legend(fontsize=8, loc="best")
+        fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
