@@ -111,6 +111,11 @@ def _opt(kind: str) -> Any:
     )
 
 
+def _listed(metavar: str, text: str) -> Any:
+    """A repeatable option whose values are ``metavar``s; "(repeatable)" ends its help."""
+    return typer.Option(metavar=metavar, help=f"{text} (repeatable).")
+
+
 @app.command(
     # the help text (a docstring would not fit in 100 columns)
     help="Run a grid of backbones × datasets × defenses × attacks × seeds; "
@@ -157,26 +162,24 @@ def run(
     ] = None,
     model: Annotated[
         list[str] | None,
-        typer.Option(
-            metavar="SPEC",
-            help="Evaluated model BACKBONE[(K=V,...)][/DEFENSE[+AUG]] instead of "
-            "--backbone × --defense (repeatable).",
+        _listed(
+            "SPEC",
+            "Evaluated model BACKBONE[(K=V,...)][/DEFENSE[+AUG]] instead of --backbone × --defense",
         ),
     ] = None,
     source: Annotated[
         list[str] | None,
-        typer.Option(
-            metavar="SPEC",
-            help="Model the attacks are crafted on, same form as --model; self "
-            "(default) = white-box (repeatable).",
+        _listed(
+            "SPEC",
+            "Model the attacks are crafted on, same form as --model; self (default) = white-box",
         ),
     ] = None,
     part: Annotated[
         list[str] | None,
-        typer.Option(
-            metavar="PART",
-            help="Half of each adversarial pair to evaluate: both (default), image (captions "
-            "kept clean) or text (images kept clean) (repeatable).",
+        _listed(
+            "PART",
+            "Half of each adversarial pair to evaluate: both (default), image (captions "
+            "kept clean) or text (images kept clean)",
         ),
     ] = None,
     backbone_opt: Annotated[list[str] | None, _opt("backbone")] = None,
