@@ -25,8 +25,8 @@ from typing import Any, Literal
 import torch
 
 import vladv
-from vladv.cache import build_lock, config_hash, file_sha256, publish_dir, scratch_dir
-from vladv.console import get_console, make_progress
+from vladv.cache import build_once, config_hash, file_sha256, publish_dir, scratch_dir
+from vladv.console import dim_notice, get_console, make_progress
 from vladv.errors import VladvError, first_line
 from vladv.kit.pools import PoolAugmenter, dedupe_captions, image_seed
 from vladv.options import option
@@ -245,13 +245,12 @@ def prepare_captioner(options: CaptionOptions, ctx: Context, force: bool = False
     if options.model != EMBEDDED_CAPTIONER:
         return None
     path = captioner_path(options, ctx)
-    if (path / "training.json").is_file() and not force:
-        return path
-    console = get_console(ctx)
-    with build_lock(path, lambda msg: console.print(f"[dim]{msg}[/]")):
-        if (path / "training.json").is_file() and not force:  # built while we waited
-            return path
-        return _build_captioner(options, ctx, force, path)
+    return build_once(
+        path,
+        lambda: path if (path / "training.json").is_file() and not force else None,
+        lambda: _build_captioner(options, ctx, force, path),
+        dim_notice(ctx),
+    )
 
 
 def _build_captioner(options: CaptionOptions, ctx: Context, force: bool, path: Path) -> Path:

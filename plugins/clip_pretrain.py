@@ -27,7 +27,7 @@ from torch import nn
 
 import vladv
 from vladv.backbone import PixelPreprocess
-from vladv.cache import atomic_write_text, build_lock, config_hash, file_sha256
+from vladv.cache import atomic_write_text, build_once, config_hash, file_sha256
 from vladv.checkpoints import save_state_dict
 from vladv.errors import OptionError, StorageError
 from vladv.kit.hub import quiet_transformers
@@ -499,12 +499,12 @@ def pretrain_clip(options: Any, ctx: vladv.Context | None = None, force: bool = 
     """
     ctx = ctx or vladv.Context()
     path = trained_path(options, ctx)
-    if path.is_file() and not force:
-        return path
-    with build_lock(path, lambda msg: _say(ctx, msg)):
-        if path.is_file() and not force:  # another process built it while we waited
-            return path
-        return _pretrain(options, ctx, path)
+    return build_once(
+        path,
+        lambda: path if path.is_file() and not force else None,
+        lambda: _pretrain(options, ctx, path),
+        lambda msg: _say(ctx, msg),
+    )
 
 
 def _pretrain(options: Any, ctx: vladv.Context, path: Path) -> Path:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 import vladv
-from vladv.cache import build_lock, config_hash
+from vladv.cache import build_once, config_hash
 from vladv.checkpoints import save_state_dict
 from vladv.data import TensorImageDataset
 from vladv.errors import DatasetError
@@ -206,16 +206,13 @@ def render_images(
         # not carry), and unlike spawn it does not re-import the user's __main__
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-            parts = pool.map(
-                _render_range,
-                *zip(
-                    *(
-                        (options, split, a, shown[a : a + chunk], domains[a : a + chunk])
-                        for a in starts
-                    )
-                ),
-            )
-            out = np.concatenate(list(parts))
+            ranges = [
+                pool.submit(
+                    _render_range, options, split, a, shown[a : a + chunk], domains[a : a + chunk]
+                )
+                for a in starts
+            ]
+            out = np.concatenate([r.result() for r in ranges])
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
@@ -329,14 +326,15 @@ def load_synthetic(
     _check_split(split)
     ctx = ctx or vladv.Context()
     path = cache_path(options, ctx, split)
-    loaded = _load(path) if path.is_file() else None
-    if loaded is None:
-        with build_lock(path):
-            loaded = _load(path) if path.is_file() else None  # another process's, if we waited
-            if loaded is None:
-                loaded = generate(options, split)
-                _save(path, *loaded, options)
-    images, captions, scenes = loaded
+
+    def build() -> tuple[torch.Tensor, list[list[str]], list[Scene]]:
+        made = generate(options, split)
+        _save(path, *made, options)
+        return made
+
+    images, captions, scenes = build_once(
+        path, lambda: _load(path) if path.is_file() else None, build
+    )
     return SyntheticAerialDataset(images, captions, scenes, split, options)
 
 

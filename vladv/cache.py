@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vladv.errors import StorageError, os_error_message
 
@@ -124,6 +124,27 @@ def build_lock(target: str | Path, notify: Callable[[str], None] | None = None) 
         yield
     finally:
         lock.release()
+
+
+T = TypeVar("T")
+
+
+def build_once(
+    target: str | Path,
+    load: Callable[[], T | None],
+    build: Callable[[], T],
+    notify: Callable[[str], None] | None = None,
+) -> T:
+    """``load()`` the cached artifact at ``target``, else ``build()`` it under
+    :func:`build_lock` — loading again once the lock is ours, since the process we waited for
+    has usually just built it. ``load`` returns None when there is nothing usable (or when the
+    caller forces a rebuild)."""
+    got = load()
+    if got is not None:
+        return got
+    with build_lock(target, notify):
+        got = load()
+        return got if got is not None else build()
 
 
 def scratch_dir(final: str | Path) -> Path:

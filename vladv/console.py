@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -31,6 +32,12 @@ def get_console(ctx: Context | None = None) -> Console:
     if _default_console is None:
         _default_console = Console(stderr=True)
     return _default_console
+
+
+def dim_notice(ctx: Context | None = None) -> Callable[[str], None]:
+    """Prints one dim line on the context's console (e.g. waiting for another process)."""
+    console = get_console(ctx)
+    return lambda msg: console.print(f"[dim]{escape(msg)}[/]", highlight=False)
 
 
 def make_progress(ctx: Context | None = None, *extra_columns) -> Progress:

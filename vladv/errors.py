@@ -29,14 +29,19 @@ class OptionError(VladvError):
     """A plugin option is unknown or has a bad value."""
 
 
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``known`` to ``name``, else ``""``."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
 class UnknownPluginError(VladvError):
     """A plugin name that no installed plugin provides."""
 
     def __init__(self, kind: str, name: str, known: Iterable[str]):
         known = sorted(known)
         self.kind, self.name, self.known = kind, name, known
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
+        hint = did_you_mean(name, known)
         listing = ", ".join(known) if known else "none installed"
         super().__init__(f"unknown {kind} '{name}'{hint} (available: {listing})")
 

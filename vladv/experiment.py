@@ -6,9 +6,10 @@ milliseconds. Cells whose record already exists in the output directory are skip
 
 from __future__ import annotations
 
+import functools
 import io
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,8 +20,8 @@ from rich.markup import escape
 
 from vladv import distributed
 from vladv.backbone import Backbone
-from vladv.cache import build_lock, config_hash, parameters_sha256
-from vladv.console import get_console
+from vladv.cache import build_once, config_hash, parameters_sha256
+from vladv.console import dim_notice, get_console
 from vladv.errors import CheckpointError, OptionError, PluginError, VladvError
 from vladv.evaluation import encode_clean, evaluate_attack
 from vladv.grid import (
@@ -46,6 +47,7 @@ from vladv.results import (
 )
 from vladv.seeds import seed_everything
 from vladv.transfer import (
+    Crafted,
     check_fits,
     craft,
     craft_folder,
@@ -532,25 +534,48 @@ def _craft_sources(cells: list[Cell], grid: GridSpec, ctx: Context, res: Resolve
         clean = encode_clean(model, test_ds, ctx, grid.batch_size)
         for ck, cell in missing.items():
             folder = craft_folder(ctx, cell.attack.name, ck)
-            with build_lock(folder, _notify(ctx)):
-                cached = load_crafted(folder)  # crafted by the process we waited for?
-                if cached is not None and check_fits(cached, test_ds):
-                    continue
-                seed_everything(src.seed)
-                crafted = craft(
-                    model, test_ds, cell.attack_obj, cell.attack.name, clean, ctx, grid.batch_size
-                )
-                crafted.meta.update(
-                    source=source_identity(src, res),
-                    model=model.identity(),
-                    data=test_ds.describe(),
-                    attack=cell.identity["attack"],
-                    seed=src.seed,
-                )
-                if distributed.is_main():
-                    save_crafted(folder, crafted)
-                distributed.barrier()
+            build_once(
+                folder,
+                functools.partial(_usable_crafted, folder, test_ds),
+                functools.partial(
+                    _craft_and_save, folder, cell, model, test_ds, clean, src, ctx, grid, res
+                ),
+                dim_notice(ctx),
+            )
         del model
+
+
+def _usable_crafted(folder: Path, test_ds: ImageTextDataset) -> Crafted | None:
+    """The examples cached in ``folder`` when they fit ``test_ds``, else None."""
+    found = load_crafted(folder)
+    return found if found is not None and check_fits(found, test_ds) else None
+
+
+def _craft_and_save(
+    folder: Path,
+    cell: Cell,
+    model: Backbone,
+    test_ds: ImageTextDataset,
+    clean: Any,
+    src: ModelKey,
+    ctx: Context,
+    grid: GridSpec,
+    res: Resolver,
+) -> Crafted:
+    """Craft ``cell``'s attack on the source ``model`` (seeded as a white-box run) and cache it."""
+    seed_everything(src.seed)
+    crafted = craft(model, test_ds, cell.attack_obj, cell.attack.name, clean, ctx, grid.batch_size)
+    crafted.meta.update(
+        source=source_identity(src, res),
+        model=model.identity(),
+        data=test_ds.describe(),
+        attack=cell.identity["attack"],
+        seed=src.seed,
+    )
+    if distributed.is_main():
+        save_crafted(folder, crafted)
+    distributed.barrier()
+    return crafted
 
 
 def source_label(source: Mapping[str, Any], res: Resolver | None = None) -> str:
@@ -660,12 +685,6 @@ def _run_group(
         yield record
 
 
-def _notify(ctx: Context) -> Callable[[str], None]:
-    """A one-line, dim message on the run's console (e.g. waiting for another process)."""
-    console = get_console(ctx)
-    return lambda msg: console.print(f"[dim]{escape(msg)}[/]", highlight=False)
-
-
 def _apply_defense(
     model: Backbone, df: Choice, augs: list[Choice], ds: Choice, bb: Choice, ctx: Context, seed: int
 ) -> tuple[Backbone, float]:
@@ -708,14 +727,13 @@ def _apply_defense(
         console.print(f"[dim]using cached {df.name} checkpoint {escape(str(final))}[/]")
         return True
 
-    if cached():
-        return model, time.perf_counter() - start
-    with build_lock(final, _notify(ctx)):
-        if cached():  # built meanwhile by the process we waited for
-            return model, time.perf_counter() - start
-        return _train_defense(model, df, augs, ds, ctx, folder, final, key), (
-            time.perf_counter() - start
-        )
+    model = build_once(
+        final,
+        lambda: model if cached() else None,
+        lambda: _train_defense(model, df, augs, ds, ctx, folder, final, key),
+        dim_notice(ctx),
+    )
+    return model, time.perf_counter() - start
 
 
 def _train_defense(

@@ -17,7 +17,6 @@ value sweeps (one cell per value), except for tuple-typed options, where a list 
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import re
 import tomllib
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from vladv.errors import OptionError, VladvError
+from vladv.errors import OptionError, VladvError, did_you_mean
 from vladv.modelspec import SELF, ModelSpec, parse_model
 from vladv.options import INT_MAX, check_seed, option_fields, options_to_dict, resolve_options
 from vladv.plugins import PluginRegistry, get_registry
@@ -153,10 +152,9 @@ class GridSpec:
                 parse_model(entry)
         for part in self.parts:
             if part not in PARTS:
-                close = difflib.get_close_matches(part, PARTS, n=1, cutoff=0.5)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
                 raise OptionError(
-                    f"unknown attack part '{part}'{hint} (accepted: {', '.join(PARTS)})"
+                    f"unknown attack part '{part}'{did_you_mean(part, PARTS)} "
+                    f"(accepted: {', '.join(PARTS)})"
                 )
         if len(set(self.parts)) != len(self.parts):
             raise OptionError(f"attack part listed twice: {', '.join(self.parts)}")

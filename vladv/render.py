@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from vladv.cache import atomic_write_json
-from vladv.results import defense_label
+from vladv.results import defense_label, part_suffix
 
 
 def save_example_images(
@@ -96,9 +96,8 @@ def summary_table(records: Iterable[dict[str, Any]], title: str = "vladv results
         clean = m["clean"]
         if attacked:
             budget = m.get("budget") or {}
-            part = cfg["attack"].get("part")
             row = [
-                escape(cfg["attack"]["name"] + (f" [{part} part]" if part else "")),
+                escape(cfg["attack"]["name"] + part_suffix(cfg["attack"])),
                 _pair(clean, "tr_r1", "ir_r1"),
                 _pair(m.get("adversarial"), "tr_r1", "ir_r1"),
                 _pair(m.get("asr"), "tr_r1_conditional", "ir_r1_conditional"),
@@ -149,10 +148,7 @@ def dry_run_table(cells: list[Mapping[str, Any]], res: Any = None) -> Table:
             escape(model),
             c["dataset"]["name"],
             defense_label(c),
-            escape(
-                c["attack"]["name"]
-                + (f" [{c['attack']['part']} part]" if c["attack"].get("part") else "")
-            ),
+            escape(c["attack"]["name"] + part_suffix(c["attack"])),
             opts,
             str(c["seed"]),
             *src,

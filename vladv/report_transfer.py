@@ -170,7 +170,10 @@ def transfer_summary(
             continue
         target, source = labels[rec["run_id"]]
         asr = rec["metrics"].get("asr") or {}
-        key = (cfg["dataset"]["name"], attack_label(cfg), _setting(cfg, target, source))
+        setting = _setting(cfg, target, source)
+        if setting == "other":
+            continue
+        key = (cfg["dataset"]["name"], attack_label(cfg), setting)
         cells[key][cfg["seed"]][(source, target)] = (
             asr.get("tr_r1_conditional"),
             asr.get("ir_r1_conditional"),
@@ -193,12 +196,13 @@ def transfer_summary(
         row: dict[str, Any] = {"dataset": dataset, "attack": attack}
         for setting, _ in SETTINGS:
             means = per_seed.get((dataset, attack, setting), {})
-            row[f"{setting}_seeds"] = sorted(means)
-            row[f"{setting}_pairs"] = pairs_used.get((dataset, attack, setting), 0)
+            part: dict[str, Any] = {
+                "seeds": sorted(means),
+                "pairs": pairs_used.get((dataset, attack, setting), 0),
+            }
             for i, side in enumerate(("tr", "ir")):
-                row[f"{setting}_{side}_mean"], row[f"{setting}_{side}_std"] = mean_std(
-                    [m[i] for m in means.values()]
-                )
+                part[f"{side}_mean"], part[f"{side}_std"] = mean_std([m[i] for m in means.values()])
+            row[setting] = part
         rows.append(row)
     differences = []
     for dataset, a in attacks:
@@ -227,17 +231,12 @@ def _seeds(seeds: Sequence[int]) -> str:
     return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
 
 
-def transfer_summary_markdown(summary: Mapping[str, Any], md: Any) -> str:
-    """The summary of :func:`transfer_summary` as two Markdown tables per dataset."""
+def transfer_summary_markdown(summary: Mapping[str, Any], md: Any, pm: Any) -> str:
+    """The summary of :func:`transfer_summary` as two Markdown tables per dataset (``pm``:
+    the report's mean±std formatter of ``{key}_mean``/``{key}_std`` over a row's ``seeds``)."""
     rows, differences = summary.get("rows") or [], summary.get("differences") or []
     if not rows:
         return ""
-
-    def pm(row: Mapping[str, Any], key: str, seeds: Sequence[int]) -> str:
-        mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
-        if mean is None:
-            return "–"
-        return f"{mean:.1f}" if len(seeds) < 2 or std is None else f"{mean:.1f}±{std:.1f}"
 
     out = [
         "## Transfer summary\n",
@@ -253,19 +252,19 @@ def transfer_summary_markdown(summary: Mapping[str, Any], md: Any) -> str:
         for r in group:
             vals = []
             for setting, _ in SETTINGS:
-                seeds = r[f"{setting}_seeds"]
+                cell = r[setting]
                 vals.append(
                     "–"
-                    if not seeds
-                    else f"{pm(r, f'{setting}_tr', seeds)} / {pm(r, f'{setting}_ir', seeds)} "
-                    f"({_count(r[f'{setting}_pairs'], 'pair')}, {_seeds(seeds)})"
+                    if not cell["seeds"]
+                    else f"{pm(cell, 'tr')} / {pm(cell, 'ir')} "
+                    f"({_count(cell['pairs'], 'pair')}, {_seeds(cell['seeds'])})"
                 )
             out.append(f"| {md(r['attack'])} | " + " | ".join(vals) + " |")
         out.append("")
         diffs = [d for d in differences if d["dataset"] == dataset]
         if diffs:
             names = list(dict.fromkeys(d["attack"] for d in diffs))
-            cell = {(d["attack"], d["other"]): d for d in diffs}
+            by_pair = {(d["attack"], d["other"]): d for d in diffs}
             out.append(
                 "Black-box between undefended models, row − column in points (TR / IR), "
                 "paired per seed, mean±std over seeds:\n"
@@ -274,9 +273,7 @@ def transfer_summary_markdown(summary: Mapping[str, Any], md: Any) -> str:
             out.append("| --- " * (len(names) + 1) + "|")
             for a in names:
                 vals = [
-                    "–"
-                    if (d := cell.get((a, b))) is None
-                    else f"{pm(d, 'tr', d['seeds'])} / {pm(d, 'ir', d['seeds'])}"
+                    "–" if (d := by_pair.get((a, b))) is None else f"{pm(d, 'tr')} / {pm(d, 'ir')}"
                     for b in names
                 ]
                 out.append(f"| {md(a)} | " + " | ".join(vals) + " |")

@@ -39,7 +39,7 @@ from rich.table import Table
 from rich.text import Text
 
 from vladv.errors import VladvError
-from vladv.results import MANIFEST, defense_label, load_record, read_manifest
+from vladv.results import MANIFEST, defense_label, load_record, part_suffix, read_manifest
 
 METRICS = ("tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5", "ir_r10", "rsum")
 ASR = ("tr_r1_conditional", "ir_r1_conditional", "tr_r1_delta", "ir_r1_delta")
@@ -148,8 +148,7 @@ def attack_label(config: dict[str, Any]) -> str:
     label = config["attack"]["name"]
     if threat.get("eps"):
         label += f" ε={round(threat['eps'] * 255, 2):g}/255"
-    part = config["attack"].get("part")
-    return f"{label} [{part} part]" if part else label
+    return label + part_suffix(config["attack"])
 
 
 def _group_key(rec: dict[str, Any], labels: dict[str, tuple[str, str]]) -> tuple:
@@ -446,7 +445,7 @@ def plot_robust_vs_eps(rows: Sequence[dict[str, Any]], path: Path) -> Path | Non
         if not r["eps"]:  # a text-only attack has no image budget to plot against
             continue
         clean.setdefault((model, r["defense"]), (r["clean_tr_r1_mean"], r["clean_ir_r1_mean"]))
-        attack = r["attack"] + (f" [{r['part']} part]" if r.get("part") else "")
+        attack = r["attack"] + part_suffix(r)
         lines[(model, r["defense"], attack)].append(
             (r["eps"] * 255, r["adversarial_tr_r1_mean"], r["adversarial_ir_r1_mean"])
         )
@@ -883,7 +882,7 @@ def report(directory: str | Path, output: str | Path | None = None) -> dict[str,
                 markdown_tables(white)
                 + "\n"
                 + transfer_markdown(transfer, _md, _pm)
-                + ("\n" + transfer_summary_markdown(summary, _md) if summary["rows"] else ""),
+                + ("\n" + transfer_summary_markdown(summary, _md, _pm) if summary["rows"] else ""),
             ),
             "robust_vs_eps": plot_robust_vs_eps(white, out / "robust_vs_eps.png"),
             "defenses_attacks": plot_defense_bars(white, out / "defenses_attacks.png"),

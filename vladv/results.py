@@ -11,6 +11,7 @@ import functools
 import json
 import platform
 import subprocess
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -197,6 +198,13 @@ def load_records(output: Path) -> list[dict[str, Any]]:
         raise VladvError(f"no result directory at {output}")
     recs = [load_record(p) for p in sorted(output.glob("*.json")) if p.name != MANIFEST]
     return sorted(recs, key=lambda r: (r.get("created", ""), r["run_id"]))
+
+
+def part_suffix(attack: Mapping[str, Any]) -> str:
+    """``" [image part]"`` for a record's ``config.attack`` that evaluated one half of each
+    adversarial pair (schema 6), ``""`` for the whole pair."""
+    part = attack.get("part")
+    return f" [{part} part]" if part else ""
 
 
 def defense_label(config: dict[str, Any]) -> str:

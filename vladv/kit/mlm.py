@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 
-from vladv.cache import atomic_write_json, build_lock, config_hash, publish_dir, scratch_dir
-from vladv.console import get_console, make_progress
+from vladv.cache import atomic_write_json, build_once, config_hash, publish_dir, scratch_dir
+from vladv.console import dim_notice, get_console, make_progress
 from vladv.errors import VladvError, first_line
 from vladv.kit.hub import hub_offline, quiet_transformers
 from vladv.types import Context
@@ -344,13 +344,12 @@ def prepare_mlm(
     """Build (train and save) the embedded MLM unless cached; return its folder."""
     config = config or TinyMLMConfig()
     path = mlm_path(ctx, config)
-    if _complete(path) and not force:
-        return path
-    console = get_console(ctx)
-    with build_lock(path, lambda msg: console.print(f"[dim]{msg}[/]")):
-        if _complete(path) and not force:  # another process built it while we waited
-            return path
-        return _build_mlm(ctx, force, config, corpus, path)
+    return build_once(
+        path,
+        lambda: path if _complete(path) and not force else None,
+        lambda: _build_mlm(ctx, force, config, corpus, path),
+        dim_notice(ctx),
+    )
 
 
 def _build_mlm(
