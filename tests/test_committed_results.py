@@ -106,17 +106,33 @@ def test_the_eps_sweep_report_draws_one_line_per_defense(tmp_path):
     assert png[:4] == b"\x89PNG" and len(png) > 20_000
 
 
+def _block(tag: str) -> str:
+    page = (RESULTS.parent / "results.md").read_text()
+    return page.split(f"<!-- {tag} -->\n", 1)[1].split(f"\n<!-- /{tag} -->", 1)[0]
+
+
+def _section(summary: str, start: str | None, stop: str | None = None) -> str:
+    """The part of a report's summary.md from heading ``start`` (None: the top) to ``stop``,
+    headings one level down when it starts at a heading (as on the page)."""
+    text = summary[summary.index(start) :] if start else summary
+    if stop and stop in text:
+        text = text[: text.index(stop)]
+    if start:
+        text = re.sub(r"^(#+) ", r"#\1 ", text, flags=re.M)
+    return text.strip()
+
+
 def test_world_v2_block_is_the_report_of_the_committed_v2_records(tmp_path):
-    """docs/results.md's world-v2 summary is `vladv report docs/results/v2-records`, verbatim."""
+    """docs/results.md's world-v2 tables and defense differences are `vladv report
+    docs/results/v2-records`, verbatim."""
     folder = tmp_path / "v2"
     shutil.copytree(RESULTS / "v2-records", folder)
     records = _load(folder)
     assert records and all(r["data"]["generator_version"] == 5 for r in records)
     assert all(r["data"]["options"]["test_domain"] == "real" for r in records)
-    summary = Path(report(folder)["files"]["summary_md"]).read_text().strip()
-    page = (RESULTS.parent / "results.md").read_text()
-    block = page.split("<!-- v2-summary -->\n", 1)[1].split("\n<!-- /v2-summary -->", 1)[0]
-    assert block == summary
+    summary = Path(report(folder)["files"]["summary_md"]).read_text()
+    assert _block("v2-summary") == _section(summary, None, "## Defense differences")
+    assert _block("v2-differences") == _section(summary, "## Defense differences")
 
 
 def test_transfer_block_is_the_report_of_the_committed_transfer_records(tmp_path):
@@ -133,8 +149,4 @@ def test_transfer_block_is_the_report_of_the_committed_transfer_records(tmp_path
     )
     assert all(r["data"]["options"]["test_domain"] == "real" for r in records)
     summary = Path(report(folder)["files"]["summary_md"]).read_text()
-    section = summary[summary.index("## Transfer") :].strip()
-    section = re.sub(r"^(#+) ", r"#\1 ", section, flags=re.M)  # one level down on the page
-    page = (RESULTS.parent / "results.md").read_text()
-    block = page.split("<!-- transfer-summary -->\n", 1)[1].split("\n<!-- /transfer-summary -->")[0]
-    assert block == section
+    assert _block("transfer-summary") == _section(summary, "## Transfer", "## Defense differences")

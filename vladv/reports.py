@@ -852,6 +852,7 @@ def report(directory: str | Path, output: str | Path | None = None) -> dict[str,
         raise VladvError(f"report output {out} is a file, not a folder")
     inside = (directory / MANIFEST).resolve().is_relative_to(directory.resolve())
     grid = read_manifest(directory) if inside else None
+    from vladv.report_defenses import defense_differences, defense_differences_markdown
     from vladv.report_transfer import (
         plot_transfer,
         transfer_markdown,
@@ -862,6 +863,7 @@ def report(directory: str | Path, output: str | Path | None = None) -> dict[str,
 
     rows = aggregate(records, grid)
     white = [r for r in rows if r["source"] == "self"]  # the white-box tables and plots
+    differences = defense_differences(records, grid_order(grid))
     transfer = transfer_rows(records, attack_label, _mean_std)
     summary = transfer_summary(records, attack_label, _mean_std)
     order = grid_order(grid)
@@ -882,7 +884,8 @@ def report(directory: str | Path, output: str | Path | None = None) -> dict[str,
                 markdown_tables(white)
                 + "\n"
                 + transfer_markdown(transfer, _md, _pm)
-                + ("\n" + transfer_summary_markdown(summary, _md, _pm) if summary["rows"] else ""),
+                + ("\n" + transfer_summary_markdown(summary, _md, _pm) if summary["rows"] else "")
+                + ("\n" + defense_differences_markdown(differences) if differences else ""),
             ),
             "robust_vs_eps": plot_robust_vs_eps(white, out / "robust_vs_eps.png"),
             "defenses_attacks": plot_defense_bars(white, out / "defenses_attacks.png"),
@@ -892,6 +895,8 @@ def report(directory: str | Path, output: str | Path | None = None) -> dict[str,
         files.update({f"transfer_{i}": p for i, p in enumerate(plots.values())})
         if transfer:
             files["transfer_csv"] = write_csv(out / "transfer.csv", transfer)
+        if differences:
+            files["differences_csv"] = write_csv(out / "defense_differences.csv", differences)
         files["index"] = write_index(out / "index.html", directory, grid, records, rows, plots)
     except OSError as exc:
         raise VladvError(f"cannot write the report to {out}: {exc}") from None
