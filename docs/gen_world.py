@@ -29,10 +29,19 @@ PUBLISHED = {
 }
 PUBLISHED_SETTINGS = {
     "pgd": {},
-    "bert-attack": {"objective": "kl"},
+    "bert-attack": {"objective": "kl", "reference_compat": True},
     "co-attack": {"reference_compat": True},
     "sga": {"reference_compat": True},
 }
+
+
+def _non_default(attack: str, options: dict) -> dict:
+    """The options of a record that differ from the attack's defaults."""
+    import vladv
+    from vladv.options import options_to_dict
+
+    defaults = options_to_dict(vladv.get_registry().get("attack", attack).options())
+    return {k: v for k, v in options.items() if k in defaults and defaults[k] != v}
 
 
 def calibration_table(records: Path = RECORDS) -> str:
@@ -59,7 +68,10 @@ def calibration_table(records: Path = RECORDS) -> str:
         attack = row["attack"]
         options = by_id[row["run_ids"].split()[0]]["config"]["attack"]["options"]
         published = all(options.get(k) == v for k, v in PUBLISHED_SETTINGS[attack].items())
+        changed = _non_default(attack, options)
         setting = "published" if published else "vladv default"
+        if not published and changed:
+            setting = ", ".join(f"{k}={v}" for k, v in changed.items())
         tr, ir = float(row["asr_tr_r1_conditional_mean"]), float(row["asr_ir_r1_conditional_mean"])
         ptr, pir = PUBLISHED[attack]
         diff = f"{tr - ptr:+.1f} / {ir - pir:+.1f}" if published else "–"

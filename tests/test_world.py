@@ -320,5 +320,5 @@ def test_docs_world_calibration_table_is_the_committed_records_report():
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
     table = gen.calibration_table()
-    assert table.count("\n") == 8  # header, rule, 7 attack settings
+    assert table.count("\n") == 10  # header, rule, 9 attack settings
     assert table in (docs / "world.md").read_text()
