@@ -83,6 +83,11 @@ def test_report_writes_table_csv_plots_and_gallery(grid_dir):
         f"{float(strong_tr['adversarial_tr_r1_std']):.1f} / "
     )
     assert none_row.split(" | ")[3].startswith(cell)
+    # both ASR conventions: SGA's conditional one, then Co-Attack's clean − adversarial R@1
+    delta = md[md.index(next(line for line in md if line.startswith("Co-Attack's ASR@1"))) :]
+    delta_row = next(line for line in delta if line.startswith("| none | "))
+    gap = strong_tr["asr_tr_r1_delta_mean"]
+    assert delta_row.split(" | ")[2].startswith(f"{float(gap):.1f}")
 
 
 def test_rows_follow_the_grid_order_of_the_manifest():

@@ -356,7 +356,8 @@ def _md_table(
 
 
 def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
-    """Defenses × attacks Markdown tables (R@1 and SGA's ASR@1, TR / IR, mean±std over seeds)."""
+    """Defenses × attacks Markdown tables (R@1, SGA's conditional ASR@1 and Co-Attack's ΔR@1;
+    TR / IR, mean±std over seeds)."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[(r["backbone"], r["dataset"])].append(r)
@@ -388,6 +389,15 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
             lambda d, a, cell=cell: _pair(
                 cell.get((d, a)), "asr_tr_r1_conditional", "asr_ir_r1_conditional"
             ),
+        )
+        out.append(
+            "\nCo-Attack's ASR@1 = clean R@1 − adversarial R@1, TR / IR (points; lower is more "
+            "robust):\n"
+        )
+        out += _md_table(
+            defenses,
+            attacks,
+            lambda d, a, cell=cell: _pair(cell.get((d, a)), "asr_tr_r1_delta", "asr_ir_r1_delta"),
         )
         out.append("")
     return "\n".join(out)
