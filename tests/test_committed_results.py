@@ -106,20 +106,19 @@ def test_the_eps_sweep_report_draws_one_line_per_defense(tmp_path):
     assert png[:4] == b"\x89PNG" and len(png) > 20_000
 
 
+def _gen_results():
+    """docs/gen_results.py, the script that writes results.md's blocks."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen_results", RESULTS.parent / "gen_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _block(tag: str) -> str:
     page = (RESULTS.parent / "results.md").read_text()
     return page.split(f"<!-- {tag} -->\n", 1)[1].split(f"\n<!-- /{tag} -->", 1)[0]
-
-
-def _section(summary: str, start: str | None, stop: str | None = None) -> str:
-    """The part of a report's summary.md from heading ``start`` (None: the top) to ``stop``,
-    headings one level down when it starts at a heading (as on the page)."""
-    text = summary[summary.index(start) :] if start else summary
-    if stop and stop in text:
-        text = text[: text.index(stop)]
-    if start:
-        text = re.sub(r"^(#+) ", r"#\1 ", text, flags=re.M)
-    return text.strip()
 
 
 def test_world_v2_block_is_the_report_of_the_committed_v2_records(tmp_path):
@@ -131,8 +130,9 @@ def test_world_v2_block_is_the_report_of_the_committed_v2_records(tmp_path):
     assert records and all(r["data"]["generator_version"] == 5 for r in records)
     assert all(r["data"]["options"]["test_domain"] == "real" for r in records)
     summary = Path(report(folder)["files"]["summary_md"]).read_text()
-    assert _block("v2-summary") == _section(summary, None, "## Defense differences")
-    assert _block("v2-differences") == _section(summary, "## Defense differences")
+    gen = _gen_results()
+    assert _block("v2-summary") == gen.section(summary, None, gen.DIFFERENCES)
+    assert _block("v2-differences") == gen.section(summary, gen.DIFFERENCES)
 
 
 def test_transfer_block_is_the_report_of_the_committed_transfer_records(tmp_path):
@@ -149,4 +149,5 @@ def test_transfer_block_is_the_report_of_the_committed_transfer_records(tmp_path
     )
     assert all(r["data"]["options"]["test_domain"] == "real" for r in records)
     summary = Path(report(folder)["files"]["summary_md"]).read_text()
-    assert _block("transfer-summary") == _section(summary, "## Transfer", "## Defense differences")
+    gen = _gen_results()
+    assert _block("transfer-summary") == gen.section(summary, "## Transfer", gen.DIFFERENCES)
