@@ -2,10 +2,13 @@
 
 The default embedded CLIP, the published BERT-Attack setting (objective=kl), seed 0, on small
 galleries cut from the real test split: the first N test images against N images chosen so that
-no two share a scene type (``scene``) or a (scene type, object color) pair (``pair``).
+no two share a scene type (``scene``) or a (scene type, object color) pair (``pair``), or as many
+as can be chosen so that every two differ in at least two of scene type, color and count
+(``salient``; N is then that number).
 
     python docs/world/gallery_probe.py 16 scene
     python docs/world/gallery_probe.py 80 pair
+    python docs/world/gallery_probe.py 0 salient
 """
 
 from __future__ import annotations
@@ -18,7 +21,17 @@ from vladv.experiment import make_context, resolve
 
 
 def distinct(scenes: list, n: int, mode: str) -> list[int]:
-    """The first ``n`` images whose scene type (``scene``) or (scene, color) (``pair``) is new."""
+    """The first ``n`` images whose scene type (``scene``) or (scene, color) (``pair``) is new;
+    for ``salient``, every image that differs from all chosen ones in two of scene, color, count."""
+    if mode == "salient":
+        fields = ("scene", "color", "count")
+        chosen: list[int] = []
+        for i, s in enumerate(scenes):
+            if all(
+                sum(getattr(s, f) != getattr(scenes[j], f) for f in fields) >= 2 for j in chosen
+            ):
+                chosen.append(i)
+        return chosen
     seen: set = set()
     chosen = []
     for i, s in enumerate(scenes):
@@ -36,10 +49,8 @@ def main(n: int, mode: str) -> None:
     backbone = resolve("backbone", "clip").build(ctx).to(ctx.device).eval()
     test = resolve("dataset", "synthetic-aerial").build(ctx, "test")
     attack = resolve("attack", "bert-attack", {"objective": "kl"}).build(ctx)
-    for name, rows in (
-        ("first", list(range(n))),
-        (f"distinct {mode}", distinct(test.scenes, n, mode)),
-    ):
+    chosen = distinct(test.scenes, n, mode)
+    for name, rows in (("first", list(range(len(chosen)))), (f"distinct {mode}", chosen)):
         gallery = TensorImageDataset(
             test.images[rows], [[test.captions[j] for j in test.img2txt[i]] for i in rows]
         )
