@@ -5,8 +5,10 @@
 - ``summary.csv``: one row per (backbone, dataset, defense+augmenters, attack, attack options)
   with mean and std over seeds of clean/adversarial R@1/5/10, RSUM and both ASRs;
 - ``records.csv``: one row per record;
-- ``summary.md``: Markdown tables (defenses × attacks) of R@1 and SGA's ASR, mean ± std over
-  seeds, ready for a paper or a README;
+- ``summary.md``: Markdown tables (defenses × attacks) of R@1 and both ASR conventions, mean ± std
+  over seeds, ready for a paper or a README, then the defense differences (every two defenses,
+  paired per seed; :mod:`vladv.report_defenses`);
+- ``defense_differences.csv``: those differences, one row per model, defense pair and column;
 - ``robust_vs_eps.png``: robust TR@1 and IR@1 against ε (·255) per defense and attack;
 - ``defenses_attacks.png``: grouped bars of R@1 per defense under each attack (clean included);
 - ``gallery.html``: saved adversarial examples (clean, adversarial, magnified perturbation, the
@@ -610,6 +612,7 @@ def _nav(out: Path, here: str) -> str:
         "summary.csv": "summary.csv",
         "records.csv": "records.csv",
         "transfer.csv": "transfer.csv",
+        "defense_differences.csv": "defense_differences.csv",
     }
     links = [
         f"<a href='{esc(quote(name))}'>{esc(label)}</a>"
@@ -873,10 +876,10 @@ def report(directory: str | Path, output: str | Path | None = None) -> dict[str,
 
     rows = aggregate(records, grid)
     white = [r for r in rows if r["source"] == "self"]  # the white-box tables and plots
-    differences = defense_differences(records, grid_order(grid))
+    order = grid_order(grid)
+    differences = defense_differences(records, order)
     transfer = transfer_rows(records, attack_label, _mean_std)
     summary = transfer_summary(records, attack_label, _mean_std)
-    order = grid_order(grid)
     records = sorted(
         records,
         key=lambda r: (
