@@ -3,9 +3,11 @@
 python docs/gen_results.py                    # rewrite the blocks between the <!-- ... -->
                                               # markers and docs/results/v2-defenses_attacks.png
 python docs/gen_results.py collect v2-records runs/rq-seed0 runs/rq-seed1 ...
-                                              # copy the finished records (JSON only) of run
-                                              # folders into docs/results/v2-records, with the
-                                              # first folder's experiment.json
+                                              # copy the finished records of run folders into
+                                              # docs/results/v2-records, with the first folder's
+                                              # experiment.json and the saved examples of a few
+                                              # cells (EXAMPLES: the rest stay out of the
+                                              # repository to keep it small)
 
 Prose outside the markers is left alone; tests/test_committed_results.py checks that every block
 is the report of its records, verbatim.
@@ -13,6 +15,7 @@ is the report of its records, verbatim.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
@@ -27,6 +30,22 @@ RESULTS = DOCS / "results"
 PAGE = DOCS / "results.md"
 DIFFERENCES = "## Defense differences"
 FIGURE = RESULTS / "v2-defenses_attacks.png"
+EXAMPLES_FIGURE = RESULTS / "v2-examples.png"
+# the cells whose saved examples are committed: seed 0 of the real-data model, no 1:N augmentation
+EXAMPLES = {"seed": 0, "pretrain_data": "real", "defenses": ("none", "tecoa", "fare", "mat")}
+
+
+def shows_examples(record: dict) -> bool:
+    """Whether ``record`` is one of the cells whose examples are committed (:data:`EXAMPLES`)."""
+    cfg = record.get("config") or {}
+    return (
+        cfg.get("seed") == EXAMPLES["seed"]
+        and (cfg.get("backbone") or {}).get("options", {}).get("pretrain_data")
+        == EXAMPLES["pretrain_data"]
+        and (cfg.get("defense") or {}).get("name") in EXAMPLES["defenses"]
+        and not cfg.get("augmenters")
+        and not cfg.get("source")
+    )
 
 
 def section(summary: str, start: str | None, stop: str | None = None) -> str:
@@ -76,12 +95,83 @@ def collect(name: str, folders: list[str]) -> None:
     dest = RESULTS / name
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
+    examples = 0
     for folder in map(Path, folders):
         for path in sorted(folder.glob("*.json")):
-            if path.name != MANIFEST and not (dest / path.name).exists():
-                shutil.copyfile(path, dest / path.name)
+            if path.name == MANIFEST or (dest / path.name).exists():
+                continue
+            shutil.copyfile(path, dest / path.name)
+            saved = folder / "examples" / path.stem
+            if saved.is_dir() and shows_examples(json.loads(path.read_text())):
+                shutil.copytree(saved, dest / "examples" / path.stem)
+                examples += 1
     shutil.copyfile(Path(folders[0]) / MANIFEST, dest / MANIFEST)
-    print(f"{dest}: {len(list(dest.glob('*.json'))) - 1} records")
+    print(f"{dest}: {len(list(dest.glob('*.json'))) - 1} records, examples of {examples}")
+
+
+def _changed(clean: str, adversarial: str) -> str:
+    """``adversarial`` with each changed word shown as [old → new]."""
+    import difflib
+
+    a, b = clean.split(), adversarial.split()
+    out = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out.append(" ".join(b[j1:j2]))
+        else:
+            out.append(f"[{' '.join(a[i1:i2])} → {' '.join(b[j1:j2])}]")
+    return " ".join(out)
+
+
+def examples_figure(attack: str = "sga", defenses: tuple[str, ...] = ("none", "mat")) -> Path:
+    """docs/results/v2-examples.png: the first two saved examples of ``attack`` on each of
+    ``defenses`` (real-data model, seed 0): clean image, adversarial image, the perturbation
+    magnified, and the first caption with its changed word."""
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    folder = RESULTS / "v2-records"
+    rows = []
+    for defense in defenses:
+        for path in sorted(folder.glob("*.json")):
+            rec = json.loads(path.read_text())
+            cfg = rec.get("config") or {}
+            index = folder / "examples" / path.stem / "index.json"
+            if (
+                shows_examples(rec)
+                and cfg["defense"]["name"] == defense
+                and cfg["attack"]["name"] == attack
+                and index.is_file()
+            ):
+                for ex in json.loads(index.read_text())["examples"][:2]:
+                    rows.append((defense, index.parent, ex))
+    fig, axes = plt.subplots(
+        len(rows), 4, figsize=(12, 1.9 * len(rows)), gridspec_kw={"width_ratios": [1, 1, 1, 5]}
+    )
+    for r, (defense, base, ex) in enumerate(rows):
+        for c, kind in enumerate(("clean", "adversarial", "perturbation")):
+            ax = axes[r][c]
+            ax.imshow(Image.open(base / ex["images"][kind]), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(
+                    {"perturbation": "perturbation (magnified)"}.get(kind, kind), fontsize=9
+                )
+        axes[r][0].set_ylabel(f"{defense}\nimage {ex['image_id']}", fontsize=9)
+        text = _changed(ex["clean_texts"][0], ex["adv_texts"][0])
+        axes[r][3].axis("off")
+        axes[r][3].text(0, 0.5, textwrap.fill(text, 90), va="center", fontsize=8.5)
+    fig.suptitle(f"{attack} on the real-data model (world v2, seed 0): image and first caption")
+    fig.tight_layout()
+    fig.savefig(EXAMPLES_FIGURE, dpi=100)
+    plt.close(fig)
+    return EXAMPLES_FIGURE
 
 
 def main(argv: list[str]) -> None:
@@ -92,7 +182,7 @@ def main(argv: list[str]) -> None:
     for tag, body in blocks().items():
         text = put(text, tag, body)
     PAGE.write_text(text)
-    print(f"{PAGE}: blocks rewritten; {FIGURE}")
+    print(f"{PAGE}: blocks rewritten; {FIGURE}; {examples_figure()}")
 
 
 if __name__ == "__main__":

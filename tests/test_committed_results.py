@@ -151,3 +151,18 @@ def test_transfer_block_is_the_report_of_the_committed_transfer_records(tmp_path
     summary = Path(report(folder)["files"]["summary_md"]).read_text()
     gen = _gen_results()
     assert _block("transfer-summary") == gen.section(summary, "## Transfer", gen.DIFFERENCES)
+
+
+def test_v2_examples_are_the_selected_cells_and_reach_the_gallery(tmp_path):
+    """docs/results/v2-records/examples holds the saved examples of exactly the cells
+    docs/gen_results.py selects, and the report's gallery shows them."""
+    gen = _gen_results()
+    folder = tmp_path / "v2"
+    shutil.copytree(RESULTS / "v2-records", folder)
+    records = _load(folder)
+    selected = {r["run_id"] for r in records if gen.shows_examples(r)}
+    assert len(selected) >= 16
+    assert {p.name for p in (folder / "examples").iterdir()} == selected
+    page = Path(report(folder)["files"]["gallery"]).read_text()
+    shown = {src.split("/")[1] for src in re.findall(r"<img src='(examples/[^']+)'", page)}
+    assert shown == selected and "<mark>" in page
