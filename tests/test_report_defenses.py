@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from vladv.report_defenses import beyond_spread, defense_differences
+from vladv.report_defenses import beyond_spread, defense_differences, defense_differences_html
 from vladv.reports import grid_order, report
 
 ORDER = grid_order({"defenses": ["none", "tecoa", "mat"]})
@@ -103,3 +103,13 @@ def test_report_writes_the_table_and_csv(tmp_path, records):
     assert "| tecoa − none | -10.0±0.0* / -10.0±0.0* | +2.0±1.0 / +1.0±0.5 |" in section
     rows = list(csv.DictReader(open(out["files"]["differences_csv"])))
     assert len(rows) == 6 and {r["seeds"] for r in rows} == {"0 1 2"}
+    page = open(out["files"]["index"]).read()
+    assert "<h2>Defense differences</h2>" in page and "<td>tecoa − mat</td>" in page
+
+
+def test_html_tables_escape_the_records_text(records):
+    rows = defense_differences(records, ORDER)
+    for r in rows:
+        r["backbone"] = "<script>alert(1)</script>"
+    page = defense_differences_html(rows)
+    assert "<script>" not in page and "&lt;script&gt;" in page

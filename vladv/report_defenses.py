@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from vladv.report_transfer import model_labels
-from vladv.reports import _md, _mean_std, attack_label, defense_label
+from vladv.reports import _md, _mean_std, attack_label, defense_label, esc
 
 BEYOND = 2.0
 """A paired mean difference counts as beyond the seed spread when |mean| > BEYOND × std."""
@@ -98,28 +98,19 @@ def _signed(row: dict[str, Any], side: str) -> str:
     return text + ("*" if beyond_spread(mean, std, n) else "")
 
 
-def defense_differences_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """One Markdown table per model: a row per defense pair (A − B), a column per attack."""
-    if not rows:
-        return ""
-    out = [
-        "## Defense differences\n",
-        "R@1 of the first defense minus the second's, TR / IR in points, paired per seed (only "
-        "seeds both have), mean±std over seeds; `clean` compares clean R@1. `*`: beyond "
-        f"{BEYOND:g}× the spread of the per-seed differences (two or more seeds).\n",
-    ]
-    models = list(dict.fromkeys((r["backbone"], r["dataset"]) for r in rows))
-    for backbone, dataset in models:
+def difference_tables(
+    rows: Sequence[dict[str, Any]],
+) -> list[tuple[str, str, list[int], list[str], list[tuple[str, list[str]]]]]:
+    """Per model: (backbone, dataset, seeds, columns, [(``A − B``, cells)]); a cell is
+    ``TR / IR`` with mean±std (``*`` beyond the spread) or ``–``."""
+    tables = []
+    for backbone, dataset in dict.fromkeys((r["backbone"], r["dataset"]) for r in rows):
         group = [r for r in rows if (r["backbone"], r["dataset"]) == (backbone, dataset)]
         columns = list(dict.fromkeys(r["column"] for r in group))
-        pairs = list(dict.fromkeys((r["defense"], r["other"]) for r in group))
         cell = {(r["defense"], r["other"], r["column"]): r for r in group}
         seeds = sorted({s for r in group for s in r["seeds"]})
-        seed_text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
-        out.append(f"### {_md(backbone)} on {_md(dataset)} ({seed_text})\n")
-        out.append("| defense − other | " + " | ".join(map(_md, columns)) + " |")
-        out.append("| --- " * (len(columns) + 1) + "|")
-        for a, b in pairs:
+        lines = []
+        for a, b in dict.fromkeys((r["defense"], r["other"]) for r in group):
             values = [
                 "–"
                 if (r := cell.get((a, b, c))) is None
@@ -127,6 +118,51 @@ def defense_differences_markdown(rows: Sequence[dict[str, Any]]) -> str:
                 + (f" (n={len(r['seeds'])})" if len(r["seeds"]) != len(seeds) else "")
                 for c in columns
             ]
-            out.append(f"| {_md(a)} − {_md(b)} | " + " | ".join(values) + " |")
+            lines.append((f"{a} − {b}", values))
+        tables.append((backbone, dataset, seeds, columns, lines))
+    return tables
+
+
+EXPLANATION = (
+    "R@1 of the first defense minus the second's, TR / IR in points, paired per seed (only seeds "
+    "both have), mean±std over seeds; `clean` compares clean R@1. `*`: beyond "
+    f"{BEYOND:g}× the spread of the per-seed differences (two or more seeds)."
+)
+
+
+def _seed_text(seeds: Sequence[int]) -> str:
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+
+def defense_differences_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """One Markdown table per model: a row per defense pair (A − B), a column per attack."""
+    if not rows:
+        return ""
+    out = ["## Defense differences\n", EXPLANATION + "\n"]
+    for backbone, dataset, seeds, columns, lines in difference_tables(rows):
+        out.append(f"### {_md(backbone)} on {_md(dataset)} ({_seed_text(seeds)})\n")
+        out.append("| defense − other | " + " | ".join(map(_md, columns)) + " |")
+        out.append("| --- " * (len(columns) + 1) + "|")
+        out += [f"| {_md(label)} | " + " | ".join(values) + " |" for label, values in lines]
         out.append("")
     return "\n".join(out)
+
+
+def defense_differences_html(rows: Sequence[dict[str, Any]]) -> str:
+    """The same tables for the report's index page (every text HTML-escaped)."""
+    if not rows:
+        return ""
+    out = [f"<h2>Defense differences</h2><p>{esc(EXPLANATION.replace('`', ''))}</p>"]
+    for backbone, dataset, seeds, columns, lines in difference_tables(rows):
+        head = "".join(f"<th>{esc(c)}</th>" for c in ["defense − other", *columns])
+        body = "".join(
+            f"<tr><td>{esc(label)}</td>"
+            + "".join(f"<td class=num>{esc(v)}</td>" for v in values)
+            + "</tr>"
+            for label, values in lines
+        )
+        out.append(
+            f"<h3>{esc(backbone)} on {esc(dataset)} ({esc(_seed_text(seeds))})</h3>"
+            f"<table><tr>{head}</tr>{body}</table>"
+        )
+    return "".join(out)

@@ -785,8 +785,10 @@ def write_index(
     records: Sequence[dict[str, Any]],
     rows: Sequence[dict[str, Any]],
     transfer_plots: Mapping[str, Path] | None = None,
+    differences_html: str = "",
 ) -> Path:
-    """``index.html``: configuration, the summary table, the plots and links to every file."""
+    """``index.html``: configuration, the summary table, the defense differences, the plots and
+    links to every file."""
     out = path.parent
     ids, caption = _shared_columns(rows)
     head = [
@@ -839,6 +841,7 @@ def write_index(
             f"<h1>{esc(title)}</h1>{_nav(out, path.name)}"
             + _config_html(directory, grid, records, rows)
             + table
+            + differences_html
             + (f"<h2>Plots</h2>{plots}" if plots else "")
             + gallery,
         )
@@ -865,7 +868,11 @@ def report(directory: str | Path, output: str | Path | None = None) -> dict[str,
         raise VladvError(f"report output {out} is a file, not a folder")
     inside = (directory / MANIFEST).resolve().is_relative_to(directory.resolve())
     grid = read_manifest(directory) if inside else None
-    from vladv.report_defenses import defense_differences, defense_differences_markdown
+    from vladv.report_defenses import (
+        defense_differences,
+        defense_differences_html,
+        defense_differences_markdown,
+    )
     from vladv.report_transfer import (
         plot_transfer,
         transfer_markdown,
@@ -910,7 +917,15 @@ def report(directory: str | Path, output: str | Path | None = None) -> dict[str,
             files["transfer_csv"] = write_csv(out / "transfer.csv", transfer)
         if differences:
             files["differences_csv"] = write_csv(out / "defense_differences.csv", differences)
-        files["index"] = write_index(out / "index.html", directory, grid, records, rows, plots)
+        files["index"] = write_index(
+            out / "index.html",
+            directory,
+            grid,
+            records,
+            rows,
+            plots,
+            defense_differences_html(differences),
+        )
     except OSError as exc:
         raise VladvError(f"cannot write the report to {out}: {exc}") from None
     return {
