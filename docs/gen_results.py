@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from vladv.reports import report
+from vladv.reports import report, word_changes
 from vladv.results import MANIFEST
 
 DOCS = Path(__file__).resolve().parent
@@ -111,16 +111,10 @@ def collect(name: str, folders: list[str]) -> None:
 
 def _changed(clean: str, adversarial: str) -> str:
     """``adversarial`` with each changed word shown as [old → new]."""
-    import difflib
-
-    a, b = clean.split(), adversarial.split()
-    out = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
-        if op == "equal":
-            out.append(" ".join(b[j1:j2]))
-        else:
-            out.append(f"[{' '.join(a[i1:i2])} → {' '.join(b[j1:j2])}]")
-    return " ".join(out)
+    return " ".join(
+        f"[{old} → {new}]" if changed else new
+        for changed, old, new in word_changes(clean, adversarial)
+    )
 
 
 def examples_figure(attack: str = "sga", defenses: tuple[str, ...] = ("none", "mat")) -> Path:
@@ -136,20 +130,17 @@ def examples_figure(attack: str = "sga", defenses: tuple[str, ...] = ("none", "m
     from PIL import Image
 
     folder = RESULTS / "v2-records"
-    rows = []
-    for defense in defenses:
-        for path in sorted(folder.glob("*.json")):
-            rec = json.loads(path.read_text())
-            cfg = rec.get("config") or {}
-            index = folder / "examples" / path.stem / "index.json"
-            if (
-                shows_examples(rec)
-                and cfg["defense"]["name"] == defense
-                and cfg["attack"]["name"] == attack
-                and index.is_file()
-            ):
-                for ex in json.loads(index.read_text())["examples"][:2]:
-                    rows.append((defense, index.parent, ex))
+    saved = {}  # defense -> examples folder of its `attack` cell (only selected cells have one)
+    for base in sorted((folder / "examples").iterdir()):
+        cfg = json.loads((folder / f"{base.name}.json").read_text())["config"]
+        if cfg["attack"]["name"] == attack and cfg["defense"]["name"] in defenses:
+            saved[cfg["defense"]["name"]] = base
+    rows = [
+        (defense, saved[defense], ex)
+        for defense in defenses
+        if defense in saved
+        for ex in json.loads((saved[defense] / "index.json").read_text())["examples"][:2]
+    ]
     fig, axes = plt.subplots(
         len(rows), 4, figsize=(12, 1.9 * len(rows)), gridspec_kw={"width_ratios": [1, 1, 1, 5]}
     )

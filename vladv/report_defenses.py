@@ -17,6 +17,7 @@ from typing import Any
 
 from vladv.report_transfer import model_labels
 from vladv.reports import _md, _mean_std, attack_label, defense_label, esc
+from vladv.results import seeds_label
 
 BEYOND = 2.0
 """A paired mean difference counts as beyond the seed spread when |mean| > BEYOND × std."""
@@ -130,17 +131,13 @@ EXPLANATION = (
 )
 
 
-def _seed_text(seeds: Sequence[int]) -> str:
-    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
-
-
 def defense_differences_markdown(rows: Sequence[dict[str, Any]]) -> str:
     """One Markdown table per model: a row per defense pair (A − B), a column per attack."""
     if not rows:
         return ""
     out = ["## Defense differences\n", EXPLANATION + "\n"]
     for backbone, dataset, seeds, columns, lines in difference_tables(rows):
-        out.append(f"### {_md(backbone)} on {_md(dataset)} ({_seed_text(seeds)})\n")
+        out.append(f"### {_md(backbone)} on {_md(dataset)} ({seeds_label(seeds)})\n")
         out.append("| defense − other | " + " | ".join(map(_md, columns)) + " |")
         out.append("| --- " * (len(columns) + 1) + "|")
         out += [f"| {_md(label)} | " + " | ".join(values) + " |" for label, values in lines]
@@ -162,7 +159,7 @@ def defense_differences_html(rows: Sequence[dict[str, Any]]) -> str:
             for label, values in lines
         )
         out.append(
-            f"<h3>{esc(backbone)} on {esc(dataset)} ({esc(_seed_text(seeds))})</h3>"
+            f"<h3>{esc(backbone)} on {esc(dataset)} ({esc(seeds_label(seeds))})</h3>"
             f"<table><tr>{head}</tr>{body}</table>"
         )
     return "".join(out)

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from vladv.results import seeds_label
+
 CONVENTIONS = (
     (
         "conditional",
@@ -227,10 +229,6 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
-def _seeds(seeds: Sequence[int]) -> str:
-    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
-
-
 def transfer_summary_markdown(summary: Mapping[str, Any], md: Any, pm: Any) -> str:
     """The summary of :func:`transfer_summary` as two Markdown tables per dataset (``pm``:
     the report's mean±std formatter of ``{key}_mean``/``{key}_std`` over a row's ``seeds``)."""
@@ -257,7 +255,7 @@ def transfer_summary_markdown(summary: Mapping[str, Any], md: Any, pm: Any) -> s
                     "–"
                     if not cell["seeds"]
                     else f"{pm(cell, 'tr')} / {pm(cell, 'ir')} "
-                    f"({_count(cell['pairs'], 'pair')}, {_seeds(cell['seeds'])})"
+                    f"({_count(cell['pairs'], 'pair')}, {seeds_label(cell['seeds'])})"
                 )
             out.append(f"| {md(r['attack'])} | " + " | ".join(vals) + " |")
         out.append("")

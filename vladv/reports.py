@@ -41,7 +41,14 @@ from rich.table import Table
 from rich.text import Text
 
 from vladv.errors import VladvError
-from vladv.results import MANIFEST, defense_label, load_record, part_suffix, read_manifest
+from vladv.results import (
+    MANIFEST,
+    defense_label,
+    load_record,
+    part_suffix,
+    read_manifest,
+    seeds_label,
+)
 
 METRICS = ("tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5", "ir_r10", "rsum")
 ASR = ("tr_r1_conditional", "ir_r1_conditional", "tr_r1_delta", "ir_r1_delta")
@@ -370,8 +377,7 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
         cell = {(r["defense"], r["attack_label"]): r for r in group}
         first = {d: next(r for r in group if r["defense"] == d) for d in defenses}
         seeds = sorted({s for r in group for s in r["seeds"]})
-        seed_text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
-        out.append(f"### {_md(backbone)} on {_md(dataset)} ({seed_text})\n")
+        out.append(f"### {_md(backbone)} on {_md(dataset)} ({seeds_label(seeds)})\n")
         out.append("R@1, TR / IR (%; higher is more robust):\n")
         out += _md_table(
             defenses,
@@ -571,16 +577,23 @@ def plot_defense_bars(rows: Sequence[dict[str, Any]], path: Path) -> Path | None
     return path
 
 
+def word_changes(clean: str, adversarial: str) -> list[tuple[bool, str, str]]:
+    """``adversarial`` as runs of words against ``clean``: (changed, clean words, adversarial
+    words), in order."""
+    a, b = clean.split(), adversarial.split()
+    return [
+        (op != "equal", " ".join(a[i1:i2]), " ".join(b[j1:j2]))
+        for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes()
+    ]
+
+
 def mark_changes(clean: str, adversarial: str) -> str:
     """HTML of ``adversarial`` with the words that differ from ``clean`` in ``<mark>``."""
-    a, b = clean.split(), adversarial.split()
-    out = []
-    for op, _, _, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
-        words = " ".join(esc(w) for w in b[j1:j2])
-        if not words:
-            continue
-        out.append(words if op == "equal" else f"<mark>{words}</mark>")
-    return " ".join(out)
+    return " ".join(
+        f"<mark>{esc(new)}</mark>" if changed else esc(new)
+        for changed, _, new in word_changes(clean, adversarial)
+        if new
+    )
 
 
 STYLE = (

@@ -11,7 +11,7 @@ import functools
 import json
 import platform
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -205,6 +205,11 @@ def part_suffix(attack: Mapping[str, Any]) -> str:
     adversarial pair (schema 6), ``""`` for the whole pair."""
     part = attack.get("part")
     return f" [{part} part]" if part else ""
+
+
+def seeds_label(seeds: Sequence[int]) -> str:
+    """``seed 0`` or ``seeds 0, 1, 2``: the seeds behind a report's table."""
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
 
 
 def defense_label(config: dict[str, Any]) -> str:
