@@ -247,6 +247,10 @@ def main() -> None:
         return embedded_geometry()
     if args.out is None:
         p.error("OUT is required (unless --embedded)")
+    if not 2 <= args.kinds <= len(NOUNS):
+        p.error(f"--kinds must be between 2 and {len(NOUNS)}")
+    if not 1 <= args.objects[0] <= args.objects[1] <= min(args.kinds, args.grid**2):
+        p.error("--objects LO HI: 1 <= LO <= HI <= min(kinds, grid cells)")
     args.objects = (args.objects[0], args.objects[1] + 1)
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
