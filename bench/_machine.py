@@ -1,10 +1,13 @@
-"""What every benchmark prints first: the machine, its load and torch's threads."""
+"""What every benchmark prints first (the machine, its load and torch's threads), and the call
+meter the attack benchmarks patch onto the functions they count."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -41,3 +44,26 @@ def machine_line(ctx: Any = None, precision: str | None = None) -> str:
         f"{line}, device {ctx.device} ({device}), precision {precision}, "
         f"python {sys.version.split()[0]}"
     )
+
+
+class Meter:
+    """Counts calls and seconds of one function (patched onto an instance or a class)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.seconds = 0.0
+
+    def wrap(self, fn: Callable, sync: Callable[[], None] = lambda: None) -> Callable:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            sync()
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            sync()
+            self.calls += 1
+            self.seconds += time.perf_counter() - start
+            return out
+
+        return wrapped
+
+    def reset(self) -> None:
+        self.calls, self.seconds = 0, 0.0

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from _machine import add_threads_argument, apply_threads, machine_line
+from _machine import Meter, add_threads_argument, apply_threads, machine_line
 from rich.console import Console
 from rich.table import Table
 
@@ -48,29 +48,6 @@ from vladv.options import parse_assignments
 # ----------------------------------------------------------------------------------------------
 # Counters
 # ----------------------------------------------------------------------------------------------
-class Meter:
-    """Counts calls and seconds of one function (patched onto an instance or a class)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.seconds = 0.0
-
-    def wrap(self, fn: Callable, sync: Callable[[], None]) -> Callable:
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            sync()
-            start = time.perf_counter()
-            out = fn(*args, **kwargs)
-            sync()
-            self.calls += 1
-            self.seconds += time.perf_counter() - start
-            return out
-
-        return wrapped
-
-    def reset(self) -> None:
-        self.calls, self.seconds = 0, 0.0
-
-
 def _sync_for(device: torch.device) -> Callable[[], None]:
     if device.type == "cuda":
         return torch.cuda.synchronize

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from _machine import add_threads_argument, apply_threads, machine_line
+from _machine import Meter, add_threads_argument, apply_threads, machine_line
 from rich.console import Console
 from rich.table import Table
 
@@ -101,13 +101,8 @@ def main() -> None:
         threshold_pred_score=0.3,
     )  # fmt: skip
     encode = backbone.encode_text
-    vladv_calls = {"n": 0}
-
-    def counted(batch: Any) -> torch.Tensor:
-        vladv_calls["n"] += 1
-        return encode(batch)
-
-    backbone.encode_text = counted  # type: ignore[method-assign]
+    meter = Meter()  # one encode_text call = one batched text-encoder forward
+    backbone.encode_text = meter.wrap(encode)  # type: ignore[method-assign]
 
     def run(name: str) -> tuple[list[str], int]:
         with torch.no_grad():
@@ -115,9 +110,9 @@ def main() -> None:
                 victim.calls = 0
                 return reference.img_guided_attack(victim, texts, img_embeds=guidance), victim.calls
             mlm.clear_cache()
-            vladv_calls["n"] = 0
+            meter.reset()
             out = searches[name].run(list(texts), image_guided_score(backbone, guidance, ctx))
-            return out, vladv_calls["n"]
+            return out, meter.calls
 
     names = ["reference", *searches]
     best = {n: float("inf") for n in names}

@@ -16,7 +16,7 @@ import math
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,17 @@ def world_dataset() -> vladv.DatasetSpec:
     return vladv.get_registry().get("dataset", WORLD_DATASET)
 
 
+def caption_vocabulary(captions: Iterable[str]) -> tuple[int, ...]:
+    """The sorted BPE ids (of open_clip's 49,408) that ``captions`` use: a compact vocabulary
+    for :class:`CompactTokenizer`."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    words: set[str] = set()
+    for c in captions:
+        words.update(c.lower().replace(".", " . ").replace(",", " , ").split())
+    return tuple(sorted(set(SimpleTokenizer().encode(" ".join(sorted(words))))))
+
+
 @functools.lru_cache(maxsize=1)
 def world_vocabulary() -> tuple[int, ...]:
     """The BPE ids (of open_clip's 49,408) that synthetic-aerial's captions use, both domains.
@@ -100,20 +111,18 @@ def world_vocabulary() -> tuple[int, ...]:
     BPE table would be 6.3 M of its parameters and most of its training time, for words the
     world never shows. Unknown words map to one ``unk`` embedding (docs/world.md).
     """
-    from open_clip.tokenizer import SimpleTokenizer
-
     from vladv.cache import vladv_home
 
     world = world_dataset()
     path = vladv_home() / "models" / f"{DEFAULT_MODEL}-vocabulary-v{world.version}.json"
     with contextlib.suppress(OSError, ValueError, TypeError):
         return tuple(int(i) for i in json.loads(path.read_text()))
-    words: set[str] = set()
-    for domain in ("real", "generated"):
-        for caps in world.captions(world.options(train_domain=domain), "train"):
-            for c in caps:
-                words.update(c.lower().replace(".", " . ").replace(",", " , ").split())
-    ids = tuple(sorted(set(SimpleTokenizer().encode(" ".join(sorted(words))))))
+    ids = caption_vocabulary(
+        c
+        for domain in ("real", "generated")
+        for caps in world.captions(world.options(train_domain=domain), "train")
+        for c in caps
+    )
     with contextlib.suppress(OSError, StorageError):  # a cache: computing it again is fine
         atomic_write_text(path, json.dumps(ids))
     return ids

@@ -41,6 +41,7 @@ from vladv.evaluation import encode_clean, evaluate_attack
 from vladv.experiment import make_context, resolve
 from vladv.kit.mlm import TinyMLMConfig, train_tiny_mlm
 from vladv_plugins import clip_pretrain
+from vladv_plugins.clip import ClipOptions
 from vladv_plugins.clip_backbone import ClipBackbone
 
 SIZE = 64
@@ -240,7 +241,7 @@ def main() -> None:
     p.add_argument("--objects", type=int, nargs=2, default=(3, 4), help="objects per image")
     p.add_argument("--grid", type=int, choices=(2, 3), default=2, help="object cells per side")
     p.add_argument("--min-named", type=int, default=2, help="fewest objects a caption names")
-    p.add_argument("--steps", type=int, default=1350)
+    p.add_argument("--steps", type=int, default=ClipOptions().pretrain_steps)
     p.add_argument("--test", type=int, default=1000)
     args = p.parse_args()
     if args.embedded:
@@ -258,13 +259,9 @@ def main() -> None:
     train_x, train_texts = split(20000, args, kinds, 1, distinct=False)
     test_x, test_texts = split(args.test, args, kinds, 2, distinct=True)
 
-    from open_clip.tokenizer import SimpleTokenizer
-
-    bpe = SimpleTokenizer()
-    words = {w for caps in train_texts + test_texts for c in caps for w in c.lower().split()}
-    tokenizer = clip_pretrain.CompactTokenizer(
-        sorted({i for w in words for i in bpe.encode(w)}), context_length=64
-    )
+    flat = [c for caps in train_texts for c in caps]
+    vocabulary = clip_pretrain.caption_vocabulary(flat + [c for caps in test_texts for c in caps])
+    tokenizer = clip_pretrain.CompactTokenizer(vocabulary, context_length=64)
     config = json.loads(json.dumps(clip_pretrain.TINY_CONFIG))
     config["text_cfg"]["vocab_size"] = tokenizer.vocab_size
     clip_pretrain._register("objects-probe", config)
@@ -276,25 +273,25 @@ def main() -> None:
         model.load_state_dict(torch.load(weights, weights_only=True))
     else:
         cfg = open_clip.get_model_preprocess_cfg(model)
-        flat = [c for caps in train_texts for c in caps]
+        recipe = ClipOptions()  # the embedded CLIP's pretraining defaults
         clip_pretrain.train_clip(
             model,
             PixelPreprocess(SIZE, cfg["mean"], cfg["std"], "bicubic"),
             train_x,
             tokenizer(flat).view(len(train_texts), 5, -1),
             steps=args.steps,
-            batch_size=128,
-            lr=2e-3,
-            warmup=100,
-            weight_decay=0.05,
-            seed=0,
-            image_noise=0.03,
+            batch_size=recipe.pretrain_batch_size,
+            lr=recipe.pretrain_lr,
+            warmup=recipe.pretrain_warmup,
+            weight_decay=recipe.pretrain_weight_decay,
+            seed=recipe.pretrain_seed,
+            image_noise=recipe.pretrain_image_noise,
         )
         torch.save(model.state_dict(), weights)
     ctx = make_context(None, "fp32", seed=0, progress=False)
     mlm = args.out / "mlm"
     if not (mlm / "config.json").exists():
-        train_tiny_mlm([c for caps in train_texts for c in caps], mlm, TinyMLMConfig(), ctx)
+        train_tiny_mlm(flat, mlm, TinyMLMConfig(), ctx)
     backbone = ClipBackbone(model.eval(), tokenizer).eval()
     gallery = TensorImageDataset(test_x, test_texts)
     clean = encode_clean(backbone, gallery, ctx, 32)
