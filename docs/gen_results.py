@@ -8,6 +8,8 @@ python docs/gen_results.py collect v2-records runs/rq-seed0 runs/rq-seed1 ...
                                               # experiment.json and the saved examples of a few
                                               # cells (EXAMPLES: the rest stay out of the
                                               # repository to keep it small)
+python docs/gen_results.py collect align-records runs/rq-align ...
+                                              # the same for the ALIGN-style model's grid
 
 Prose outside the markers is left alone; tests/test_committed_results.py checks that every block
 is the report of its records, verbatim.
@@ -30,18 +32,27 @@ RESULTS = DOCS / "results"
 PAGE = DOCS / "results.md"
 DIFFERENCES = "## Defense differences"
 FIGURE = RESULTS / "v2-defenses_attacks.png"
+ALIGN_RECORDS = "align-records"  # the ALIGN-style embedded model's grid (seed 0)
+ALIGN_FIGURE = RESULTS / "align-defenses_attacks.png"
 EXAMPLES_FIGURE = RESULTS / "v2-examples.png"
-# the cells whose saved examples are committed: seed 0 of the real-data model, no 1:N augmentation
-EXAMPLES = {"seed": 0, "pretrain_data": "real", "defenses": ("none", "tecoa", "fare", "mat")}
+# the cells whose saved examples are committed: seed 0 of the real-data embedded CLIP, no 1:N
+# augmentation
+EXAMPLES = {
+    "seed": 0,
+    "model": "vladv-tiny-aerial",
+    "pretrain_data": "real",
+    "defenses": ("none", "tecoa", "fare", "mat"),
+}
 
 
 def shows_examples(record: dict) -> bool:
     """Whether ``record`` is one of the cells whose examples are committed (:data:`EXAMPLES`)."""
     cfg = record.get("config") or {}
+    backbone = (cfg.get("backbone") or {}).get("options", {})
     return (
         cfg.get("seed") == EXAMPLES["seed"]
-        and (cfg.get("backbone") or {}).get("options", {}).get("pretrain_data")
-        == EXAMPLES["pretrain_data"]
+        and backbone.get("model") == EXAMPLES["model"]
+        and backbone.get("pretrain_data") == EXAMPLES["pretrain_data"]
         and (cfg.get("defense") or {}).get("name") in EXAMPLES["defenses"]
         and not cfg.get("augmenters")
         and not cfg.get("source")
@@ -73,10 +84,13 @@ def summary(records: str, figure: Path | None = None) -> str:
 def blocks() -> dict[str, str]:
     """Every marker block of results.md: tag → text."""
     v2 = summary("v2-records", FIGURE)
+    align = summary(ALIGN_RECORDS, ALIGN_FIGURE)
     transfer = summary("transfer-records")
     return {
         "v2-summary": section(v2, None, DIFFERENCES),
         "v2-differences": section(v2, DIFFERENCES),
+        "align-summary": section(align, None, DIFFERENCES),
+        "align-differences": section(align, DIFFERENCES),
         "transfer-summary": section(transfer, "## Transfer", DIFFERENCES),
     }
 

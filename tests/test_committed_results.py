@@ -166,3 +166,29 @@ def test_v2_examples_are_the_selected_cells_and_reach_the_gallery(tmp_path):
     page = Path(report(folder)["files"]["gallery"]).read_text()
     shown = {src.split("/")[1] for src in re.findall(r"<img src='(examples/[^']+)'", page)}
     assert shown == selected and "<mark>" in page
+
+
+def test_align_block_is_the_report_of_the_committed_align_records(tmp_path):
+    """docs/results.md's ALIGN-style tables are `vladv report docs/results/align-records`,
+    verbatim: every record is the ALIGN-style embedded model, seed 0, on the real test split,
+    and the grid is complete (3 training sets × 6 defenses × 4 attacks)."""
+    folder = tmp_path / "align"
+    shutil.copytree(RESULTS / "align-records", folder)
+    records = _load(folder)
+    assert len(records) == 72
+    assert {r["model"]["model"] for r in records} == {"vladv-tiny-align"}
+    assert {r["config"]["seed"] for r in records} == {0}
+    assert all(r["data"]["options"]["test_domain"] == "real" for r in records)
+    cells = {
+        (
+            r["config"]["backbone"]["options"]["pretrain_data"],
+            _label(r),
+            r["config"]["attack"]["name"],
+        )
+        for r in records
+    }
+    assert len(cells) == 72
+    summary = Path(report(folder)["files"]["summary_md"]).read_text()
+    gen = _gen_results()
+    assert _block("align-summary") == gen.section(summary, None, gen.DIFFERENCES)
+    assert _block("align-differences") == gen.section(summary, gen.DIFFERENCES)
