@@ -121,18 +121,24 @@ def _block(tag: str) -> str:
     return page.split(f"<!-- {tag} -->\n", 1)[1].split(f"\n<!-- /{tag} -->", 1)[0]
 
 
+def _blocks_are_the_report(tmp_path, records: str, tag: str) -> list[dict]:
+    """Assert that results.md's ``<tag>-summary`` and ``<tag>-differences`` blocks are `vladv
+    report docs/results/<records>`'s summary, verbatim; return the records."""
+    folder = tmp_path / records
+    shutil.copytree(RESULTS / records, folder)
+    summary = Path(report(folder)["files"]["summary_md"]).read_text()
+    gen = _gen_results()
+    assert _block(f"{tag}-summary") == gen.section(summary, None, gen.DIFFERENCES)
+    assert _block(f"{tag}-differences") == gen.section(summary, gen.DIFFERENCES)
+    return _load(folder)
+
+
 def test_world_v2_block_is_the_report_of_the_committed_v2_records(tmp_path):
     """docs/results.md's world-v2 tables and defense differences are `vladv report
     docs/results/v2-records`, verbatim."""
-    folder = tmp_path / "v2"
-    shutil.copytree(RESULTS / "v2-records", folder)
-    records = _load(folder)
+    records = _blocks_are_the_report(tmp_path, "v2-records", "v2")
     assert records and all(r["data"]["generator_version"] == 5 for r in records)
     assert all(r["data"]["options"]["test_domain"] == "real" for r in records)
-    summary = Path(report(folder)["files"]["summary_md"]).read_text()
-    gen = _gen_results()
-    assert _block("v2-summary") == gen.section(summary, None, gen.DIFFERENCES)
-    assert _block("v2-differences") == gen.section(summary, gen.DIFFERENCES)
 
 
 def test_transfer_block_is_the_report_of_the_committed_transfer_records(tmp_path):
@@ -172,9 +178,7 @@ def test_align_block_is_the_report_of_the_committed_align_records(tmp_path):
     """docs/results.md's ALIGN-style tables are `vladv report docs/results/align-records`,
     verbatim: every record is the ALIGN-style embedded model, seed 0, on the real test split,
     and the grid is complete (3 training sets × 6 defenses × 4 attacks)."""
-    folder = tmp_path / "align"
-    shutil.copytree(RESULTS / "align-records", folder)
-    records = _load(folder)
+    records = _blocks_are_the_report(tmp_path, "align-records", "align")
     assert len(records) == 72
     assert {r["model"]["model"] for r in records} == {"vladv-tiny-align"}
     assert {r["config"]["seed"] for r in records} == {0}
@@ -188,7 +192,3 @@ def test_align_block_is_the_report_of_the_committed_align_records(tmp_path):
         for r in records
     }
     assert len(cells) == 72
-    summary = Path(report(folder)["files"]["summary_md"]).read_text()
-    gen = _gen_results()
-    assert _block("align-summary") == gen.section(summary, None, gen.DIFFERENCES)
-    assert _block("align-differences") == gen.section(summary, gen.DIFFERENCES)
