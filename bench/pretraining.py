@@ -60,6 +60,7 @@ def main() -> None:
         from vladv_plugins.captioning_model import CaptionerConfig
         from vladv_plugins.clip import ClipOptions
         from vladv_plugins.clip_pretrain import (
+            DEFAULT_STEPS,
             dataset_options,
             pretrain_clip,
             world_dataset,
@@ -75,7 +76,7 @@ def main() -> None:
         console.print(f"training images (20,000, generated once, shared): {data_s:.1f} s")
 
         clip_defaults = ClipOptions()
-        default = clip_defaults.pretrain_steps
+        default = DEFAULT_STEPS[clip_defaults.model]
         steps = default if args.full else args.steps
         path = pretrain_clip(dataclasses.replace(clip_defaults, pretrain_steps=steps), ctx)
         rows.append(("CLIP (vladv-tiny-aerial)", steps, _steps_seconds(path), data_s, default))
@@ -86,12 +87,23 @@ def main() -> None:
         mlm_s = time.perf_counter() - t0
         rows.append(("masked LM", mlm_steps, mlm_s, 0.0, mlm_steps))
 
+        align_default = DEFAULT_STEPS["vladv-tiny-align"]
+        align_steps = align_default if args.full else args.steps
         align = dataclasses.replace(
-            clip_defaults, model="vladv-tiny-align", pretrain_steps=steps, pretrain_text_init=""
+            clip_defaults,
+            model="vladv-tiny-align",
+            pretrain_steps=align_steps,
+            pretrain_text_init="",
         )
         path = pretrain_clip(align, ctx)
         rows.append(
-            ("ALIGN (vladv-tiny-align)", steps, _steps_seconds(path), data_s + mlm_s, default)
+            (
+                "ALIGN (vladv-tiny-align)",
+                align_steps,
+                _steps_seconds(path),
+                data_s + mlm_s,
+                align_default,
+            )
         )
 
         cap_steps = CaptionerConfig().steps

@@ -65,7 +65,12 @@ class ClipOptions:
     download: bool = vladv.option(
         False, "let open_clip download the pretrained tag (else: local cache only)"
     )
-    pretrain_steps: int = vladv.option(1350, "embedded model: optimizer steps", min=1)
+    pretrain_steps: int = vladv.option(
+        0,
+        "embedded model: optimizer steps (0 = the model's default: 1,350 for "
+        f"{DEFAULT_MODEL}, 1,000 for {ALIGN_MODEL})",
+        min=0,
+    )
     pretrain_batch_size: int = vladv.option(128, "embedded model: images per step", min=2)
     pretrain_lr: float = vladv.option(2e-3, "embedded model: peak AdamW learning rate", min=0)
     pretrain_warmup: int = vladv.option(100, "embedded model: linear warmup steps", min=0)
@@ -89,6 +94,12 @@ class ClipOptions:
         "(each image draws its own std up to this)",
         min=0,
         max=1,
+    )
+    pretrain_graded: float = vladv.option(
+        1.0,
+        "embedded model: soft contrastive targets graded by the attribute distance d of the "
+        "world's records, weight exp(-beta*d) (beta; 0 = CLIP's one-hot targets)",
+        min=0,
     )
     pretrain_data: Literal["real", "generated", "mixed"] = vladv.option(
         "real", "embedded model: synthetic-aerial training domain (real, generated or mixed 1:3)"

@@ -66,6 +66,7 @@ _PRETRAIN_KEYS = (
     "pretrain_seed",
     "pretrain_images",
     "pretrain_data",
+    "pretrain_graded",
     "pretrain_text_noise",
     "pretrain_image_noise",
 )
@@ -83,6 +84,16 @@ ALIGN_CONFIG: dict[str, Any] = {
     },
 }
 EMBEDDED_MODELS = (DEFAULT_MODEL, ALIGN_MODEL)
+DEFAULT_STEPS = {DEFAULT_MODEL: 1350, ALIGN_MODEL: 1000}
+"""Pretraining steps of each embedded model when ``pretrain_steps`` is 0: what fits the
+five-minute budget on a 2-core CPU (ALIGN's step costs 1.6× CLIP's; docs/world.md)."""
+
+
+def pretrain_steps(options: Any) -> int:
+    """The optimizer steps ``options`` ask for, the model's default resolved."""
+    return options.pretrain_steps or DEFAULT_STEPS.get(options.model, 1350)
+
+
 _SPECIAL = 4  # pad, unk, start, end
 
 
@@ -308,7 +319,8 @@ def dataset_options(options: Any) -> Any:
 def pretrain_config(options: Any, ctx: vladv.Context | None = None) -> dict[str, Any]:
     return {
         "model": register_embedded(options.model, ctx, options.pretrain_text_init),
-        "pretrain": {k: getattr(options, k) for k in _PRETRAIN_KEYS},
+        "pretrain": {k: getattr(options, k) for k in _PRETRAIN_KEYS}
+        | {"pretrain_steps": pretrain_steps(options)},
         "data": {
             k: v
             for k, v in options_to_dict(dataset_options(options)).items()
@@ -351,9 +363,25 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     ]
 
 
-def clip_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """CLIP's symmetric InfoNCE on L2-normalized embeddings."""
+def clip_loss(
+    img: torch.Tensor,
+    txt: torch.Tensor,
+    logit_scale: torch.Tensor,
+    distance: torch.Tensor | None = None,
+    graded: float = 0.0,
+) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE on L2-normalized embeddings.
+
+    With ``graded`` = β > 0 and ``distance`` (B, B), the attribute distance between image i and
+    the caption of pair j, the targets are soft: image i's target over the batch's captions is
+    ``softmax_j(−β·distance[i, j])`` and caption j's over the images ``softmax_i(−β·distance[i,
+    j])`` (one-hot when every other pair is far). docs/world.md#embedded-models says why.
+    """
     logits = logit_scale.exp().clamp(max=100.0) * img @ txt.T
+    if graded > 0 and distance is not None:
+        target = (-graded * distance.to(logits.device, logits.dtype)).softmax(1)
+        target_t = (-graded * distance.T.to(logits.device, logits.dtype)).softmax(1)
+        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target_t))
     labels = torch.arange(img.shape[0], device=img.device)
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
 
@@ -384,6 +412,8 @@ def train_clip(
     autocast: Any = None,
     text_noise: float = 0.0,
     image_noise: float = 0.0,
+    graded: float = 0.0,
+    attributes: tuple[torch.Tensor, torch.Tensor] | None = None,
     on_step: Callable[[int, float], None] | None = None,
 ) -> list[float]:
     """Contrastive training of an open_clip ``model`` in place; returns the loss of every step.
@@ -393,7 +423,11 @@ def train_clip(
     a random token of the training captions (the start and end tokens and padding are kept);
     ``image_noise``: the largest std of Gaussian pixel noise (each image draws its std uniformly
     below it). Both are drawn from the training generator, so training stays deterministic.
+    ``graded`` (β) with ``attributes`` = (image codes, caption codes), each (N, A) integer
+    attribute records: soft targets graded by attribute distance (:func:`clip_loss`).
     """
+    if graded > 0 and attributes is None:
+        raise ValueError("graded targets need the attribute records of the training pairs")
     device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
     n, k = tokens.shape[:2]
@@ -411,6 +445,11 @@ def train_clip(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     content = _content_mask(tokens)
     pool = torch.unique(tokens[content]) if text_noise > 0 else None
+    # a convolutional image tower (ALIGN's ResNet) trains faster in channels-last memory on
+    # CPUs; the weights are returned in the standard layout
+    channels_last = not hasattr(model.visual, "transformer")
+    if channels_last:
+        model.visual.to(memory_format=torch.channels_last)
     model.train()
     losses: list[float] = []
     stream = batches(n, batch_size, gen)
@@ -428,9 +467,16 @@ def train_clip(
         x = x.to(device, non_blocking=True)
         t = t.to(device, non_blocking=True)
         with autocast if autocast is not None else torch.autocast(device.type, enabled=False):
-            img = F.normalize(model.encode_image(preprocess(x)).float(), dim=-1)
+            pixels = preprocess(x)
+            if channels_last:
+                pixels = pixels.contiguous(memory_format=torch.channels_last)
+            img = F.normalize(model.encode_image(pixels).float(), dim=-1)
             txt = F.normalize(encode_text(model, t).float(), dim=-1)
-            loss = clip_loss(img, txt, model.logit_scale)
+            distance = None
+            if graded > 0 and attributes is not None:
+                a, b = attributes[0][idx], attributes[1][idx]
+                distance = (a[:, None, :] != b[None, :, :]).sum(-1)
+            loss = clip_loss(img, txt, model.logit_scale, distance, graded)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -441,8 +487,19 @@ def train_clip(
         losses.append(float(loss.detach()))
         if on_step is not None:
             on_step(step, losses[-1])
+    if channels_last:
+        model.visual.to(memory_format=torch.contiguous_format)
     model.eval()
     return losses
+
+
+def training_attributes(train: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image, caption) attribute codes of a synthetic-aerial split: what each image shows and
+    what its captions state (they differ for the generated domain's mismatched pairs)."""
+    from vladv_plugins.aerial.world import attribute_codes
+
+    shown, stated = attribute_codes(train.shown_scenes, train.scenes)
+    return torch.from_numpy(shown), torch.from_numpy(stated)
 
 
 def _content_mask(tokens: torch.Tensor) -> torch.Tensor:
@@ -526,7 +583,7 @@ def _pretrain(options: Any, ctx: vladv.Context, path: Path) -> Path:
     _say(
         ctx,
         f"{what} {name}: contrastive pretraining on synthetic-aerial "
-        f"({options.pretrain_data} training images), {options.pretrain_steps} steps -> {path}",
+        f"({options.pretrain_data} training images), {pretrain_steps(options)} steps -> {path}",
     )
     t0 = time.perf_counter()
     data_opts = dataset_options(options)
@@ -549,7 +606,7 @@ def _pretrain(options: Any, ctx: vladv.Context, path: Path) -> Path:
     tokens = tokenizer(flat).view(len(train), k, -1)
     t_data = time.perf_counter() - t0
     with _progress(ctx) as progress:
-        task = progress.add_task(name, total=options.pretrain_steps, loss=float("nan"))
+        task = progress.add_task(name, total=pretrain_steps(options), loss=float("nan"))
 
         def on_step(step: int, loss: float) -> None:
             progress.update(task, advance=1, loss=loss)
@@ -559,7 +616,7 @@ def _pretrain(options: Any, ctx: vladv.Context, path: Path) -> Path:
             preprocess,
             train.images,
             tokens,
-            steps=options.pretrain_steps,
+            steps=pretrain_steps(options),
             batch_size=options.pretrain_batch_size,
             lr=options.pretrain_lr,
             warmup=options.pretrain_warmup,
@@ -569,6 +626,8 @@ def _pretrain(options: Any, ctx: vladv.Context, path: Path) -> Path:
             autocast=ctx.autocast(),
             text_noise=options.pretrain_text_noise,
             image_noise=options.pretrain_image_noise,
+            graded=options.pretrain_graded,
+            attributes=training_attributes(train) if options.pretrain_graded > 0 else None,
             on_step=on_step,
         )
     t_train = time.perf_counter() - t0 - t_data

@@ -205,6 +205,77 @@ def test_pretraining_noise_keeps_special_tokens_and_is_seeded(ctx):
     assert losses(0.0, 0.1) == losses(0.0, 0.1) != clean  # seeded, and it changes the pixels
 
 
+def test_graded_targets():
+    """β·distance soft targets: one-hot when every other pair is far, softened by near pairs,
+    and the loss is lowest when the similarities follow the distances."""
+    img = torch.nn.functional.normalize(
+        torch.randn(4, 8, generator=torch.Generator().manual_seed(0)), dim=-1
+    )
+    scale = torch.tensor(2.0)
+    far = torch.full((4, 4), 9) - 9 * torch.eye(4, dtype=torch.long)
+    hard = clip_pretrain.clip_loss(img, img, scale)
+    assert torch.allclose(clip_pretrain.clip_loss(img, img, scale, far, 5.0), hard, atol=1e-6)
+    assert torch.equal(clip_pretrain.clip_loss(img, img, scale, far, 0.0), hard)
+    near = far.clone()
+    near[0, 1] = near[1, 0] = 1  # pairs 0 and 1 share all but one attribute
+    assert clip_pretrain.clip_loss(img, img, scale, near, 1.0) != hard
+    # the targets are softmax(−β·d) per row, both directions
+    txt = torch.nn.functional.normalize(
+        torch.randn(4, 8, generator=torch.Generator().manual_seed(1)), dim=-1
+    )
+    logits = scale.exp() * img @ txt.T
+    near[2, 3] = 2
+    want = 0.5 * (
+        -((-1.0 * near).softmax(1) * logits.log_softmax(1)).sum(1).mean()
+        - ((-1.0 * near.T).softmax(1) * logits.T.log_softmax(1)).sum(1).mean()
+    )
+    assert torch.allclose(clip_pretrain.clip_loss(img, txt, scale, near, 1.0), want, atol=1e-6)
+
+
+def test_pretrain_steps_default_per_model(ctx):
+    assert clip_pretrain.pretrain_steps(ClipOptions()) == 1350
+    assert clip_pretrain.pretrain_steps(ClipOptions(model=clip_pretrain.ALIGN_MODEL)) == 1000
+    assert clip_pretrain.pretrain_steps(ClipOptions(pretrain_steps=7)) == 7
+    # the cache key holds the resolved count: 0 and the model's default are the same weights
+    explicit = ClipOptions(pretrain_steps=1350)
+    assert clip_pretrain.trained_path(ClipOptions(), ctx) == clip_pretrain.trained_path(
+        explicit, ctx
+    )
+    assert clip_pretrain.trained_path(
+        ClipOptions(pretrain_graded=0), ctx
+    ) != clip_pretrain.trained_path(ClipOptions(), ctx)
+
+
+def test_attribute_codes_and_training_attributes(ctx):
+    from vladv_plugins.aerial.world import ATTRIBUTES, attribute_codes, attribute_distance
+
+    data = load_synthetic(
+        SyntheticOptions(train_size=16, test_size=4, train_domain="generated", mismatch_rate=0.5),
+        ctx,
+        "train",
+    )
+    shown, stated = clip_pretrain.training_attributes(data)
+    assert shown.shape == stated.shape == (16, len(ATTRIBUTES))
+    for i in range(16):  # Hamming distance of the codes = the records' attribute distance
+        for j in range(16):
+            d = int((shown[i] != stated[j]).sum())
+            assert d == attribute_distance(data.shown_scenes[i], data.scenes[j])
+    assert bool((shown != stated).any())  # mismatched generated pairs differ
+    (alone,) = attribute_codes(data.scenes[:3])
+    assert alone.shape == (3, len(ATTRIBUTES))
+    with pytest.raises(ValueError, match="attribute records"):
+        clip_pretrain.train_clip(
+            create_open_clip(clip_pretrain.DEFAULT_MODEL),
+            torch.nn.Identity(),
+            data.images,
+            torch.zeros(16, 1, 4, dtype=torch.long),
+            steps=1,
+            batch_size=4,
+            lr=1e-3,
+            graded=1.0,
+        )
+
+
 def test_plugin_registration():
     from vladv_plugins import clip
 

@@ -241,7 +241,9 @@ def main() -> None:
     p.add_argument("--objects", type=int, nargs=2, default=(3, 4), help="objects per image")
     p.add_argument("--grid", type=int, choices=(2, 3), default=2, help="object cells per side")
     p.add_argument("--min-named", type=int, default=2, help="fewest objects a caption names")
-    p.add_argument("--steps", type=int, default=ClipOptions().pretrain_steps)
+    p.add_argument(
+        "--steps", type=int, default=clip_pretrain.DEFAULT_STEPS[clip_pretrain.DEFAULT_MODEL]
+    )
     p.add_argument("--test", type=int, default=1000)
     args = p.parse_args()
     if args.embedded:

@@ -291,6 +291,20 @@ def attribute_distance(a: Scene, b: Scene) -> int:
     return sum(getattr(a, f) != getattr(b, f) for f in ATTRIBUTES)
 
 
+def attribute_codes(*groups: list[Scene]) -> list[np.ndarray]:
+    """Each group of records as an int64 array (N, len(ATTRIBUTES)), one code per attribute value;
+    codes are shared across the groups, so equal codes mean equal values (Hamming distances
+    between groups are ``(a[:, None] != b[None]).sum(-1)``)."""
+    table: dict[tuple[str, object], int] = {}
+    return [
+        np.array(
+            [[table.setdefault((f, getattr(s, f)), len(table)) for f in ATTRIBUTES] for s in group],
+            dtype=np.int64,
+        ).reshape(len(group), len(ATTRIBUTES))
+        for group in groups
+    ]
+
+
 def sample_scene(rng: np.random.Generator) -> Scene:
     """Draw one attribute record (uniform scene type, then uniform attributes)."""
     st = SCENES[int(rng.integers(len(SCENES)))]
