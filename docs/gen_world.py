@@ -3,6 +3,7 @@
 python docs/gen_world.py            # docs/world/domains.png: both domains, same scenes
 python docs/gen_world.py --table    # the calibration table, from `vladv report` on the
                                     # committed records in docs/world/records
+python docs/gen_world.py --table docs/world/records-onehot   # the same for another folder
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from vladv_plugins.synthetic import SyntheticOptions, drawn_scenes, generate  # 
 
 OUT = Path(__file__).parent / "world" / "domains.png"
 RECORDS = Path(__file__).parent / "world" / "records"
+ONEHOT_RECORDS = Path(__file__).parent / "world" / "records-onehot"  # pretrain_graded=0
 N = 6
 # SGA's published white-box table, CLIP ViT-B/16 on Flickr30k, conditional ASR@1 TR / IR
 PUBLISHED = {
@@ -111,4 +113,8 @@ def main() -> None:
 if __name__ == "__main__":
     import sys
 
-    print(calibration_table()) if "--table" in sys.argv else main()
+    if "--table" in sys.argv:
+        rest = sys.argv[sys.argv.index("--table") + 1 :]
+        print(calibration_table(Path(rest[0]) if rest else RECORDS))
+    else:
+        main()
