@@ -494,12 +494,16 @@ def train_clip(
 
 
 def training_attributes(train: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """(image, caption) attribute codes of a synthetic-aerial split: what each image shows and
-    what its captions state (they differ for the generated domain's mismatched pairs)."""
-    from vladv_plugins.aerial.world import attribute_codes
-
-    shown, stated = attribute_codes(train.shown_scenes, train.scenes)
-    return torch.from_numpy(shown), torch.from_numpy(stated)
+    """(image, caption) attribute codes of a training split with attribute records (the
+    synthetic-aerial dataset's ``pair_attributes``): what each image shows and what its captions
+    state (they differ for the generated domain's mismatched pairs)."""
+    pairs = getattr(train, "pair_attributes", None)
+    if pairs is None:
+        raise OptionError(
+            "backbone 'clip': graded pretraining targets need a training set with attribute "
+            "records (synthetic-aerial); set pretrain_graded=0"
+        )
+    return pairs()
 
 
 def _content_mask(tokens: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,15 @@ from vladv.options import options_to_dict
 from vladv_plugins.aerial.captions import captions_for
 from vladv_plugins.aerial.domains import apply_domain
 from vladv_plugins.aerial.render import render
-from vladv_plugins.aerial.world import ATTRIBUTES, COLORS, SCENES, Scene, mutate_scene, sample_scene
+from vladv_plugins.aerial.world import (
+    ATTRIBUTES,
+    COLORS,
+    SCENES,
+    Scene,
+    attribute_codes,
+    mutate_scene,
+    sample_scene,
+)
 
 NAME = "synthetic-aerial"
 GENERATOR_VERSION = 5  # world v2; bump when images or captions change, so caches are rebuilt
@@ -273,6 +281,13 @@ class SyntheticAerialDataset(TensorImageDataset):
     def shown_scenes(self) -> list[Scene]:
         """What each image shows (differs from ``scenes`` for mismatched generated images)."""
         return drawn_scenes(self.options, self.split, self.scenes)
+
+    def pair_attributes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(what each image shows, what its captions state) as integer attribute codes, each
+        (N, len(ATTRIBUTES)); equal codes mean equal values, so the Hamming distance between a
+        row of the first and a row of the second is the images' attribute distance."""
+        shown, stated = attribute_codes(self.shown_scenes, self.scenes)
+        return torch.from_numpy(shown), torch.from_numpy(stated)
 
 
 def cache_path(options: SyntheticOptions, ctx: vladv.Context, split: str) -> Path:

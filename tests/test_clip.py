@@ -261,6 +261,8 @@ def test_attribute_codes_and_training_attributes(ctx):
             d = int((shown[i] != stated[j]).sum())
             assert d == attribute_distance(data.shown_scenes[i], data.scenes[j])
     assert bool((shown != stated).any())  # mismatched generated pairs differ
+    with pytest.raises(OptionError, match="attribute records"):
+        clip_pretrain.training_attributes(object())  # e.g. a JSON + image-folder dataset
     (alone,) = attribute_codes(data.scenes[:3])
     assert alone.shape == (3, len(ATTRIBUTES))
     with pytest.raises(ValueError, match="attribute records"):
