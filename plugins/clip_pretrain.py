@@ -86,7 +86,7 @@ ALIGN_CONFIG: dict[str, Any] = {
 EMBEDDED_MODELS = (DEFAULT_MODEL, ALIGN_MODEL)
 DEFAULT_STEPS = {DEFAULT_MODEL: 1350, ALIGN_MODEL: 1000}
 """Pretraining steps of each embedded model when ``pretrain_steps`` is 0: what fits the
-five-minute budget on a 2-core CPU (ALIGN's step costs 1.6× CLIP's; docs/world.md)."""
+five-minute budget on a 2-core CPU (ALIGN's step costs more than CLIP's; docs/world.md)."""
 
 
 def pretrain_steps(options: Any) -> int:
