@@ -423,8 +423,10 @@ def train_clip(
     a random token of the training captions (the start and end tokens and padding are kept);
     ``image_noise``: the largest std of Gaussian pixel noise (each image draws its std uniformly
     below it). Both are drawn from the training generator, so training stays deterministic.
-    ``graded`` (β) with ``attributes`` = (image codes, caption codes), each (N, A) integer
-    attribute records: soft targets graded by attribute distance (:func:`clip_loss`).
+    ``graded`` (β) with ``attributes`` = (image codes (N, A), caption codes (N, A), or (N, K, A)
+    one row per caption) of integer attribute records: soft targets graded by attribute distance
+    (:func:`clip_loss`); a negative caption code is an attribute the caption does not state, which
+    never counts.
     """
     if graded > 0 and attributes is None:
         raise ValueError("graded targets need the attribute records of the training pairs")
@@ -475,7 +477,9 @@ def train_clip(
             distance = None
             if graded > 0 and attributes is not None:
                 a, b = attributes[0][idx], attributes[1][idx]
-                distance = (a[:, None, :] != b[None, :, :]).sum(-1)
+                if b.ndim == 3:  # per caption: the sampled caption's codes
+                    b = b[torch.arange(len(idx)), cap]
+                distance = ((a[:, None, :] != b[None, :, :]) & (b[None, :, :] >= 0)).sum(-1)
             loss = clip_loss(img, txt, model.logit_scale, distance, graded)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -232,6 +232,36 @@ def test_graded_targets():
     assert torch.allclose(clip_pretrain.clip_loss(img, txt, scale, near, 1.0), want, atol=1e-6)
 
 
+def test_graded_training_per_caption_codes(ctx):
+    """Per-caption codes equal to the image's give the same training as per-image codes; a
+    caption that states nothing (all codes negative) is never graded as far."""
+    data = load_synthetic(SyntheticOptions(train_size=8, test_size=4), ctx, "train")
+    tok = clip_pretrain.get_tokenizer(clip_pretrain.DEFAULT_MODEL)
+    backbone = ClipBackbone(create_open_clip(clip_pretrain.DEFAULT_MODEL), tok)
+    tokens = backbone.tokenize(data.captions).view(8, 5, -1)
+    shown, stated = clip_pretrain.training_attributes(data)
+
+    def losses(attributes) -> list[float]:
+        torch.manual_seed(0)
+        return clip_pretrain.train_clip(
+            create_open_clip(clip_pretrain.DEFAULT_MODEL),
+            backbone.preprocess,
+            data.images,
+            tokens,
+            steps=2,
+            batch_size=8,
+            lr=2e-3,
+            seed=0,
+            graded=1.0,
+            attributes=attributes,
+        )
+
+    per_image = losses((shown, stated))
+    assert losses((shown, stated[:, None, :].expand(8, 5, -1))) == per_image
+    silent = torch.full((8, 5, stated.shape[1]), -1)
+    assert losses((shown, silent)) != per_image
+
+
 def test_pretrain_steps_default_per_model(ctx):
     assert clip_pretrain.pretrain_steps(ClipOptions()) == 1350
     assert clip_pretrain.pretrain_steps(ClipOptions(model=clip_pretrain.ALIGN_MODEL)) == 1000

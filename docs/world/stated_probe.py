@@ -12,7 +12,6 @@ OUT keeps the trained weights, so a second call only evaluates.
 """
 
 import argparse
-import math
 import re
 import time
 from pathlib import Path
@@ -20,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import open_clip
 import torch
-import torch.nn.functional as F
 
 from vladv.backbone import PixelPreprocess
 from vladv.evaluation import encode_clean, evaluate_attack
@@ -111,46 +109,22 @@ if w.exists():
     model.load_state_dict(torch.load(w, weights_only=True))
 else:
     r = ClipOptions()
-    gen = torch.Generator().manual_seed(0)
-    opt = torch.optim.AdamW(
-        clip_pretrain.param_groups(model, r.pretrain_weight_decay),
-        lr=r.pretrain_lr,
-        betas=(0.9, 0.98),
-        eps=1e-6,
-        fused=True,
-    )
-    warm = r.pretrain_warmup
-
-    def schedule(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, a.steps - warm))))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-    stream = clip_pretrain.batches(len(train), r.pretrain_batch_size, gen)
-    model.train()
     t0 = time.time()
-    for step in range(a.steps):
-        idx = next(stream)
-        cap = torch.randint(k, (len(idx),), generator=gen)
-        x = train.images[idx].float().div_(255.0)
-        t = tokens[idx, cap]
-        std = torch.rand(len(idx), 1, 1, 1, generator=gen) * r.pretrain_image_noise
-        x = (x + std * torch.randn(x.shape, generator=gen)).clamp_(0, 1)
-        img = F.normalize(model.encode_image(pre(x)).float(), dim=-1)
-        txt = F.normalize(clip_pretrain.encode_text(model, t).float(), dim=-1)
-        ai, bc = img_t[idx], cap_t[idx, cap]
-        d = ((ai[:, None, :] != bc[None, :, :]) & (bc[None, :, :] >= 0)).sum(-1)
-        loss = clip_pretrain.clip_loss(img, txt, model.logit_scale, d, a.beta)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100))
-        if step % 150 == 0:
-            print(step, round(float(loss.detach()), 3), round(time.time() - t0), flush=True)
+    clip_pretrain.train_clip(
+        model,
+        pre,
+        train.images,
+        tokens,
+        steps=a.steps,
+        batch_size=r.pretrain_batch_size,
+        lr=r.pretrain_lr,
+        warmup=r.pretrain_warmup,
+        weight_decay=r.pretrain_weight_decay,
+        seed=r.pretrain_seed,
+        image_noise=r.pretrain_image_noise,
+        graded=a.beta,
+        attributes=(img_t, cap_t),
+    )
     torch.save(model.state_dict(), w)
     print("trained", round(time.time() - t0), "s", flush=True)
 model.eval()
