@@ -497,6 +497,38 @@ def train_clip(
     return losses
 
 
+def recipe(options: Any) -> dict[str, Any]:
+    """:func:`train_clip`'s keyword arguments for the pretraining recipe of ``options``
+    (``ClipOptions``): batch size, learning rate, warmup, weight decay, seed and noise."""
+    return {
+        "batch_size": options.pretrain_batch_size,
+        "lr": options.pretrain_lr,
+        "warmup": options.pretrain_warmup,
+        "weight_decay": options.pretrain_weight_decay,
+        "seed": options.pretrain_seed,
+        "text_noise": options.pretrain_text_noise,
+        "image_noise": options.pretrain_image_noise,
+    }
+
+
+def model_preprocess(model: nn.Module) -> PixelPreprocess:
+    """The differentiable pixel preprocessing of an open_clip ``model`` (its size, mean, std)."""
+    cfg = open_clip.get_model_preprocess_cfg(model)
+    return PixelPreprocess(
+        cfg["size"] if isinstance(cfg["size"], int) else min(cfg["size"]),
+        cfg["mean"],
+        cfg["std"],
+        cfg.get("interpolation", "bicubic"),
+    )
+
+
+def caption_tokens(train: Any, tokenizer: Any) -> torch.Tensor:
+    """(N, K, L) tokens of the first K captions of every image (K: the fewest any image has)."""
+    k = min(len(c) for c in train.img2txt)
+    flat = [train.captions[ids[j]] for ids in train.img2txt for j in range(k)]
+    return tokenizer(flat).view(len(train), k, -1)
+
+
 def training_attributes(train: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """(image, caption) attribute codes of a training split with attribute records (the
     synthetic-aerial dataset's ``pair_attributes``): what each image shows and what its captions
@@ -601,17 +633,9 @@ def _pretrain(options: Any, ctx: vladv.Context, path: Path) -> Path:
     with torch.random.fork_rng(devices=[]), quiet_open_clip(), quiet_transformers():
         torch.manual_seed(options.pretrain_seed)  # seeded init, global RNG untouched
         model = open_clip.create_model(name, pretrained=None).to(ctx.device)
-    cfg = open_clip.get_model_preprocess_cfg(model)
-    preprocess = PixelPreprocess(
-        cfg["size"] if isinstance(cfg["size"], int) else min(cfg["size"]),
-        cfg["mean"],
-        cfg["std"],
-        cfg.get("interpolation", "bicubic"),
-    ).to(ctx.device)
+    preprocess = model_preprocess(model).to(ctx.device)
     tokenizer = get_tokenizer(name)
-    k = min(len(c) for c in train.img2txt)
-    flat = [train.captions[ids[j]] for ids in train.img2txt for j in range(k)]
-    tokens = tokenizer(flat).view(len(train), k, -1)
+    tokens = caption_tokens(train, tokenizer)
     t_data = time.perf_counter() - t0
     with _progress(ctx) as progress:
         task = progress.add_task(name, total=pretrain_steps(options), loss=float("nan"))
@@ -625,15 +649,9 @@ def _pretrain(options: Any, ctx: vladv.Context, path: Path) -> Path:
             train.images,
             tokens,
             steps=pretrain_steps(options),
-            batch_size=options.pretrain_batch_size,
-            lr=options.pretrain_lr,
-            warmup=options.pretrain_warmup,
-            weight_decay=options.pretrain_weight_decay,
-            seed=options.pretrain_seed,
+            **recipe(options),
             device=ctx.device,
             autocast=ctx.autocast(),
-            text_noise=options.pretrain_text_noise,
-            image_noise=options.pretrain_image_noise,
             graded=options.pretrain_graded,
             attributes=training_attributes(train) if options.pretrain_graded > 0 else None,
             on_step=on_step,

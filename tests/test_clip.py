@@ -172,6 +172,22 @@ def test_training_lowers_loss(ctx):
     assert len(losses) == 12 and sum(losses[-3:]) / 3 < losses[0] - 0.5
 
 
+def _tiny_training(data, tokens, backbone, steps: int, **options) -> list[float]:
+    """The losses of a seeded few-step pretraining of a fresh embedded CLIP on ``data``."""
+    torch.manual_seed(0)
+    return clip_pretrain.train_clip(
+        create_open_clip(clip_pretrain.DEFAULT_MODEL),
+        backbone.preprocess,
+        data.images,
+        tokens,
+        steps=steps,
+        batch_size=8,
+        lr=2e-3,
+        seed=0,
+        **options,
+    )
+
+
 def test_pretraining_noise_keeps_special_tokens_and_is_seeded(ctx):
     tok = clip_pretrain.get_tokenizer(clip_pretrain.DEFAULT_MODEL)
     tokens = tok(["a red house.", "three large planes near the runway."])
@@ -185,19 +201,8 @@ def test_pretraining_noise_keeps_special_tokens_and_is_seeded(ctx):
     tokens = backbone.tokenize(data.captions).view(8, 5, -1)
 
     def losses(text_noise: float, image_noise: float) -> list[float]:
-        torch.manual_seed(0)
-        model = create_open_clip(clip_pretrain.DEFAULT_MODEL)
-        return clip_pretrain.train_clip(
-            model,
-            backbone.preprocess,
-            data.images,
-            tokens,
-            steps=3,
-            batch_size=8,
-            lr=2e-3,
-            seed=0,
-            text_noise=text_noise,
-            image_noise=image_noise,
+        return _tiny_training(
+            data, tokens, backbone, steps=3, text_noise=text_noise, image_noise=image_noise
         )
 
     clean = losses(0.0, 0.0)
@@ -242,19 +247,7 @@ def test_graded_training_per_caption_codes(ctx):
     shown, stated = clip_pretrain.training_attributes(data)
 
     def losses(attributes) -> list[float]:
-        torch.manual_seed(0)
-        return clip_pretrain.train_clip(
-            create_open_clip(clip_pretrain.DEFAULT_MODEL),
-            backbone.preprocess,
-            data.images,
-            tokens,
-            steps=2,
-            batch_size=8,
-            lr=2e-3,
-            seed=0,
-            graded=1.0,
-            attributes=attributes,
-        )
+        return _tiny_training(data, tokens, backbone, steps=2, graded=1.0, attributes=attributes)
 
     per_image = losses((shown, stated))
     assert losses((shown, stated[:, None, :].expand(8, 5, -1))) == per_image

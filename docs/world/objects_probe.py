@@ -275,19 +275,13 @@ def main() -> None:
         model.load_state_dict(torch.load(weights, weights_only=True))
     else:
         cfg = open_clip.get_model_preprocess_cfg(model)
-        recipe = ClipOptions()  # the embedded CLIP's pretraining defaults
         clip_pretrain.train_clip(
             model,
             PixelPreprocess(SIZE, cfg["mean"], cfg["std"], "bicubic"),
             train_x,
             tokenizer(flat).view(len(train_texts), 5, -1),
             steps=args.steps,
-            batch_size=recipe.pretrain_batch_size,
-            lr=recipe.pretrain_lr,
-            warmup=recipe.pretrain_warmup,
-            weight_decay=recipe.pretrain_weight_decay,
-            seed=recipe.pretrain_seed,
-            image_noise=recipe.pretrain_image_noise,
+            **clip_pretrain.recipe(ClipOptions()),  # the embedded CLIP's recipe, one-hot targets
         )
         torch.save(model.state_dict(), weights)
     ctx = make_context(None, "fp32", seed=0, progress=False)

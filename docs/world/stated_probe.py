@@ -20,7 +20,6 @@ import numpy as np
 import open_clip
 import torch
 
-from vladv.backbone import PixelPreprocess
 from vladv.evaluation import encode_clean, evaluate_attack
 from vladv.experiment import make_context, resolve
 from vladv_plugins import clip_pretrain
@@ -94,21 +93,13 @@ tok = clip_pretrain.get_tokenizer(name)
 torch.manual_seed(0)
 with clip_pretrain.quiet_open_clip():
     model = open_clip.create_model(name, pretrained=None)
-cfg = open_clip.get_model_preprocess_cfg(model)
-pre = PixelPreprocess(
-    cfg["size"] if isinstance(cfg["size"], int) else min(cfg["size"]),
-    cfg["mean"],
-    cfg["std"],
-    cfg.get("interpolation", "bicubic"),
-)
-flat = [train.captions[ids[j]] for ids in train.img2txt for j in range(k)]
-tokens = tok(flat).view(len(train), k, -1)
+pre = clip_pretrain.model_preprocess(model)
+tokens = clip_pretrain.caption_tokens(train, tok)
 w = a.out / "clip.pt"
 a.out.mkdir(parents=True, exist_ok=True)
 if w.exists():
     model.load_state_dict(torch.load(w, weights_only=True))
 else:
-    r = ClipOptions()
     t0 = time.time()
     clip_pretrain.train_clip(
         model,
@@ -116,12 +107,7 @@ else:
         train.images,
         tokens,
         steps=a.steps,
-        batch_size=r.pretrain_batch_size,
-        lr=r.pretrain_lr,
-        warmup=r.pretrain_warmup,
-        weight_decay=r.pretrain_weight_decay,
-        seed=r.pretrain_seed,
-        image_noise=r.pretrain_image_noise,
+        **clip_pretrain.recipe(ClipOptions()),  # the embedded CLIP's recipe
         graded=a.beta,
         attributes=(img_t, cap_t),
     )
