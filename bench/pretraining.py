@@ -60,6 +60,7 @@ def main() -> None:
         from vladv_plugins.captioning_model import CaptionerConfig
         from vladv_plugins.clip import ClipOptions
         from vladv_plugins.clip_pretrain import (
+            ALIGN_MODEL,
             DEFAULT_STEPS,
             dataset_options,
             pretrain_clip,
@@ -87,11 +88,11 @@ def main() -> None:
         mlm_s = time.perf_counter() - t0
         rows.append(("masked LM", mlm_steps, mlm_s, 0.0, mlm_steps))
 
-        align_default = DEFAULT_STEPS["vladv-tiny-align"]
+        align_default = DEFAULT_STEPS[ALIGN_MODEL]
         align_steps = align_default if args.full else args.steps
         align = dataclasses.replace(
             clip_defaults,
-            model="vladv-tiny-align",
+            model=ALIGN_MODEL,
             pretrain_steps=align_steps,
             pretrain_text_init="",
         )

@@ -91,7 +91,7 @@ five-minute budget on a 2-core CPU (ALIGN's step costs more than CLIP's; docs/wo
 
 def pretrain_steps(options: Any) -> int:
     """The optimizer steps ``options`` ask for, the model's default resolved."""
-    return options.pretrain_steps or DEFAULT_STEPS.get(options.model, 1350)
+    return options.pretrain_steps or DEFAULT_STEPS[options.model]
 
 
 _SPECIAL = 4  # pad, unk, start, end

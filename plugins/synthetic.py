@@ -107,10 +107,6 @@ def image_domains(options: SyntheticOptions, split: str) -> list[str]:
     return ["real" if int((i + 1) / period) > int(i / period) else "generated" for i in range(n)]
 
 
-def _codes(s: Scene) -> tuple:
-    return tuple(getattr(s, f) for f in ATTRIBUTES)
-
-
 def _draw_scenes(options: SyntheticOptions, split: str) -> list[tuple[int, Scene]]:
     """(draw index, scene) of every image; the test split rejects near-duplicate neighbours."""
     n = _size(options, split)
@@ -129,7 +125,7 @@ def _draw_scenes(options: SyntheticOptions, split: str) -> list[tuple[int, Scene
                 f"test_min_distance"
             )
         s = sample_scene(_rng(options, split, draw, _ATTR_STREAM))
-        row = np.array([ids.setdefault((f, v), len(ids)) for f, v in zip(ATTRIBUTES, _codes(s))])
+        row = attribute_codes([s], table=ids)[0][0]
         if not kept or int((table[: len(kept)] == row).sum(axis=1).max()) < need:
             table[len(kept)] = row
             kept.append((draw, s))

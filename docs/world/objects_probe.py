@@ -35,7 +35,6 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-from vladv.backbone import PixelPreprocess
 from vladv.data import TensorImageDataset
 from vladv.evaluation import encode_clean, evaluate_attack
 from vladv.experiment import make_context, resolve
@@ -274,10 +273,9 @@ def main() -> None:
     if weights.exists():
         model.load_state_dict(torch.load(weights, weights_only=True))
     else:
-        cfg = open_clip.get_model_preprocess_cfg(model)
         clip_pretrain.train_clip(
             model,
-            PixelPreprocess(SIZE, cfg["mean"], cfg["std"], "bicubic"),
+            clip_pretrain.model_preprocess(model),
             train_x,
             tokenizer(flat).view(len(train_texts), 5, -1),
             steps=args.steps,

@@ -29,7 +29,6 @@ from vladv_plugins.aerial.world import (
     COUNT_WORDS,
     MANY,
     POSITIONS,
-    attribute_codes,
     layout_phrases,
     relation_phrases,
 )
@@ -39,7 +38,9 @@ from vladv_plugins.clip_backbone import ClipBackbone
 p = argparse.ArgumentParser()
 p.add_argument("out", type=Path)
 p.add_argument("--beta", type=float, default=1.0)
-p.add_argument("--steps", type=int, default=1350)
+p.add_argument(
+    "--steps", type=int, default=clip_pretrain.DEFAULT_STEPS[clip_pretrain.DEFAULT_MODEL]
+)
 p.add_argument("--test", type=int, default=1000)
 p.add_argument("--threads", type=int, default=2)
 a = p.parse_args()
@@ -77,7 +78,7 @@ def stated(s, cap: str) -> list[bool]:
 ctx = make_context(None, "fp32", seed=0, progress=False)
 train = resolve("dataset", "synthetic-aerial").build(ctx, "train")
 k = min(len(c) for c in train.img2txt)
-img_codes, txt_codes = attribute_codes(train.shown_scenes, train.scenes)
+img_t, txt_t = train.pair_attributes()  # what each image shows, what its captions state
 mask = np.array(
     [
         [stated(s, train.captions[ids[j]]) for j in range(k)]
@@ -85,9 +86,8 @@ mask = np.array(
     ]
 )
 print("stated share per attribute", dict(zip(ATTRIBUTES, mask.mean((0, 1)).round(2))), flush=True)
-cap_codes = np.where(mask, txt_codes[:, None, :], -1)
-img_t, cap_t = torch.from_numpy(img_codes), torch.from_numpy(cap_codes)
-name = "vladv-tiny-aerial"
+cap_t = torch.where(torch.from_numpy(mask), txt_t[:, None, :], -1)  # -1: not stated
+name = clip_pretrain.DEFAULT_MODEL
 clip_pretrain.register_embedded(name, ctx, "")
 tok = clip_pretrain.get_tokenizer(name)
 torch.manual_seed(0)

@@ -291,11 +291,14 @@ def attribute_distance(a: Scene, b: Scene) -> int:
     return sum(getattr(a, f) != getattr(b, f) for f in ATTRIBUTES)
 
 
-def attribute_codes(*groups: list[Scene]) -> list[np.ndarray]:
+def attribute_codes(
+    *groups: list[Scene], table: dict[tuple[str, object], int] | None = None
+) -> list[np.ndarray]:
     """Each group of records as an int64 array (N, len(ATTRIBUTES)), one code per attribute value;
     codes are shared across the groups, so equal codes mean equal values (Hamming distances
-    between groups are ``(a[:, None] != b[None]).sum(-1)``)."""
-    table: dict[tuple[str, object], int] = {}
+    between groups are ``(a[:, None] != b[None]).sum(-1)``). Pass ``table`` (value → code, filled
+    in place) to keep the codes of records coded one call at a time comparable."""
+    table = {} if table is None else table
     return [
         np.array(
             [[table.setdefault((f, getattr(s, f)), len(table)) for f in ATTRIBUTES] for s in group],
