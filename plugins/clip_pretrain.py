@@ -610,6 +610,7 @@ def pretrain_clip(options: Any, ctx: vladv.Context | None = None, force: bool = 
         lambda: path if path.is_file() and not force else None,
         lambda: _pretrain(options, ctx, path),
         lambda msg: _say(ctx, msg),
+        prebuilt=not force,
     )
 
 

@@ -28,3 +28,12 @@ def test_data_files_the_code_reads_are_package_data():
     for path in (ROOT / "vladv").rglob("data/*.json"):
         package = ".".join(path.parent.parent.relative_to(ROOT).parts)
         assert package in data and any(path.match(f"*/{p}") for p in data[package]), path
+
+
+def test_prebuilt_models_are_package_data():
+    patterns = _setuptools().get("package-data", {}).get("vladv", [])
+    shipped = [p for p in (ROOT / "vladv" / "prebuilt").rglob("*") if p.is_file()]
+    assert shipped, "vladv/prebuilt is empty"
+    for path in shipped:
+        rel = path.relative_to(ROOT / "vladv")
+        assert any(rel.match(p) for p in patterns), rel

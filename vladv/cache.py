@@ -134,17 +134,86 @@ def build_once(
     load: Callable[[], T | None],
     build: Callable[[], T],
     notify: Callable[[str], None] | None = None,
+    prebuilt: bool = False,
 ) -> T:
     """``load()`` the cached artifact at ``target``, else ``build()`` it under
     :func:`build_lock` — loading again once the lock is ours, since the process we waited for
     has usually just built it. ``load`` returns None when there is nothing usable (or when the
-    caller forces a rebuild)."""
+    caller forces a rebuild). With ``prebuilt`` (pass ``not force``), a copy of ``target`` that
+    ships with vladv (:func:`seed_prebuilt`) is put in the cache instead of building it."""
     got = load()
     if got is not None:
         return got
     with build_lock(target, notify):
         got = load()
+        if got is None and prebuilt and seed_prebuilt(target, notify):
+            got = load()
         return got if got is not None else build()
+
+
+PREBUILT_DIR = Path(__file__).with_name("prebuilt")
+"""Artifacts that ship with vladv under their cache names (docs/world.md#prebuilt-models): the
+default embedded models, built by vladv's own recipe; ``MANIFEST.json`` lists each one's sha256
+and how it was built."""
+
+
+def prebuilt_manifest() -> dict[str, Any]:
+    """``{cache name: {"sha256", "bytes", "built", ...}}`` of the shipped artifacts ({} if none)."""
+    try:
+        data = json.loads((PREBUILT_DIR / "MANIFEST.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data.get("artifacts", {}) if isinstance(data, dict) else {}
+
+
+def tree_sha256(path: str | Path, length: int = 16) -> str:
+    """A short sha256 of a file, or of a folder's files (relative names and bytes, sorted)."""
+    path = Path(path)
+    if path.is_file():
+        return file_sha256(path, length)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(path).as_posix()}:{file_sha256(f, 64)};".encode())
+    return h.hexdigest()[:length]
+
+
+def seed_prebuilt(target: str | Path, notify: Callable[[str], None] | None = None) -> bool:
+    """Copy the shipped artifact named like ``target`` (a file or a folder) into the cache.
+
+    False when vladv ships none of that name, when ``VLADV_PREBUILT=0`` asks to build everything
+    here, or when the shipped copy does not match its manifest (then ``notify`` says so and the
+    caller builds it). A name is a content hash of the artifact's whole recipe, so a shipped
+    copy is only ever used for exactly the configuration it was built with.
+    """
+    target = Path(target)
+    entry = prebuilt_manifest().get(target.name)
+    src = PREBUILT_DIR / target.name
+    if os.environ.get("VLADV_PREBUILT", "1") == "0" or entry is None or not src.exists():
+        return False
+    if tree_sha256(src) != entry.get("sha256"):
+        if notify is not None:
+            notify(f"the prebuilt {target.name} shipped with vladv is damaged; building it here")
+        return False
+    ensure_dir(target.parent, "cache folder")
+    try:
+        if src.is_dir():
+            tmp = scratch_dir(target)
+            shutil.copytree(src, tmp)
+            publish_dir(tmp, target, lambda p: p.is_dir(), replace=True)
+        else:
+            fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            os.close(fd)
+            shutil.copyfile(src, tmp_name)
+            os.chmod(tmp_name, 0o644)
+            os.replace(tmp_name, target)
+    except OSError as exc:
+        raise StorageError(os_error_message(exc, "copy the prebuilt model to", target)) from None
+    if notify is not None:
+        notify(
+            f"using the prebuilt {target.name} that ships with vladv ({entry.get('built', '')}); "
+            "VLADV_PREBUILT=0 or `vladv pretrain --force` builds it on this machine"
+        )
+    return True
 
 
 def scratch_dir(final: str | Path) -> Path:

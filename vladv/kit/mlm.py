@@ -349,6 +349,7 @@ def prepare_mlm(
         lambda: path if _complete(path) and not force else None,
         lambda: _build_mlm(ctx, force, config, corpus, path),
         dim_notice(ctx),
+        prebuilt=not force and corpus is None,
     )
 
 
