@@ -21,16 +21,19 @@ __all__ = ["ClipBackbone", "TextTower", "encode_text"]
 
 
 def encode_text(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    """``model.encode_text(tokens)``, computed only up to the batch's longest caption.
+    """``model.encode_text(tokens)``, computed only up to each caption's end.
 
     For an open_clip ``CLIP`` whose text tower is causal and pools the end token (every CLIP
     text tower), padding after a caption's end token cannot change its embedding, so the
-    sequence is cut after the longest caption of the batch (rounded up to 8): the same result,
-    for a fraction of the work on short captions (the default context is 77 tokens on real CLIP,
-    64 on the embedded one). Other models use their own ``encode_text``.
+    sequence is cut after the longest caption (rounded up to 8): the same result, for a fraction
+    of the work on short captions (the default context is 77 tokens on real CLIP, 64 on the
+    embedded one). Other models use their own ``encode_text``.
 
-    Large no-grad fp32 batches on a CPU run in row blocks of :data:`ROW_BLOCK` texts at the
-    batch's length (see :func:`_row_blocks`): the same embeddings, about twice as fast.
+    Large no-grad fp32 batches on a CPU go further (see :func:`_row_blocks`): their texts are
+    grouped by their own length (rounded up to 8), each group cut at that length and computed
+    in row blocks of :data:`ROW_BLOCK` texts. A text's embedding then depends on the text alone,
+    not on the batch it came in with, and nothing is computed for the padding of shorter texts
+    in a batch with long ones (about 1.9× faster on the world's captions than one cut for all).
     """
     mask = getattr(model, "attn_mask", None)
     if (
@@ -40,23 +43,40 @@ def encode_text(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
         or getattr(model, "text_pool_type", "argmax") != "argmax"
     ):
         return model.encode_text(tokens)
-    used = int((tokens != 0).sum(1).max()) if tokens.numel() else 0
-    n = min(tokens.shape[1], max(8, -(-used // 8) * 8))
+    lengths = _cut_lengths(tokens)
+    if _blockable(tokens):
+        out: torch.Tensor | None = None
+        for n in sorted(set(lengths.tolist())):
+            rows = torch.nonzero(lengths == n).squeeze(1)
+            emb = _row_blocks(model, tokens[rows, :n], lambda t, n=n: _cut(model, t, n))
+            if out is None:
+                out = emb.new_empty((tokens.shape[0], *emb.shape[1:]))
+            out[rows] = emb
+        return out if out is not None else model.encode_text(tokens)
+    n = int(lengths.max()) if tokens.numel() else tokens.shape[1]
     if n == tokens.shape[1]:
-        return _row_blocks(model, tokens, model.encode_text)
+        return model.encode_text(tokens)
+    return _cut(model, tokens[:, :n], n)
+
+
+def _cut_lengths(tokens: torch.Tensor) -> torch.Tensor:
+    """Each row's used length (pad id 0 after the end token) rounded up to 8, at most the
+    context length."""
+    used = (tokens != 0).sum(1)
+    return ((used + 7) // 8 * 8).clamp(min=min(8, tokens.shape[1]), max=tokens.shape[1])
+
+
+def _cut(model: nn.Module, tokens: torch.Tensor, n: int) -> torch.Tensor:
+    """The text tower of ``model`` on ``tokens[:, :n]`` (positions and causal mask cut to n)."""
     tokens = tokens[:, :n]
-
-    def cut(rows: torch.Tensor) -> torch.Tensor:
-        cast = model.transformer.get_cast_dtype()
-        x = model.token_embedding(rows).to(cast) + model.positional_embedding[:n].to(cast)
-        x = model.ln_final(model.transformer(x, attn_mask=mask[:n, :n]))
-        x = text_global_pool(x, rows, "argmax")
-        proj = model.text_projection
-        if proj is not None:
-            x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
-        return x
-
-    return _row_blocks(model, tokens, cut)
+    cast = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:n].to(cast)
+    x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:n, :n]))
+    x = text_global_pool(x, tokens, "argmax")
+    proj = model.text_projection
+    if proj is not None:
+        x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
+    return x
 
 
 ROW_BLOCK = 64
@@ -66,28 +86,32 @@ _BLOCKS_EXACT: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int], bool]]
 )
 
 
+def _blockable(tokens: torch.Tensor) -> bool:
+    """Whether a text batch runs in length groups and row blocks: large, no-grad, fp32, CPU."""
+    return (
+        tokens.shape[0] > ROW_BLOCK
+        and tokens.device.type == "cpu"
+        and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
+    )
+
+
 def _row_blocks(
     model: nn.Module, tokens: torch.Tensor, encode: Callable[[torch.Tensor], torch.Tensor]
 ) -> torch.Tensor:
-    """``encode(tokens)``, for large no-grad fp32 CPU batches computed in blocks of ROW_BLOCK rows.
+    """``encode(tokens)`` computed in blocks of exactly ROW_BLOCK rows.
 
     Every op of the text tower treats rows independently, and the GEMMs run the same kernels on
     every block (all blocks have exactly ROW_BLOCK rows: the last is filled up with copies of
     the first row, whose outputs are dropped), so each row's embedding is bit-identical to the
-    whole batch's; a much smaller working set makes it about twice as fast. As the guarantee is
-    the kernels' (CPU BLAS picks kernels by shape: a batch of 2 or 3 texts, for instance, gives
-    other last bits than the same texts among many), the first batch of each sequence length
-    and thread count is computed both ways and blocks are used only if they give exactly the
-    same result. GPUs, autocast and batches that need gradients keep one batch.
+    whole batch's — and, as every block has the same shape, independent of the other rows; a
+    much smaller working set makes it about twice as fast. As the guarantee is the kernels'
+    (CPU BLAS picks kernels by shape: a batch of 2 or 3 texts, for instance, gives other last
+    bits than the same texts among many), the first batch of each sequence length and thread
+    count that fills more than one block is computed both ways, and blocks are used only if
+    they give exactly the same result.
     """
     rows = tokens.shape[0]
-    if (
-        rows <= ROW_BLOCK
-        or tokens.device.type != "cpu"
-        or torch.is_grad_enabled()
-        or torch.is_autocast_enabled("cpu")
-    ):
-        return encode(tokens)
     fill = (-rows) % ROW_BLOCK
     padded = torch.cat([tokens, tokens[:1].expand(fill, -1)]) if fill else tokens
     key = (tokens.shape[1], torch.get_num_threads())
@@ -97,7 +121,7 @@ def _row_blocks(
     blocks = torch.cat(
         [encode(padded[start : start + ROW_BLOCK]) for start in range(0, len(padded), ROW_BLOCK)]
     )[:rows]
-    if key not in verdicts:
+    if key not in verdicts and rows > ROW_BLOCK:  # one block is a block: nothing to check
         whole = encode(tokens)
         verdicts[key] = torch.equal(blocks, whole)
         return whole

@@ -291,14 +291,21 @@ def test_large_no_grad_text_batches_run_in_exact_row_blocks():
     calls = []
     real = B._row_blocks
     with torch.no_grad():
-        B._row_blocks = lambda m, t, enc: (calls.append(len(t)), real(m, t, enc))[1]
+        B._row_blocks = lambda m, t, enc: (calls.append(tuple(t.shape)), real(m, t, enc))[1]
         try:
             first, again = B.encode_text(model, tokens), B.encode_text(model, tokens)
         finally:
             B._row_blocks = real
-        whole = [B.encode_text(model, tokens[i : i + 50]) for i in range(0, 150, 50)]  # ≤ a block
-    assert calls == [150, 150] and list(B._BLOCKS_EXACT[model].values()) == [True]
-    assert torch.equal(first, again) and torch.equal(again, torch.cat(whole))
+        shuffled = torch.randperm(150, generator=g)
+        other = B.encode_text(model, torch.cat([tokens[shuffled], tokens[:40]]))
+        full = model.encode_text(tokens)
+    lengths = B._cut_lengths(tokens)
+    groups = sorted((int((lengths == n).sum()), n) for n in set(lengths.tolist()))
+    assert len(groups) > 1 and sorted(calls[: len(groups)]) == groups  # one call per length
+    assert all(B._BLOCKS_EXACT[model].values())
+    assert torch.equal(first, again) and torch.allclose(first, full, atol=1e-5)
+    # a text's embedding depends on the text, not on the batch it came in with
+    assert torch.equal(other[:150], first[shuffled]) and torch.equal(other[150:], first[:40])
 
     def batch_dependent(rows):  # a kernel whose rows depend on the batch: blocks are refused
         return rows[:, :1].float() + len(rows)

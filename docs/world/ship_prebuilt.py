@@ -1,13 +1,14 @@
 """Put the default embedded models into ``vladv/prebuilt/``: the copies that ship with vladv.
 
-    python docs/world/ship_prebuilt.py            # take them from VLADV_HOME, building what is missing
-    python docs/world/ship_prebuilt.py --rebuild  # build both here first (about 6 minutes on 2 cores)
+    python docs/world/ship_prebuilt.py            # from VLADV_HOME, building what is missing
+    python docs/world/ship_prebuilt.py --rebuild  # build both here first (~6 min on 2 cores)
 
 The default tiny CLIP (``vladv-tiny-aerial``, default options) and the embedded masked LM
 (``vladv-tiny-mlm``) are copied under their cache names — content hashes of their whole recipes,
 so a shipped copy is only ever used for exactly that configuration — and ``MANIFEST.json`` lists
 each one's sha256, size and where and how it was built. A maintainer runs this after a change of
-either recipe or of the world; ``tests/test_prebuilt.py`` fails until then (docs/world.md#prebuilt-models).
+either recipe or of the world; ``tests/test_prebuilt.py`` fails until then
+(docs/world.md#prebuilt-models).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import json
 import os
 import shutil
 import sys
-from pathlib import Path
 
 import torch
 
