@@ -183,6 +183,15 @@ class ClipBackbone(Backbone):
     def logit_scale_param(self) -> nn.Parameter:
         return self.model.logit_scale
 
+    @property
+    def token_embedding(self) -> nn.Module | None:
+        text = getattr(self.model, "text", None)  # an HF text tower (the ALIGN-style model)
+        if isinstance(text, nn.Module):
+            inner = getattr(text, "transformer", None)
+            get = getattr(inner, "get_input_embeddings", None)
+            return get() if callable(get) else None
+        return getattr(self.model, "token_embedding", None)
+
     def identity(self) -> dict[str, Any]:
         return {"name": self.name, **self.info}
 

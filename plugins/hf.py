@@ -168,6 +168,17 @@ class HFBackbone(Backbone):
             return self.log_scale
         return self.model.logit_scale
 
+    @property
+    def token_embedding(self) -> nn.Module | None:
+        m = self.model
+        text = m.text_encoder if self.family == "blip" else getattr(m, "text_model", None)
+        embeddings = getattr(text, "embeddings", None)
+        for name in ("word_embeddings", "token_embedding"):
+            module = getattr(embeddings, name, None)
+            if isinstance(module, nn.Module):
+                return module
+        return None
+
     def identity(self) -> dict[str, Any]:
         return {"name": self.name, **self.info}
 

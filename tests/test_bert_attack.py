@@ -218,13 +218,19 @@ def guided(texts, seed=0):
     max_words=st.integers(0, 3),
     compat=st.booleans(),
     rounds=st.integers(0, 4),
+    importance=st.sampled_from(["deletion", "gradient"]),
 )
 def test_budget_is_never_exceeded_and_runs_are_deterministic(
-    mlm, texts, k, max_words, compat, rounds
+    mlm, texts, k, max_words, compat, rounds, importance
 ):
     def attack():
         search = B.WordSubstitutionSearch(
-            mlm, k=k, max_words=max_words, reference_compat=compat, max_rounds=rounds
+            mlm,
+            k=k,
+            max_words=max_words,
+            reference_compat=compat,
+            max_rounds=rounds,
+            importance=importance,
         )
         return search.run(texts, guided(texts)), search.last_stats
 
@@ -250,6 +256,88 @@ def test_score_calls_are_batched_across_captions(mlm):
         # the first call scores every substitutable word of every caption at once
         assert score.rows[0] >= 2 * n
     assert calls[40] <= 6 and calls[2] <= 6
+
+
+def _spy_class(base, seen):
+    class Spy(base):
+        def __call__(self, candidates, owner):
+            seen.extend(candidates)
+            return super().__call__(candidates, owner)
+
+    return Spy
+
+
+def test_gradient_importance_replaces_the_unk_sentences(mlm):
+    texts = [CORPUS[(7 * i) % len(CORPUS)] for i in range(12)]
+    runs = {}
+    for importance in ("deletion", "gradient"):
+        score = guided(texts)
+        seen: list[str] = []
+        score.__class__ = _spy_class(type(score), seen)
+        search = B.WordSubstitutionSearch(mlm, k=5, max_words=1, importance=importance)
+        out = search.run(texts, score)
+        assert all(words_changed(a, b) <= 1 for a, b in zip(texts, out))
+        runs[importance] = (search.last_stats, any("[UNK]" in t for t in seen), out)
+    (stats_d, unk_d, _), (stats_g, unk_g, out_g) = runs["deletion"], runs["gradient"]
+    assert unk_d and stats_d["gradient_calls"] == 0
+    assert not unk_g and stats_g["gradient_calls"] == 1
+    assert (
+        stats_g["score_calls"] == stats_d["score_calls"] - 1
+        or stats_g["rounds"] != stats_d["rounds"]
+    )
+    assert out_g != texts  # it still attacks
+
+
+def test_gradient_importance_falls_back_without_a_token_embedding(mlm, monkeypatch):
+    texts = [CORPUS[(5 * i) % len(CORPUS)] for i in range(6)]
+    score = guided(texts)
+    monkeypatch.setattr(TinyBackbone, "token_embedding", property(lambda self: None))
+    search = B.WordSubstitutionSearch(mlm, k=5, max_words=1, importance="gradient")
+    search.run(texts, score)
+    assert search.last_stats["gradient_calls"] == 0 and score.rows[0] >= 2 * len(texts)
+    with pytest.raises(ValueError, match="importance"):
+        B.WordSubstitutionSearch(mlm, importance="random")
+
+
+def test_gradient_importance_sums_each_words_own_tokens():
+    """On the embedded CLIP's BPE tokenizer (punctuation and capitals become tokens of their
+    own), each word's value is the gradient norm of exactly its tokens; located here
+    independently, by tokenizing the caption's growing prefixes."""
+    import open_clip
+
+    from vladv.kit.words import gradient_importance
+    from vladv_plugins import clip_pretrain as C
+    from vladv_plugins.clip_backbone import ClipBackbone
+
+    C.register_tiny_config()
+    torch.manual_seed(0)
+    model = open_clip.create_model(C.DEFAULT_MODEL).eval()
+    bb = ClipBackbone(model, C.get_tokenizer(C.DEFAULT_MODEL))
+    texts = ["A red House, near two planes.", "farmland  beside (a) river", "x " * 70]
+    guide = torch.nn.functional.normalize(torch.randn(3, 128, generator=torch.Generator()), dim=-1)
+    score = B.image_guided_score(bb, guide)
+    got = gradient_importance(score, texts)
+    assert got[2] is None  # truncated: its tokens do not split into its words
+
+    captured = []
+    handle = model.token_embedding.register_forward_hook(
+        lambda m, i, o: captured.append(o.detach().requires_grad_(True)) or captured[-1]
+    )
+    tokens = bb.tokenize(texts[:2])
+    emb = torch.nn.functional.normalize(bb.text_features(tokens).float(), dim=-1)
+    handle.remove()
+    (grad,) = torch.autograd.grad(score.values(emb, torch.arange(2)).sum(), captured[0])
+    per_token = grad.abs().sum(-1)
+    for c, text in enumerate(texts[:2]):
+        words = text.split(" ")
+        ends = [
+            int((bb.tokenize([" ".join(words[: j + 1])]) != 0).sum()) - 1 for j in range(len(words))
+        ]
+        starts = [1, *ends[:-1]]
+        want = [float(per_token[c, a:b].sum()) for a, b in zip(starts, ends)]
+        assert len(got[c]) == len(words)
+        assert got[c] == pytest.approx(want, rel=1e-5, abs=1e-9)
+    assert got[1][1] == 0.0  # the empty word between two spaces has no tokens
 
 
 def test_scores_follow_their_definitions():

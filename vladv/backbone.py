@@ -99,6 +99,13 @@ class Backbone(nn.Module, ABC):
         """What identifies these weights in records and cache keys."""
         return {"name": self.name}
 
+    @property
+    def token_embedding(self) -> nn.Module | None:
+        """Optional: the text tower's input embedding module (token ids → vectors), whose output
+        gradient ranks words by importance cheaply (``vladv.kit.words``, ``importance=
+        "gradient"``). None (the default) when the backbone does not expose it."""
+        return None
+
     # -- the shared API -----------------------------------------------------------------------
     @property
     def image_size(self) -> int:

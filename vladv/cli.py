@@ -327,7 +327,9 @@ def pretrain(
         list[str] | None,
         typer.Argument(help="Plugins whose artifacts to build (default: all that have any)."),
     ] = None,
-    force: Annotated[bool, typer.Option(help="Rebuild even when cached.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Build here even when cached or shipped prebuilt.")
+    ] = False,
     device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N.")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:

@@ -130,6 +130,10 @@ class TinyBackbone(Backbone):
     def logit_scale_param(self) -> nn.Parameter:
         return self.log_scale
 
+    @property
+    def token_embedding(self) -> nn.Module:
+        return self.text.embed
+
     def identity(self) -> dict[str, Any]:
         return {"name": self.name, "seed": self.seed}
 

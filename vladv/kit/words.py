@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,8 +119,12 @@ class TextScore:
                 )
         return torch.cat(out)
 
-    def __call__(self, candidates: list[str], owner: torch.Tensor) -> torch.Tensor:
+    def values(self, emb: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+        """The score of normalized text embeddings ``emb`` (differentiable)."""
         raise NotImplementedError
+
+    def __call__(self, candidates: list[str], owner: torch.Tensor) -> torch.Tensor:
+        return self.values(self.embed(candidates), owner)
 
 
 class ImageGuidedScore(TextScore):
@@ -129,8 +134,7 @@ class ImageGuidedScore(TextScore):
         super().__init__(backbone, ctx)
         self.guidance = F.normalize(guidance.detach().float(), dim=-1)
 
-    def __call__(self, candidates: list[str], owner: torch.Tensor) -> torch.Tensor:
-        emb = self.embed(candidates)
+    def values(self, emb: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
         guide = self.guidance.to(emb.device)[owner.to(emb.device)]
         return -(emb * guide).sum(-1)
 
@@ -142,10 +146,92 @@ class KLScore(TextScore):
         super().__init__(backbone, ctx)
         self.clean = clean_text_emb.detach().float()
 
-    def __call__(self, candidates: list[str], owner: torch.Tensor) -> torch.Tensor:
-        emb = self.embed(candidates)
+    def values(self, emb: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
         target = self.clean.to(emb.device)[owner.to(emb.device)].softmax(-1)
         return F.kl_div(emb.log_softmax(-1), target, reduction="none").sum(-1)
+
+
+_WORD_TOKENS: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
+
+
+def _used_lengths(tokens: Any) -> torch.Tensor:
+    """Tokens per row, specials included, padding not (an attention mask, else ids ≠ 0)."""
+    if isinstance(tokens, dict):
+        mask = tokens.get("attention_mask")
+        return (
+            mask.sum(1)
+            if mask is not None
+            else torch.full((len(tokens["input_ids"]),), tokens["input_ids"].shape[1])
+        )
+    return (tokens != 0).sum(1)
+
+
+def _word_token_counts(backbone: Any, words: set[str]) -> dict[str, int]:
+    """How many of the victim's tokens each word becomes on its own (memoized per backbone);
+    key ``""`` holds the number of special tokens around every text."""
+    counts = _WORD_TOKENS.setdefault(backbone, {})
+    new = sorted(w for w in words | {""} if w not in counts)
+    if new:
+        used = _used_lengths(backbone.tokenize(new)).tolist()
+        specials = counts.get("", used[new.index("")] if "" in new else 0)
+        counts.update({w: int(n) - (0 if w == "" else specials) for w, n in zip(new, used)})
+    return counts
+
+
+def gradient_importance(score: TextScore, texts: list[str]) -> list[list[float] | None] | None:
+    """Each word's importance for ``score``: the ℓ1 norm of the score's gradient with respect to
+    the victim's input token embeddings, summed over the word's tokens (gradient-based word
+    ranking as in A2T, Yoo & Qi, Findings of EMNLP 2021): one forward and backward for all
+    captions instead of one forward per word and caption.
+
+    Returns one list per caption (one value per space-separated word), None for a caption
+    whose tokens do not split into its words (truncated, or a tokenizer that joins across
+    spaces), or None altogether when the backbone exposes no ``token_embedding``.
+    """
+    backbone = score.backbone
+    module = getattr(backbone, "token_embedding", None)
+    if module is None or not texts:
+        return None
+    words = [t.split(" ") for t in texts]
+    counts = _word_token_counts(backbone, {w for ws in words for w in ws})
+    specials = counts[""]
+    if specials not in (0, 2):  # an opening and a closing special token, or none
+        return None
+    tokens = backbone.tokenize(texts)
+    used = _used_lengths(tokens).tolist()
+    device = backbone.device
+    tokens = (
+        {k: v.to(device) for k, v in tokens.items()}
+        if isinstance(tokens, dict)
+        else tokens.to(device)
+    )
+    captured: list[torch.Tensor] = []
+
+    def capture(_module: Any, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        output = output.detach().requires_grad_(True)
+        captured.append(output)
+        return output
+
+    autocast = score.ctx.autocast if score.ctx is not None else _noop
+    handle = module.register_forward_hook(capture)
+    try:
+        with torch.enable_grad(), autocast():
+            emb = F.normalize(backbone.text_features(tokens).float(), dim=-1)
+            values = score.values(emb, torch.arange(len(texts), device=emb.device))
+            (grad,) = torch.autograd.grad(values.sum(), captured[0])
+    finally:
+        handle.remove()
+    per_token = grad.float().abs().sum(-1).cpu()
+    out: list[list[float] | None] = []
+    for c, ws in enumerate(words):
+        sizes = [counts[w] if w else 0 for w in ws]  # counts[""]: the specials
+        if sum(sizes) + specials != used[c]:
+            out.append(None)
+            continue
+        prefix = [0.0, *per_token[c].cumsum(0).tolist()]  # prefix[i]: tokens before i
+        ends = (torch.tensor(sizes, dtype=torch.long).cumsum(0) + specials // 2).tolist()
+        out.append([prefix[e] - prefix[e - n] for e, n in zip(ends, sizes, strict=True)])
+    return out
 
 
 def image_guided_score(
@@ -195,9 +281,13 @@ class WordSubstitutionSearch:
         bpe_topk: int = 4,
         bpe_combos: int = 24,
         filter_words: frozenset[str] = FILTER_WORDS,
+        importance: str = "deletion",
     ):
         if k < 1 or max_words < 0 or max_rounds < 0:
             raise ValueError("k must be ≥ 1, max_words and max_rounds ≥ 0")
+        if importance not in ("deletion", "gradient"):
+            raise ValueError("importance must be 'deletion' or 'gradient'")
+        self.importance = importance
         self.mlm = mlm
         self.k, self.max_words, self.max_rounds = k, max_words, max_rounds
         self.reference_compat = reference_compat
@@ -207,7 +297,12 @@ class WordSubstitutionSearch:
         self.filter_words = filter_words
         tok = mlm.tokenizer
         self._special = set(tok.all_special_tokens)
-        self.last_stats: dict[str, int] = {"score_calls": 0, "rounds": 0, "changed": 0}
+        self.last_stats: dict[str, int] = {
+            "score_calls": 0,
+            "gradient_calls": 0,
+            "rounds": 0,
+            "changed": 0,
+        }
         # pure functions of their keys (the tokenizer and settings are fixed): memoized
         self._strings: dict[tuple[int, ...], str | None] = {}
         self._slot_memo: OrderedDict[str, list[_Slot]] = OrderedDict()
@@ -315,12 +410,16 @@ class WordSubstitutionSearch:
         ``score(candidates, owner)`` → higher is better for the attacker; ``owner[i]`` is the index
         in ``texts`` of candidate ``i``. ``importance`` scores the ``[UNK]``-masked sentences
         (default: ``score``; with ``reference_compat`` and a :class:`TextScore`, the reference's KL
-        between text embeddings). ``early_stop`` applies TextAttack's rules: ``score`` returns
+        between text embeddings); in a search built with ``importance="gradient"`` a
+        :class:`TextScore` ranks the words by its gradient instead (:func:`gradient_importance`;
+        captions it cannot align, and backbones without a ``token_embedding``, fall back to the
+        ``[UNK]`` sentences).
+        ``early_stop`` applies TextAttack's rules: ``score`` returns
         ``(values, succeeded)``, captions whose clean text already succeeds are left unchanged
         and a caption stops at its first successful substitution (one more score call).
         """
         texts = list(texts)
-        self.last_stats = {"score_calls": 0, "rounds": 0, "changed": 0}
+        self.last_stats = {"score_calls": 0, "gradient_calls": 0, "rounds": 0, "changed": 0}
         if self.max_words == 0 or not texts:
             return texts
         skip: set[int] = set()
@@ -337,19 +436,31 @@ class WordSubstitutionSearch:
             importance = kl_score(score.backbone, score.embed(texts), score.ctx)
         importance = importance or score
 
+        by_gradient: dict[int, list[float]] = {}
+        if self.importance == "gradient" and isinstance(importance, TextScore):
+            todo = [c for c in range(len(texts)) if slots[c]]
+            got = gradient_importance(importance, [texts[c] for c in todo]) if todo else None
+            if got is not None:
+                self.last_stats["gradient_calls"] += 1
+                by_gradient = {c: v for c, v in zip(todo, got, strict=True) if v is not None}
         unk, masked, owner = self.mlm.unk_token, [], []
         for c, caption_slots in enumerate(slots):
+            if c in by_gradient:
+                continue
             for slot in caption_slots:
                 masked.append(" ".join(words[c][: slot.index] + [unk] + words[c][slot.index + 1 :]))
                 owner.append(c)
-        if not masked:
+        if not masked and not by_gradient:
             return texts
-        imp = self._call(importance, masked, owner)[0].tolist()
+        imp = self._call(importance, masked, owner)[0].tolist() if masked else []
         order: list[list[_Slot]] = [[] for _ in texts]
         pos = 0
         for c, caption_slots in enumerate(slots):
-            values = imp[pos : pos + len(caption_slots)]
-            pos += len(caption_slots)
+            if c in by_gradient:
+                values = [by_gradient[c][slot.index] for slot in caption_slots]
+            else:
+                values = imp[pos : pos + len(caption_slots)]
+                pos += len(caption_slots)
             ranked = sorted(range(len(caption_slots)), key=lambda i: values[i], reverse=True)
             order[c] = [caption_slots[i] for i in ranked]
 
