@@ -239,6 +239,9 @@ def test_towers_and_logit_scale(backbones, family):
         "blip": lambda: 1 / 0.07,
     }[family]()
     assert bb.logit_scale.item() == pytest.approx(min(expected, 100.0), rel=1e-3)
+    emb = bb.token_embedding  # the text tower's word embeddings (gradient word importance)
+    assert isinstance(emb, torch.nn.Embedding) and emb.num_embeddings >= len(bb.tokenizer)
+    assert any(p is emb.weight for p in bb.text_tower.parameters())
     bb.train()
     assert bb.model.training and bb.image_tower.training
     bb.eval()
