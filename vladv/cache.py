@@ -195,19 +195,22 @@ def seed_prebuilt(target: str | Path, notify: Callable[[str], None] | None = Non
             notify(f"the prebuilt {target.name} shipped with vladv is damaged; building it here")
         return False
     ensure_dir(target.parent, "cache folder")
+    tmp = scratch_dir(target)
     try:
         if src.is_dir():
-            tmp = scratch_dir(target)
             shutil.copytree(src, tmp)
             publish_dir(tmp, target, lambda p: p.is_dir(), replace=True)
         else:
-            fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-            os.close(fd)
-            shutil.copyfile(src, tmp_name)
-            os.chmod(tmp_name, 0o644)
-            os.replace(tmp_name, target)
+            shutil.copyfile(src, tmp)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
     except OSError as exc:
         raise StorageError(os_error_message(exc, "copy the prebuilt model to", target)) from None
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
     if notify is not None:
         notify(
             f"using the prebuilt {target.name} that ships with vladv ({entry.get('built', '')}); "
