@@ -7,9 +7,9 @@ below are the documented, claimed ones and every choice is an option):
 - per step, adversarial images by PGD (ε 2/255, 2 steps of 1/255, uniform start) ascending the
   contrastive loss against the batch's clean texts;
 - adversarial texts by BERT-Attack (1 word, K = 10) guided by the adversarial images (lower
-  cosine to the paired image, SGA's objective), against the current model; words are ranked by
-  the objective's gradient (A2T's cheaper rule for adversarial training; ``text_importance=
-  deletion`` restores BERT-Attack's one-forward-per-word ranking);
+  cosine to the paired image, SGA's objective), against the current model (words ranked by
+  BERT-Attack's deletion rule; ``text_importance=gradient`` ranks them by the objective's
+  gradient, A2T's rule);
 - outer loss: symmetric contrastive loss on the adversarial pairs (``loss=adv``); MMCoA's split
   ``½[L(x', t) + L(x, t')]`` (``loss=split``); or ``adv`` plus a clean term (``loss=adv+clean``);
 - 1:N: every image owns a pool (its ground-truth captions ∪ the text augmenters' captions); each
@@ -48,11 +48,11 @@ class MATOptions(TrainingOptions):
     pgd_step_size: float = option(1 / 255, "inner PGD step size", min=0, max=1)
     text_words: int = option(1, "words the inner text attack may change (0 = image-only AT)", min=0)
     k: int = option(10, "MLM candidates per word for the inner text attack", min=1)
-    text_importance: Literal["gradient", "deletion"] = option(
-        "gradient",
-        "how the inner text attack ranks words: by the gradient of its objective (one "
-        "backward for the batch, as A2T) or by deleting each word (BERT-Attack's rule, one "
-        "text forward per word)",
+    text_importance: Literal["deletion", "gradient"] = option(
+        "deletion",
+        "how the inner text attack ranks words: by deleting each word (BERT-Attack's rule, one "
+        "text forward per word) or by the gradient of its objective (A2T's rule, one backward "
+        "for the batch; weaker and not faster here: docs/defenses.md)",
     )
     mlm: str = option("vladv-tiny-mlm", "masked LM of the inner text attack (name or folder)")
     text_guidance: Literal["adversarial", "clean"] = option(
