@@ -194,7 +194,20 @@ def seed_prebuilt(target: str | Path, notify: Callable[[str], None] | None = Non
         if notify is not None:
             notify(f"the prebuilt {target.name} shipped with vladv is damaged; building it here")
         return False
-    ensure_dir(target.parent, "cache folder")
+    copy_artifact(src, target)
+    if notify is not None:
+        notify(
+            f"using the prebuilt {target.name} that ships with vladv ({entry.get('built', '')}); "
+            "VLADV_PREBUILT=0 or `vladv pretrain --force` builds it on this machine"
+        )
+    return True
+
+
+def copy_artifact(src: str | Path, target: str | Path) -> Path:
+    """Copy a file or folder ``src`` to ``target`` through a scratch path and one rename
+    (readers see all of it or nothing); a failure is a one-line StorageError."""
+    src, target = Path(src), Path(target)
+    ensure_dir(target.parent, "folder")
     tmp = scratch_dir(target)
     try:
         if src.is_dir():
@@ -205,18 +218,13 @@ def seed_prebuilt(target: str | Path, notify: Callable[[str], None] | None = Non
             os.chmod(tmp, 0o644)
             os.replace(tmp, target)
     except OSError as exc:
-        raise StorageError(os_error_message(exc, "copy the prebuilt model to", target)) from None
+        raise StorageError(os_error_message(exc, "copy to", target)) from None
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
-    if notify is not None:
-        notify(
-            f"using the prebuilt {target.name} that ships with vladv ({entry.get('built', '')}); "
-            "VLADV_PREBUILT=0 or `vladv pretrain --force` builds it on this machine"
-        )
-    return True
+    return target
 
 
 def scratch_dir(final: str | Path) -> Path:

@@ -26,7 +26,7 @@ os.environ["VLADV_PREBUILT"] = "0"  # never take a shipped copy as the source of
 
 from safetensors import safe_open  # noqa: E402
 
-from vladv.cache import PREBUILT_DIR, atomic_write_json, tree_sha256  # noqa: E402
+from vladv.cache import PREBUILT_DIR, atomic_write_json, copy_artifact, tree_sha256  # noqa: E402
 from vladv.experiment import make_context  # noqa: E402
 from vladv.kit.mlm import prepare_mlm  # noqa: E402
 from vladv.options import resolve_options  # noqa: E402
@@ -68,13 +68,9 @@ def main() -> int:
     PREBUILT_DIR.mkdir(parents=True)
     artifacts = {}
     for src in (clip, mlm):
-        dst = PREBUILT_DIR / src.name
-        if src.is_dir():
-            shutil.copytree(src, dst)
-            size = sum(p.stat().st_size for p in dst.rglob("*") if p.is_file())
-        else:
-            shutil.copyfile(src, dst)
-            size = dst.stat().st_size
+        dst = copy_artifact(src, PREBUILT_DIR / src.name)
+        files = [p for p in dst.rglob("*") if p.is_file()] if dst.is_dir() else [dst]
+        size = sum(p.stat().st_size for p in files)
         artifacts[src.name] = {
             "sha256": tree_sha256(dst),
             "bytes": size,
