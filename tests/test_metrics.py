@@ -24,7 +24,14 @@ def _brute(S, img2txt, txt2img):
 
 
 @pytest.mark.parametrize("seed,quantize", [(0, False), (1, False), (2, True), (3, True)])
-def test_ranks_match_brute_force(seed, quantize):
+@pytest.mark.parametrize("shared", [True, False])
+def test_ranks_match_brute_force(seed, quantize, shared, monkeypatch):
+    """Both ways to the scores: one matrix shared by TR and IR, and per-direction chunks (the
+    way of galleries too large to hold it)."""
+    import vladv.metrics
+
+    if not shared:
+        monkeypatch.setattr(vladv.metrics, "SHARED_SCORES_MAX", 0)
     rng = random.Random(seed)
     g = torch.Generator().manual_seed(seed)
     caps = [rng.choice([5, 6]) for _ in range(23)]

@@ -17,8 +17,17 @@ KS = (1, 5, 10)
 METRIC_KEYS = ("tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5", "ir_r10", "rsum")
 
 
+SHARED_SCORES_MAX = 1 << 26
+"""Largest image × caption similarity matrix (elements; 256 MB in float32) computed once and
+shared by both directions; larger galleries compute each direction's chunks separately."""
+
+
 def _ranks_of_targets(
-    queries: torch.Tensor, gallery: torch.Tensor, targets: torch.Tensor, chunk: int
+    queries: torch.Tensor,
+    gallery: torch.Tensor,
+    targets: torch.Tensor,
+    chunk: int,
+    scores_t: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Best rank (0 = first) over the gallery items ``targets[q]`` (-1 = padding) of each query q.
 
@@ -26,14 +35,17 @@ def _ranks_of_targets(
     The best target is the one with the highest score s* and, among targets scoring exactly s*,
     the lowest index t*: any other target ranks behind it. So one comparison pass over the row
     counts #(s > s*), and ties (s == s*, j < t*) are counted only in rows where an item other
-    than t* scores exactly s*.
+    than t* scores exactly s*. ``scores_t``: the (gallery × queries) similarities if already
+    computed (their transpose is used instead of ``queries @ gallery.T``).
     """
     ranks = torch.empty(queries.shape[0], dtype=torch.long)
     n = gallery.shape[0]
     for start in range(0, queries.shape[0], chunk):
-        q = queries[start : start + chunk]
         t = targets[start : start + chunk].to(gallery.device)  # (c, m)
-        scores = q @ gallery.T  # (c, N)
+        if scores_t is None:
+            scores = queries[start : start + chunk] @ gallery.T  # (c, N)
+        else:
+            scores = scores_t[:, start : start + chunk].T.contiguous()
         valid = t >= 0
         s_t = scores.gather(1, t.clamp(min=0)).masked_fill(~valid, float("-inf"))  # (c, m)
         best = s_t.max(1, keepdim=True).values  # (c, 1); NaN if a target scores NaN
@@ -58,16 +70,27 @@ def retrieval_ranks(
     txt2img: Sequence[int],
     chunk: int = 256,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-query ranks ``(tr_rank (N_img,), ir_rank (N_txt,))`` from L2-normalized embeddings."""
+    """Per-query ranks ``(tr_rank (N_img,), ir_rank (N_txt,))`` from L2-normalized embeddings.
+
+    The similarity matrix is computed once for both directions when it has at most
+    :data:`SHARED_SCORES_MAX` elements (a dot product is the same number either way round).
+    """
     image_emb = image_emb.float()
     text_emb = text_emb.to(image_emb.device).float()
     max_caps = max(len(c) for c in img2txt)
     gt = torch.full((len(img2txt), max_caps), -1, dtype=torch.long)
     for i, caps in enumerate(img2txt):
         gt[i, : len(caps)] = torch.as_tensor(list(caps), dtype=torch.long)
-    tr = _ranks_of_targets(image_emb, text_emb, gt, chunk)
+    shared = None
+    if image_emb.shape[0] * text_emb.shape[0] <= SHARED_SCORES_MAX:
+        shared = image_emb @ text_emb.T
+    tr = _ranks_of_targets(image_emb, text_emb, gt, chunk, shared.T if shared is not None else None)
     ir = _ranks_of_targets(
-        text_emb, image_emb, torch.as_tensor(list(txt2img), dtype=torch.long)[:, None], chunk
+        text_emb,
+        image_emb,
+        torch.as_tensor(list(txt2img), dtype=torch.long)[:, None],
+        chunk,
+        shared,
     )
     return tr, ir
 
