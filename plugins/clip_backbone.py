@@ -35,13 +35,7 @@ def encode_text(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     not on the batch it came in with, and nothing is computed for the padding of shorter texts
     in a batch with long ones (about 1.9× faster on the world's captions than one cut for all).
     """
-    mask = getattr(model, "attn_mask", None)
-    if (
-        type(model) is not open_clip.CLIP
-        or mask is None
-        or tokens.ndim != 2
-        or getattr(model, "text_pool_type", "argmax") != "argmax"
-    ):
+    if not _pools_end_token(model) or tokens.ndim != 2:
         return model.encode_text(tokens)
     lengths = _cut_lengths(tokens)
     if _blockable(tokens):
@@ -57,6 +51,15 @@ def encode_text(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     if n == tokens.shape[1]:
         return model.encode_text(tokens)
     return _cut(model, tokens[:, :n], n)
+
+
+def _pools_end_token(model: nn.Module) -> bool:
+    """Whether ``model`` is an open_clip ``CLIP`` with a causal text tower pooling its end token."""
+    return (
+        type(model) is open_clip.CLIP
+        and getattr(model, "attn_mask", None) is not None
+        and getattr(model, "text_pool_type", "argmax") == "argmax"
+    )
 
 
 def _cut_lengths(tokens: torch.Tensor) -> torch.Tensor:
@@ -88,12 +91,26 @@ _BLOCKS_EXACT: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int], bool]]
 
 def _blockable(tokens: torch.Tensor) -> bool:
     """Whether a text batch runs in length groups and row blocks: large, no-grad, fp32, CPU."""
+    return tokens.shape[0] > ROW_BLOCK and _block_mode(tokens.device)
+
+
+def _block_mode(device: torch.device) -> bool:
+    """Whether large text batches on ``device`` run in row blocks now: CPU, no grad, no autocast."""
     return (
-        tokens.shape[0] > ROW_BLOCK
-        and tokens.device.type == "cpu"
+        device.type == "cpu"
         and not torch.is_grad_enabled()
         and not torch.is_autocast_enabled("cpu")
     )
+
+
+def rows_independent_from(model: nn.Module, device: torch.device) -> int | None:
+    """The smallest batch from which :func:`encode_text` gives each text batch-independent bits
+    now (row blocks), or None: not a blocked model or mode, or a block check came out unequal."""
+    if not _pools_end_token(model) or not _block_mode(device):
+        return None
+    if False in _BLOCKS_EXACT.get(model, {}).values():
+        return None
+    return ROW_BLOCK + 1
 
 
 def _row_blocks(
@@ -169,6 +186,9 @@ class ClipBackbone(Backbone):
 
     def text_features(self, tokens: torch.Tensor) -> torch.Tensor:
         return encode_text(self.model, tokens)
+
+    def text_rows_independent_from(self) -> int | None:
+        return rows_independent_from(self.model, self.device)
 
     @property
     def image_tower(self) -> nn.Module:

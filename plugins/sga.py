@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 import vladv
 from vladv.kit.gradient import View, caption_set_loss, caption_sums, draw_random, projected_gradient
+from vladv.kit.words import TextEmbeddingCache
 from vladv.options import MAX_STEPS, option
 from vladv.types import Attack, AttackOutput, AttackSpec, Context, PairBatch, ThreatModel
 
@@ -119,6 +120,7 @@ class SGA(Attack):
         super().__init__(options, ctx)
         self._search: Any = None
         self._mlm: Any = None
+        self.last_text_cache: TextEmbeddingCache | None = None
 
     @property
     def threat_model(self) -> ThreatModel:
@@ -147,20 +149,14 @@ class SGA(Attack):
         return self._mlm
 
     def _text_attack(
-        self,
-        backbone,
-        texts: list[str],
-        guidance: torch.Tensor,
-        memo: dict[tuple[str, ...], torch.Tensor] | None = None,
+        self, backbone, texts: list[str], guidance: torch.Tensor, cache: TextEmbeddingCache | None
     ) -> list[str]:
         if self.options.max_words == 0:
             return list(texts)
         from vladv.kit.words import image_guided_score
 
         # the score embeds candidates under no_grad and ctx.autocast itself
-        score = image_guided_score(backbone, guidance, self.ctx)
-        if memo is not None and hasattr(score, "embed"):
-            score.embed = _memoized(score.embed, memo)  # type: ignore[method-assign]
+        score = image_guided_score(backbone, guidance, self.ctx, cache)
         return self.search.run(list(texts), score)
 
     def _guidance_texts(self, texts: list[str]) -> list[str]:
@@ -178,13 +174,14 @@ class SGA(Attack):
         n = images.shape[0]
         txt2img = batch.txt2img.to(images.device)
         texts_1 = texts
-        # text embeddings of identical scoring calls (step 6 repeats step 2's word importance:
-        # the same [UNK]-masked clean captions; only the guidance differs)
-        memo: dict[tuple[str, ...], torch.Tensor] = {}
+        # text embeddings shared by both text rounds: step 6 repeats step 2's word importance
+        # (the same [UNK]-masked clean captions; only the guidance differs), and most of its
+        # candidate captions were step 2's too
+        cache = text_cache()
         if o.max_words > 0:
             with self.ctx.autocast():  # 1. clean guidance
                 clean_emb = batch.clean_image_embeddings(backbone).to(images.device)
-            texts_1 = self._text_attack(backbone, texts, clean_emb[txt2img], memo)  # 2.
+            texts_1 = self._text_attack(backbone, texts, clean_emb[txt2img], cache)  # 2.
         with torch.no_grad(), self.ctx.autocast():  # 3. caption-set embeddings
             adv_text_emb = backbone.encode_text(self._guidance_texts(texts_1)).float()
         sums = caption_sums(adv_text_emb, txt2img, n)
@@ -208,24 +205,14 @@ class SGA(Attack):
             return AttackOutput(adv, texts)
         with torch.no_grad(), self.ctx.autocast():  # 5. adversarial guidance
             adv_emb = backbone.encode_image(adv).float()
-        final = self._text_attack(backbone, texts, adv_emb[txt2img], memo)  # 6. fresh, on clean T
+        final = self._text_attack(backbone, texts, adv_emb[txt2img], cache)  # 6. fresh, on clean T
+        self.last_text_cache = cache
         return AttackOutput(adv, final)
 
 
-def _memoized(embed: Any, memo: dict[tuple[str, ...], torch.Tensor]) -> Any:
-    """``embed`` answering a repeated call (the same texts in the same order) from ``memo``.
-
-    A repeated call would embed the same tokens in the same batches: the stored result is
-    bit-identical to a recomputation (the backbone does not change within one ``perturb``).
-    """
-
-    def cached(texts: list[str]) -> torch.Tensor:
-        key = tuple(texts)
-        if key not in memo:
-            memo[key] = embed(texts)
-        return memo[key]
-
-    return cached
+def text_cache() -> TextEmbeddingCache | None:
+    """The text-embedding cache of one ``perturb`` (the backbone does not change within it)."""
+    return TextEmbeddingCache()
 
 
 def _prepare(options, ctx: Context, force: bool = False) -> None:

@@ -80,7 +80,7 @@ def fake_text(monkeypatch):
     monkeypatch.setattr(
         words,
         "image_guided_score",
-        lambda backbone, guidance, ctx=None: ("image", guidance.clone()),
+        lambda backbone, guidance, ctx=None, cache=None: ("image", guidance.clone()),
     )
     monkeypatch.setattr(words, "kl_score", lambda backbone, emb, ctx=None: ("kl", emb.clone()))
     FakeSearch.calls = []
@@ -252,12 +252,11 @@ def test_end_to_end_with_a_tiny_mlm(name, cls, opts, tiny_mlm, model, batch):
     assert 0 <= budget["min_pixel"] and budget["max_pixel"] <= 1
 
 
-def test_sga_reuses_the_repeated_importance_embeddings_exactly(tiny_mlm, model, batch, monkeypatch):
-    """Step 6 repeats step 2's word-importance call (the same masked clean captions): it is
-    answered from step 2's embeddings, and the outputs equal a run that recomputes them."""
+def _sga_with_and_without_cache(model, batch, mlm, monkeypatch, **options):
+    """SGA's outputs and backbone text calls (batch sizes) with its text cache, then without."""
     import vladv_plugins.sga as S
 
-    def attack(memoize: bool):
+    def attack(cached: bool):
         calls: list[int] = []
         original = model.encode_text
         monkeypatch.setattr(
@@ -265,14 +264,63 @@ def test_sga_reuses_the_repeated_importance_embeddings_exactly(tiny_mlm, model, 
             "encode_text",
             lambda texts, **kw: (calls.append(len(texts)), original(texts, **kw))[1],
         )
-        if not memoize:
-            monkeypatch.setattr(S, "_memoized", lambda embed, memo: embed)
-        out = SGA(SGAOptions(eps=EPS, steps=2, mlm=tiny_mlm), Context()).perturb(
+        if not cached:
+            monkeypatch.setattr(S, "text_cache", lambda: None)
+        out = SGA(SGAOptions(eps=EPS, steps=2, mlm=mlm, **options), Context()).perturb(
             model, batch, torch.Generator().manual_seed(0)
         )
         monkeypatch.undo()
         return out, calls
 
-    (out, calls), (ref, ref_calls) = attack(True), attack(False)
+    return attack(True), attack(False)
+
+
+def test_sga_reuses_the_repeated_importance_embeddings_exactly(tiny_mlm, model, batch, monkeypatch):
+    """Step 6 repeats step 2's word-importance call (the same masked clean captions): it is
+    answered from step 2's embeddings, and the outputs equal a run that recomputes them."""
+    (out, calls), (ref, ref_calls) = _sga_with_and_without_cache(
+        model, batch, tiny_mlm, monkeypatch
+    )
+    assert model.text_rows_independent_from() is None  # whole repeated calls only
     assert out.texts == ref.texts and torch.equal(out.images, ref.images)
     assert len(calls) < len(ref_calls) and sum(calls) < sum(ref_calls)
+
+
+def test_sga_reuses_each_candidate_embedding_exactly_on_the_embedded_clip(tiny_mlm, monkeypatch):
+    """On the embedded CLIP's CPU row blocks a text's embedding does not depend on its batch:
+    step 6 embeds only the candidates step 2 has not (filled up to a block when few), and the
+    adversarial texts and images equal those of a run that embeds every call in full."""
+    import open_clip
+
+    from vladv.kit.words import TextEmbeddingCache
+    from vladv_plugins import clip_pretrain as C
+    from vladv_plugins.clip_backbone import ClipBackbone
+
+    C.register_tiny_config()
+    torch.manual_seed(0)
+    clip = ClipBackbone(
+        open_clip.create_model(C.DEFAULT_MODEL).eval(), C.get_tokenizer(C.DEFAULT_MODEL)
+    )
+    data = tiny_dataset(12, captions_per_image=3, image_size=clip.image_size)
+    big = next(iter(pair_loader(data, 12)))
+    with torch.no_grad():
+        assert clip.text_rows_independent_from() == 65
+    with torch.enable_grad():
+        assert clip.text_rows_independent_from() is None
+    (out, calls), (ref, ref_calls) = _sga_with_and_without_cache(
+        clip, big, tiny_mlm, monkeypatch, k=4
+    )
+    assert out.texts == ref.texts and torch.equal(out.images, ref.images)
+    # more saved than the repeated importance call: step 6's candidates come from step 2's
+    assert sum(ref_calls) - sum(calls) > max(ref_calls)
+
+    # the cache itself: overlapping calls, a small leftover, duplicates — bit-identical rows
+    from vladv.kit.words import image_guided_score
+
+    texts = [f"{w} planes near {n} houses" for w in ("red", "two", "snowy", "a") for n in range(40)]
+    guide = torch.nn.functional.normalize(torch.randn(len(texts), 128), dim=-1)
+    plain, cached = image_guided_score(clip, guide), image_guided_score(clip, guide)
+    cached.cache = cache = TextEmbeddingCache()
+    for part in (texts[:100], texts[20:150], texts[::-1] + texts[:3], texts[:30]):
+        assert torch.equal(cached.embed(part), plain.embed(part))
+    assert cache.computed == len(texts) + 30 and cache.reused > 0  # the 30-text call: whole

@@ -106,6 +106,15 @@ class Backbone(nn.Module, ABC):
         "gradient"``). None (the default) when the backbone does not expose it."""
         return None
 
+    def text_rows_independent_from(self) -> int | None:
+        """Optional: the smallest text batch from which :meth:`encode_text` gives every text the
+        same bits in any batch of at least that size (under the current device, grad mode and
+        autocast), or None (the default) when a text's bits may depend on its batch.
+
+        Attacks that embed many overlapping candidate sets (SGA's two text rounds) use it to
+        reuse each text's embedding exactly (``vladv.kit.words.TextEmbeddingCache``)."""
+        return None
+
     # -- the shared API -----------------------------------------------------------------------
     @property
     def image_size(self) -> int:

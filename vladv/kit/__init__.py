@@ -10,8 +10,8 @@ on each engine, is docs/kit.md.
   (:func:`caption_sums`, :func:`caption_set_loss`);
 - :mod:`vladv.kit.words` — the word-substitution search (:class:`WordSubstitutionSearch`,
   BERT-Attack; :func:`load_search` builds one over a masked LM by name) and its scores
-  (:class:`TextScore`, :func:`image_guided_score`, :func:`kl_score`), :data:`FILTER_WORDS`,
-  :data:`WORD_PATTERN`;
+  (:class:`TextScore`, :func:`image_guided_score`, :func:`kl_score`; :class:`TextEmbeddingCache`
+  reuses their embeddings exactly), :data:`FILTER_WORDS`, :data:`WORD_PATTERN`;
 - :mod:`vladv.kit.mlm` — masked language models: :func:`get_mlm` / :func:`ensure_mlm`,
   :class:`MaskedLM` (batched, cached top-k), the embedded ``vladv-tiny-mlm``;
 - :mod:`vladv.kit.text` — :data:`STOP_WORDS` and the offline WordNet reader :func:`load_wordnet`;
@@ -45,6 +45,7 @@ from vladv.kit.words import (
     WORD_PATTERN,
     ImageGuidedScore,
     KLScore,
+    TextEmbeddingCache,
     TextScore,
     WordSubstitutionSearch,
     image_guided_score,
@@ -64,6 +65,7 @@ __all__ = [
     "MaskedLM",
     "PairSampler",
     "PoolAugmenter",
+    "TextEmbeddingCache",
     "TextScore",
     "TrainBatch",
     "TrainingOptions",

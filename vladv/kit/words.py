@@ -27,6 +27,7 @@ Deliberate differences from the reference code (Zoky-2020/SGA, Co-Attack ``bert_
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import weakref
 from collections import OrderedDict
@@ -46,6 +47,7 @@ __all__ = [
     "ImageGuidedScore",
     "KLScore",
     "Score",
+    "TextEmbeddingCache",
     "TextScore",
     "WordSubstitutionSearch",
     "image_guided_score",
@@ -101,23 +103,41 @@ def _noop() -> contextlib.AbstractContextManager:
 # Objectives (higher = better for the attacker)
 # ----------------------------------------------------------------------------------------------
 class TextScore:
-    """Scores candidate captions with a backbone's text tower (no grad, autocast, chunked)."""
+    """Scores candidate captions with a backbone's text tower (no grad, autocast, chunked).
 
-    def __init__(self, backbone: Any, ctx: Context | None = None, chunk_size: int = 1024):
+    With a :class:`TextEmbeddingCache` as ``cache``, embeddings already computed for the same
+    backbone are reused exactly (see there).
+    """
+
+    def __init__(
+        self,
+        backbone: Any,
+        ctx: Context | None = None,
+        chunk_size: int = 1024,
+        cache: TextEmbeddingCache | None = None,
+    ):
         self.backbone = backbone
         self.ctx = ctx
         self.chunk_size = chunk_size
+        self.cache = cache
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return self.ctx.autocast() if self.ctx is not None else _noop()
 
     @torch.no_grad()
     def embed(self, texts: list[str]) -> torch.Tensor:
-        autocast = self.ctx.autocast if self.ctx is not None else _noop
-        out = []
-        for start in range(0, len(texts), self.chunk_size):
-            with autocast():
-                out.append(
-                    self.backbone.encode_text(texts[start : start + self.chunk_size]).float()
-                )
-        return torch.cat(out)
+        if self.cache is not None:
+            return self.cache.embed(self, texts)
+        return torch.cat([self.encode(chunk) for chunk in self.chunks(texts)])
+
+    def chunks(self, texts: list[str]) -> list[list[str]]:
+        """``texts`` in the backbone calls of at most ``chunk_size`` texts that ``embed`` makes."""
+        return [texts[s : s + self.chunk_size] for s in range(0, len(texts), self.chunk_size)]
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        """One backbone call: float32 embeddings of ``texts`` under the context's autocast."""
+        with self.autocast():
+            return self.backbone.encode_text(texts).float()
 
     def values(self, emb: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
         """The score of normalized text embeddings ``emb`` (differentiable)."""
@@ -149,6 +169,57 @@ class KLScore(TextScore):
     def values(self, emb: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
         target = self.clean.to(emb.device)[owner.to(emb.device)].softmax(-1)
         return F.kl_div(emb.log_softmax(-1), target, reduction="none").sum(-1)
+
+
+class TextEmbeddingCache:
+    """Text embeddings of one backbone (unchanged while the cache lives), reused exactly.
+
+    Where the backbone guarantees batch-independent bits for a batch size
+    (:meth:`~vladv.backbone.Backbone.text_rows_independent_from`: the embedded CLIP's row blocks on
+    a CPU), every text of such a call is embedded once and reused by any later call, and the
+    texts not seen yet are computed together (filled up with copies to that size). Elsewhere (a
+    GPU, autocast, a smaller call) only a call repeating another exactly — the same texts in the
+    same order — is reused. Either way the result equals a fresh :meth:`TextScore.embed` bit for
+    bit. Counts: ``computed`` / ``reused`` texts.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[str, torch.Tensor] = {}
+        self.calls: dict[tuple[str, ...], torch.Tensor] = {}
+        self.computed = 0
+        self.reused = 0
+
+    def embed(self, score: TextScore, texts: list[str]) -> torch.Tensor:
+        rows_from = getattr(score.backbone, "text_rows_independent_from", None)
+        with score.autocast():
+            at_least = rows_from() if callable(rows_from) else None
+        chunks = score.chunks(texts)
+        per_text = [at_least is not None and len(chunk) >= at_least for chunk in chunks]
+        wanted = [t for chunk, p in zip(chunks, per_text, strict=True) if p for t in chunk]
+        missing = list(dict.fromkeys(t for t in wanted if t not in self.rows))
+        if missing:
+            assert at_least is not None
+            batch = missing + missing[:1] * (at_least - len(missing))
+            # balanced parts (sizes differ by ≤ 1), each ≤ chunk_size where possible, ≥ at_least
+            parts = max(1, min(-(-len(batch) // score.chunk_size), len(batch) // at_least))
+            bounds = [len(batch) * i // parts for i in range(parts + 1)]
+            emb = torch.cat([score.encode(batch[a:b]) for a, b in itertools.pairwise(bounds)])
+            self.rows.update(zip(missing, emb))
+            self.computed += len(missing)
+        self.reused += len(wanted) - len(missing)
+        out = []
+        for chunk, p in zip(chunks, per_text, strict=True):
+            if p:
+                out.append(torch.stack([self.rows[t] for t in chunk]))
+                continue
+            key = tuple(chunk)
+            if key in self.calls:
+                self.reused += len(chunk)
+            else:
+                self.calls[key] = score.encode(chunk)
+                self.computed += len(chunk)
+            out.append(self.calls[key])
+        return torch.cat(out)
 
 
 _WORD_TOKENS: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
@@ -212,10 +283,9 @@ def gradient_importance(score: TextScore, texts: list[str]) -> list[list[float] 
         captured.append(output)
         return output
 
-    autocast = score.ctx.autocast if score.ctx is not None else _noop
     handle = module.register_forward_hook(capture)
     try:
-        with torch.enable_grad(), autocast():
+        with torch.enable_grad(), score.autocast():
             emb = F.normalize(backbone.text_features(tokens).float(), dim=-1)
             values = score.values(emb, torch.arange(len(texts), device=emb.device))
             (grad,) = torch.autograd.grad(values.sum(), captured[0])
@@ -235,10 +305,17 @@ def gradient_importance(score: TextScore, texts: list[str]) -> list[list[float] 
 
 
 def image_guided_score(
-    backbone: Any, guidance: torch.Tensor, ctx: Context | None = None
+    backbone: Any,
+    guidance: torch.Tensor,
+    ctx: Context | None = None,
+    cache: TextEmbeddingCache | None = None,
 ) -> ImageGuidedScore:
-    """Score = −cos(f_T(candidate), guidance[owner]); ``guidance`` (T, D), one row per caption."""
-    return ImageGuidedScore(backbone, guidance, ctx)
+    """Score = −cos(f_T(candidate), guidance[owner]); ``guidance`` (T, D), one row per caption.
+    ``cache``: reuse embeddings of earlier calls on the same backbone (:class:`TextEmbeddingCache`).
+    """
+    score = ImageGuidedScore(backbone, guidance, ctx)
+    score.cache = cache
+    return score
 
 
 def kl_score(backbone: Any, clean_text_emb: torch.Tensor, ctx: Context | None = None) -> KLScore:
