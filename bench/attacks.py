@@ -2,6 +2,7 @@
 
     python bench/attacks.py                       # embedded CLIP, synthetic-aerial, 2 batches of 8
     python bench/attacks.py --batches 4 --attacks pgd,sga --device cuda
+    python bench/attacks.py --attacks sga --batch-size 32 [--no-text-cache]   # SGA's text cache A/B
 
 For each attack (pgd, bert-attack, co-attack, sga) on batches of 8 images × their captions:
 
@@ -288,8 +289,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="batches without the clean embeddings the runner passes",
     )
+    parser.add_argument(
+        "--no-text-cache",
+        action="store_true",
+        help="SGA without its text-embedding cache (an A/B of the cache; same outputs)",
+    )
     args = parser.parse_args(argv)
     apply_threads(args)
+    if args.no_text_cache:
+        import vladv_plugins.sga
+
+        vladv_plugins.sga.text_cache = lambda: None
 
     console = Console(width=max(Console().width, 120))
     if "tiny" in (args.backbone, args.dataset):  # the test fixtures of vladv.testing

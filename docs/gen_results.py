@@ -10,6 +10,8 @@ python docs/gen_results.py collect v2-records runs/rq-seed0 runs/rq-seed1 ...
                                               # repository to keep it small)
 python docs/gen_results.py collect align-records runs/rq-align ...
                                               # the same for the ALIGN-style model's grid
+python docs/gen_results.py collect graded-records runs/rq-graded/seed0 runs/rq-graded/seed0-mat
+                                              # and for the grid on the final (graded) models
 
 Prose outside the markers is left alone; tests/test_committed_results.py checks that every block
 is the report of its records, verbatim.
@@ -34,6 +36,8 @@ DIFFERENCES = "## Defense differences"
 FIGURE = RESULTS / "v2-defenses_attacks.png"
 ALIGN_RECORDS = "align-records"  # the ALIGN-style embedded model's grid (seed 0)
 ALIGN_FIGURE = RESULTS / "align-defenses_attacks.png"
+GRADED_RECORDS = "graded-records"  # the final (graded-target) embedded CLIP and MAT's grid
+GRADED_FIGURE = RESULTS / "graded-defenses_attacks.png"
 EXAMPLES_FIGURE = RESULTS / "v2-examples.png"
 # the cells whose saved examples are committed: seed 0 of the real-data embedded CLIP, no 1:N
 # augmentation
@@ -86,7 +90,10 @@ def blocks() -> dict[str, str]:
     v2 = summary("v2-records", FIGURE)
     align = summary(ALIGN_RECORDS, ALIGN_FIGURE)
     transfer = summary("transfer-records")
+    graded = summary(GRADED_RECORDS, GRADED_FIGURE)
     return {
+        "graded-summary": section(graded, None, DIFFERENCES),
+        "graded-differences": section(graded, DIFFERENCES),
         "v2-summary": section(v2, None, DIFFERENCES),
         "v2-differences": section(v2, DIFFERENCES),
         "align-summary": section(align, None, DIFFERENCES),

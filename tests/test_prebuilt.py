@@ -38,9 +38,11 @@ def test_shipped_models_are_the_current_default_recipes():
     ctx = vladv.Context()
     options = resolve_options("backbone 'clip'", get_spec("backbone", "clip").options, {})
     expected = {trained_path(options, ctx).name, mlm_path(ctx).name}
-    assert expected == set(prebuilt_manifest()), (
+    shipped = set(prebuilt_manifest())
+    mats = {n for n in shipped if n.startswith("mat-") and n.endswith(".safetensors")}
+    assert expected == shipped - mats and len(mats) == 1, (
         "the default embedded models' recipes changed: run docs/world/ship_prebuilt.py --rebuild"
-    )
+    )  # the MAT's name is checked by running it (test_shipped_mat_...)
 
 
 def _fake_prebuilt(tmp_path, monkeypatch, name: str, folder: bool = False):
@@ -127,3 +129,32 @@ def test_shipped_clip_loads_without_pretraining_and_scores_as_its_manifest_says(
         metrics = cp.evaluate_clip(model, test)
     for key, value in entry["test_metrics"].items():
         assert round(metrics[key], 2) == pytest.approx(value, abs=0.3), key
+
+
+@pytest.mark.slow
+def test_shipped_mat_is_the_default_defense_and_scores_as_its_manifest_says(monkeypatch):
+    """README command 1's defense (the default MAT of the default CLIP) is not trained from an
+    empty cache: the shipped checkpoint has the name of today's recipe, and the defended model's
+    clean test recall is the one recorded when it was built."""
+    import vladv
+    import vladv.experiment as E
+
+    def no_training(*args, **kwargs):
+        raise AssertionError(
+            "trained MAT although the default one ships: its recipe changed — run "
+            "docs/world/ship_prebuilt.py --rebuild"
+        )
+
+    monkeypatch.setattr(E, "_train_defense", no_training)
+    monkeypatch.delenv("VLADV_PREBUILT", raising=False)
+    [record] = vladv.run(
+        backbone="clip",
+        defense="mat",
+        attack="pgd",
+        attack_options={"steps": "0"},
+        output=False,
+        progress=False,
+    )
+    [entry] = [e for n, e in prebuilt_manifest().items() if n.startswith("mat-")]
+    for key, value in entry["test_metrics"].items():
+        assert record["metrics"]["clean"][key] == pytest.approx(value, abs=0.3), key

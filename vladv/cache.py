@@ -135,18 +135,20 @@ def build_once(
     build: Callable[[], T],
     notify: Callable[[str], None] | None = None,
     prebuilt: bool = False,
+    prebuilt_name: str | None = None,
 ) -> T:
     """``load()`` the cached artifact at ``target``, else ``build()`` it under
     :func:`build_lock` — loading again once the lock is ours, since the process we waited for
     has usually just built it. ``load`` returns None when there is nothing usable (or when the
     caller forces a rebuild). With ``prebuilt`` (pass ``not force``), a copy of ``target`` that
-    ships with vladv (:func:`seed_prebuilt`) is put in the cache instead of building it."""
+    ships with vladv (:func:`seed_prebuilt`; shipped as ``prebuilt_name``, default the target's
+    own name) is put in the cache instead of building it."""
     got = load()
     if got is not None:
         return got
     with build_lock(target, notify):
         got = load()
-        if got is None and prebuilt and seed_prebuilt(target, notify):
+        if got is None and prebuilt and seed_prebuilt(target, notify, prebuilt_name):
             got = load()
         return got if got is not None else build()
 
@@ -177,8 +179,11 @@ def tree_sha256(path: str | Path, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
-def seed_prebuilt(target: str | Path, notify: Callable[[str], None] | None = None) -> bool:
-    """Copy the shipped artifact named like ``target`` (a file or a folder) into the cache.
+def seed_prebuilt(
+    target: str | Path, notify: Callable[[str], None] | None = None, name: str | None = None
+) -> bool:
+    """Copy the shipped artifact named like ``target`` (a file or a folder; or shipped as
+    ``name``) into the cache.
 
     False when vladv ships none of that name, when ``VLADV_PREBUILT=0`` asks to build everything
     here, or when the shipped copy does not match its manifest (then ``notify`` says so and the
@@ -186,19 +191,20 @@ def seed_prebuilt(target: str | Path, notify: Callable[[str], None] | None = Non
     copy is only ever used for exactly the configuration it was built with.
     """
     target = Path(target)
-    entry = prebuilt_manifest().get(target.name)
-    src = PREBUILT_DIR / target.name
+    name = name or target.name
+    entry = prebuilt_manifest().get(name)
+    src = PREBUILT_DIR / name
     if os.environ.get("VLADV_PREBUILT", "1") == "0" or entry is None or not src.exists():
         return False
     if tree_sha256(src) != entry.get("sha256"):
         if notify is not None:
-            notify(f"the prebuilt {target.name} shipped with vladv is damaged; building it here")
+            notify(f"the prebuilt {name} shipped with vladv is damaged; building it here")
         return False
     copy_artifact(src, target)
     if notify is not None:
         notify(
-            f"using the prebuilt {target.name} that ships with vladv ({entry.get('built', '')}); "
-            "VLADV_PREBUILT=0 or `vladv pretrain --force` builds it on this machine"
+            f"using the prebuilt {name} that ships with vladv ({entry.get('built', '')}); "
+            "VLADV_PREBUILT=0 builds it on this machine"
         )
     return True
 

@@ -727,11 +727,13 @@ def _apply_defense(
         console.print(f"[dim]using cached {df.name} checkpoint {escape(str(final))}[/]")
         return True
 
-    model = build_once(
+    model = build_once(  # the default MAT of the default CLIP ships with vladv (prebuilt)
         final,
         lambda: model if cached() else None,
         lambda: _train_defense(model, df, augs, ds, ctx, folder, final, key),
         dim_notice(ctx),
+        prebuilt=True,
+        prebuilt_name=f"{folder.name}.safetensors",
     )
     return model, time.perf_counter() - start
 

@@ -1,13 +1,15 @@
 """Put the default embedded models into ``vladv/prebuilt/``: the copies that ship with vladv.
 
     python docs/world/ship_prebuilt.py            # from VLADV_HOME, building what is missing
-    python docs/world/ship_prebuilt.py --rebuild  # build both here first (~6 min on 2 cores)
+    python docs/world/ship_prebuilt.py --rebuild  # build all three here first (~13 min on 2 cores)
 
-The default tiny CLIP (``vladv-tiny-aerial``, default options) and the embedded masked LM
-(``vladv-tiny-mlm``) are copied under their cache names — content hashes of their whole recipes,
-so a shipped copy is only ever used for exactly that configuration — and ``MANIFEST.json`` lists
-each one's sha256, size and where and how it was built. A maintainer runs this after a change of
-either recipe or of the world; ``tests/test_prebuilt.py`` fails until then
+The default tiny CLIP (``vladv-tiny-aerial``, default options), the embedded masked LM
+(``vladv-tiny-mlm``) and the default MAT of that CLIP (README command 1's defense: default MAT
+options, the default synthetic-aerial world, seed 0, fp32) are copied under their cache names —
+content hashes of their whole recipes, so a shipped copy is only ever used for exactly that
+configuration — and ``MANIFEST.json`` lists each one's sha256, size and where and how it was
+built (an artifact whose bytes did not change keeps its entry). A maintainer runs this after a
+change of a recipe or of the world; ``tests/test_prebuilt.py`` fails until then
 (docs/world.md#prebuilt-models).
 """
 
@@ -19,6 +21,8 @@ import json
 import os
 import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 import torch
 
@@ -26,13 +30,52 @@ os.environ["VLADV_PREBUILT"] = "0"  # never take a shipped copy as the source of
 
 from safetensors import safe_open  # noqa: E402
 
-from vladv.cache import PREBUILT_DIR, atomic_write_json, copy_artifact, tree_sha256  # noqa: E402
+import vladv  # noqa: E402
+import vladv.experiment  # noqa: E402
+from vladv.cache import (  # noqa: E402
+    PREBUILT_DIR,
+    atomic_write_json,
+    copy_artifact,
+    prebuilt_manifest,
+    tree_sha256,
+)
 from vladv.experiment import make_context  # noqa: E402
 from vladv.kit.mlm import prepare_mlm  # noqa: E402
 from vladv.options import resolve_options  # noqa: E402
 from vladv.plugins import get_spec  # noqa: E402
 from vladv.results import cpu_name  # noqa: E402
 from vladv_plugins.clip_pretrain import pretrain_clip  # noqa: E402
+
+
+def default_mat(rebuild: bool, clip: Path, mlm: Path) -> tuple[Path, dict]:
+    """Train (or find in the cache) the default MAT of the default CLIP, README command 1's
+    defense; its checkpoint and a record of it (clean test metrics) from a zero-step PGD run.
+    ``rebuild`` trains it in a scratch VLADV_HOME holding only ``clip`` and ``mlm``."""
+    if rebuild:
+        home = Path(tempfile.mkdtemp(prefix="vladv-ship-"))
+        for src in (clip, mlm):
+            copy_artifact(src, home / "models" / src.name)
+        os.environ["VLADV_HOME"] = str(home)
+    seen: list[Path] = []
+    real = vladv.experiment.build_once
+
+    def spy(target, *args, **kwargs):  # the defense's cache path: the name of its recipe
+        seen.append(Path(target))
+        return real(target, *args, **kwargs)
+
+    vladv.experiment.build_once = spy
+    try:
+        [record] = vladv.run(
+            backbone="clip",
+            defense="mat",
+            attack="pgd",
+            attack_options={"steps": "0"},
+            output=False,
+        )
+    finally:
+        vladv.experiment.build_once = real
+    [final] = [t for t in seen if t.parent.name.startswith("mat-")]
+    return final, record
 
 
 def main() -> int:
@@ -43,10 +86,13 @@ def main() -> int:
     options = resolve_options("backbone 'clip'", get_spec("backbone", "clip").options, {})
     clip = pretrain_clip(options, ctx, force=args.rebuild)
     mlm = prepare_mlm(ctx, force=args.rebuild)
+    mat, mat_record = default_mat(args.rebuild, clip, mlm)
+    mat_name = f"{mat.parent.name}.safetensors"  # the defense's cache folder, as one file
     where = f"{datetime.date.today().isoformat()}, {cpu_name()}, torch {torch.__version__}"
     built = {
         clip.name: f"{where}, {torch.get_num_threads()} threads",
         mlm.name: f"{where}, 1 thread (the masked LM always trains single-threaded)",
+        mat_name: f"{where}, {torch.get_num_threads()} threads",
     }
     with safe_open(str(clip), "pt") as f:
         meta = f.metadata() or {}
@@ -62,21 +108,30 @@ def main() -> int:
             "heldout_accuracy": training.get("heldout_accuracy"),
             "seconds": training.get("seconds"),
         },
+        mat_name: {
+            "what": "default MAT of the default CLIP (README command 1's defense: default mat "
+            "options, default synthetic-aerial world, seed 0, fp32)",
+            "test_metrics": mat_record["metrics"]["clean"],
+            "parameters_sha256": mat_record["model"].get("parameters_sha256"),
+        },
     }
+    before = prebuilt_manifest()
     if PREBUILT_DIR.exists():
         shutil.rmtree(PREBUILT_DIR)
     PREBUILT_DIR.mkdir(parents=True)
     artifacts = {}
-    for src in (clip, mlm):
-        dst = copy_artifact(src, PREBUILT_DIR / src.name)
+    for src, name in ((clip, clip.name), (mlm, mlm.name), (mat, mat_name)):
+        dst = copy_artifact(src, PREBUILT_DIR / name)
         files = [p for p in dst.rglob("*") if p.is_file()] if dst.is_dir() else [dst]
         size = sum(p.stat().st_size for p in files)
-        artifacts[src.name] = {
+        artifacts[name] = {
             "sha256": tree_sha256(dst),
             "bytes": size,
-            "built": built[src.name],
-            **notes[src.name],
+            "built": built[name],
+            **notes[name],
         }
+        if before.get(name, {}).get("sha256") == artifacts[name]["sha256"]:
+            artifacts[name] = before[name]  # the same bytes: where and how they were built
     atomic_write_json(
         PREBUILT_DIR / "MANIFEST.json",
         {
