@@ -10,6 +10,7 @@ import torch
 
 from vladv.cache import (
     PREBUILT_DIR,
+    PREBUILT_MAT_RUN,
     build_once,
     prebuilt_manifest,
     seed_prebuilt,
@@ -147,14 +148,7 @@ def test_shipped_mat_is_the_default_defense_and_scores_as_its_manifest_says(monk
 
     monkeypatch.setattr(E, "_train_defense", no_training)
     monkeypatch.delenv("VLADV_PREBUILT", raising=False)
-    [record] = vladv.run(
-        backbone="clip",
-        defense="mat",
-        attack="pgd",
-        attack_options={"steps": "0"},
-        output=False,
-        progress=False,
-    )
+    [record] = vladv.run(**PREBUILT_MAT_RUN, progress=False)
     [entry] = [e for n, e in prebuilt_manifest().items() if n.startswith("mat-")]
     for key, value in entry["test_metrics"].items():
         assert record["metrics"]["clean"][key] == pytest.approx(value, abs=0.3), key

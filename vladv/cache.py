@@ -159,6 +159,18 @@ default embedded models, built by vladv's own recipe; ``MANIFEST.json`` lists ea
 and how it was built."""
 
 
+PREBUILT_MAT_RUN: dict[str, Any] = {
+    "backbone": "clip",
+    "defense": "mat",
+    "attack": "pgd",
+    "attack_options": {"steps": "0"},
+    "output": False,
+}
+"""``vladv.run`` arguments whose defense is the shipped default MAT (README command 1's) and whose
+zero-step PGD leaves the clean metrics: how docs/world/ship_prebuilt.py builds it and the tests
+check it."""
+
+
 def prebuilt_manifest() -> dict[str, Any]:
     """``{cache name: {"sha256", "bytes", "built", ...}}`` of the shipped artifacts ({} if none)."""
     try:

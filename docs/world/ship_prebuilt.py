@@ -34,6 +34,7 @@ import vladv  # noqa: E402
 import vladv.experiment  # noqa: E402
 from vladv.cache import (  # noqa: E402
     PREBUILT_DIR,
+    PREBUILT_MAT_RUN,
     atomic_write_json,
     copy_artifact,
     prebuilt_manifest,
@@ -65,13 +66,7 @@ def default_mat(rebuild: bool, clip: Path, mlm: Path) -> tuple[Path, dict]:
 
     vladv.experiment.build_once = spy
     try:
-        [record] = vladv.run(
-            backbone="clip",
-            defense="mat",
-            attack="pgd",
-            attack_options={"steps": "0"},
-            output=False,
-        )
+        [record] = vladv.run(**PREBUILT_MAT_RUN)
     finally:
         vladv.experiment.build_once = real
     [final] = [t for t in seen if t.parent.name.startswith("mat-")]
