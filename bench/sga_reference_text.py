@@ -13,9 +13,10 @@ threshold_pred_score=0.3).img_guided_attack``); its victim is the same open_clip
 CLIP wrapper (BERT ids decoded to text, tokenized to the model's full context and encoded:
 ``inference_text``). vladv runs ``WordSubstitutionSearch.run`` with SGA's image-guided score — its
 default (``vladv``) and with ``reference_compat`` (``vladv compat``: the reference's KL word
-importance and MLM alignment). Printed per side: best-of-``--repeats`` seconds (sides interleaved,
-vladv's MLM cache cleared every run), text-encoder calls, the mean cosine of the adversarial
-captions to their images (lower: a stronger attack), the share of captions identical to the
+importance and MLM alignment). Printed per side: best-of-``--repeats`` seconds (sides
+interleaved; vladv's MLM cache and word slots cleared every run, as on new captions),
+text-encoder calls, the mean cosine of the adversarial captions to their images (lower: a
+stronger attack), the share of captions identical to the
 reference's, and the speed-up. Never asserted.
 """
 
@@ -109,7 +110,8 @@ def main() -> None:
             if name == "reference":
                 victim.calls = 0
                 return reference.img_guided_attack(victim, texts, img_embeds=guidance), victim.calls
-            mlm.clear_cache()
+            mlm.clear_cache()  # cold, as on new captions: no MLM results, no word slots
+            searches[name].clear_cache()
             meter.reset()
             out = searches[name].run(list(texts), image_guided_score(backbone, guidance, ctx))
             return out, meter.calls

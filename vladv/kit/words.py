@@ -396,12 +396,15 @@ class WordSubstitutionSearch:
             )
         return self._strings[key]
 
-    def _raw_candidates(self, top: MLMTopK, rows: list[int]) -> list[str]:
+    def _raw_candidates(
+        self, top: MLMTopK, rows: list[int], top_lists: tuple[list, list] | None = None
+    ) -> list[str]:
+        """The MLM's candidate strings for the word on sub-token ``rows`` (best first);
+        ``top_lists``: ``top.ids`` and ``top.logits`` as lists, if the caller has them."""
         if len(rows) == 1:
+            ids, logits = top_lists or (top.ids.tolist(), top.logits.tolist())
             out = []
-            for tid, logit in zip(
-                top.ids[rows[0]].tolist(), top.logits[rows[0]].tolist(), strict=True
-            ):
+            for tid, logit in zip(ids[rows[0]], logits[rows[0]], strict=True):
                 if self.threshold != 0 and logit < self.threshold:
                     break
                 out.append(self._token_string([tid]))
@@ -423,6 +426,7 @@ class WordSubstitutionSearch:
         slots = []
         spans = [(s, e) for s, e in top.offsets if e > s]
         rows_of = {span: p for p, span in enumerate(top.offsets) if span[1] > span[0]}
+        top_lists = (top.ids.tolist(), top.logits.tolist())  # once per text, not per word
         start = 0
         for index, word in enumerate(text.split(" ")):
             begin, start = start, start + len(word) + 1
@@ -445,7 +449,7 @@ class WordSubstitutionSearch:
                 if rows[0] < 0:
                     continue
             seen, cands = {core.lower()}, []
-            for cand in self._raw_candidates(top, rows):
+            for cand in self._raw_candidates(top, rows, top_lists):
                 low = cand.lower()
                 if (
                     low in seen
@@ -461,6 +465,10 @@ class WordSubstitutionSearch:
             if cands:
                 slots.append(_Slot(index, prefix, suffix, cands))
         return slots
+
+    def clear_cache(self) -> None:
+        """Forget the per-text word slots (the memo of :meth:`run`; benches time cold runs)."""
+        self._slot_memo.clear()
 
     def _cached_slots(self, text: str, top: MLMTopK) -> list[_Slot]:
         """:meth:`_slots`, memoized per text (``top`` is the MLM's fixed result for ``text``)."""
