@@ -50,6 +50,7 @@ def main() -> None:
     console = Console()
     with tempfile.TemporaryDirectory(prefix="vladv-bench-home-") as home:
         os.environ["VLADV_HOME"] = home
+        os.environ["VLADV_PREBUILT"] = "0"  # build every model, never copy a shipped one
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import dataclasses
