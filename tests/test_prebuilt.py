@@ -38,7 +38,12 @@ def test_shipped_models_are_the_current_default_recipes():
 
     ctx = vladv.Context()
     options = resolve_options("backbone 'clip'", get_spec("backbone", "clip").options, {})
-    expected = {trained_path(options, ctx).name, mlm_path(ctx).name}
+    spec = get_spec("backbone", "clip").options
+    grid = [
+        resolve_options("backbone 'clip'", spec, {"pretrain_data": data})
+        for data in ("generated", "mixed")
+    ]
+    expected = {trained_path(o, ctx).name for o in (options, *grid)} | {mlm_path(ctx).name}
     shipped = set(prebuilt_manifest())
     mats = {n for n in shipped if n.startswith("mat-") and n.endswith(".safetensors")}
     assert expected == shipped - mats and len(mats) == 1, (

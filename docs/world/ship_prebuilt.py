@@ -1,15 +1,16 @@
 """Put the default embedded models into ``vladv/prebuilt/``: the copies that ship with vladv.
 
     python docs/world/ship_prebuilt.py            # from VLADV_HOME, building what is missing
-    python docs/world/ship_prebuilt.py --rebuild  # build all three here first (~13 min on 2 cores)
+    python docs/world/ship_prebuilt.py --rebuild  # build them all here first (~30 min on 2 cores)
 
-The default tiny CLIP (``vladv-tiny-aerial``, default options), the embedded masked LM
-(``vladv-tiny-mlm``) and the default MAT of that CLIP (README command 1's defense: default MAT
-options, the default synthetic-aerial world, seed 0, fp32) are copied under their cache names —
-content hashes of their whole recipes, so a shipped copy is only ever used for exactly that
-configuration — and ``MANIFEST.json`` lists each one's sha256, size and where and how it was
-built (an artifact whose bytes did not change keeps its entry). A maintainer runs this after a
-change of a recipe or of the world; ``tests/test_prebuilt.py`` fails until then
+The default tiny CLIP (``vladv-tiny-aerial``, default options), the same CLIP pretrained on the
+``generated`` and ``mixed`` training sets (the research grid's), the embedded masked LM
+(``vladv-tiny-mlm``) and the default MAT of the default CLIP (README command 1's defense:
+default MAT options, the default synthetic-aerial world, seed 0, fp32) are copied under their
+cache names — content hashes of their whole recipes, so a shipped copy is only ever used for
+exactly that configuration — and ``MANIFEST.json`` lists each one's sha256, size and where and
+how it was built (an artifact whose bytes did not change keeps its entry). A maintainer runs
+this after a change of a recipe or of the world; ``tests/test_prebuilt.py`` fails until then
 (docs/world.md#prebuilt-models).
 """
 
@@ -47,6 +48,10 @@ from vladv.plugins import get_spec  # noqa: E402
 from vladv.results import cpu_name  # noqa: E402
 from vladv_plugins.clip_pretrain import pretrain_clip  # noqa: E402
 
+GRID_TRAINING_SETS = ("generated", "mixed")
+"""Other training sets whose CLIP ships too, so every session and machine runs the research grid
+(experiments/research_question.toml) on the same models."""
+
 
 def default_mat(rebuild: bool, clip: Path, mlm: Path) -> tuple[Path, dict]:
     """Train (or find in the cache) the default MAT of the default CLIP, README command 1's
@@ -75,11 +80,21 @@ def default_mat(rebuild: bool, clip: Path, mlm: Path) -> tuple[Path, dict]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rebuild", action="store_true", help="build both models here first")
+    parser.add_argument("--rebuild", action="store_true", help="build every model here first")
     args = parser.parse_args()
     ctx = make_context("cpu", seed=0)
     options = resolve_options("backbone 'clip'", get_spec("backbone", "clip").options, {})
     clip = pretrain_clip(options, ctx, force=args.rebuild)
+    grid_clips = {  # the research grid's CLIPs pretrained on the other training sets
+        data: pretrain_clip(
+            resolve_options(
+                "backbone 'clip'", get_spec("backbone", "clip").options, {"pretrain_data": data}
+            ),
+            ctx,
+            force=args.rebuild,
+        )
+        for data in GRID_TRAINING_SETS
+    }
     mlm = prepare_mlm(ctx, force=args.rebuild)
     mat, mat_record = default_mat(args.rebuild, clip, mlm)
     mat_name = f"{mat.parent.name}.safetensors"  # the defense's cache folder, as one file
@@ -88,6 +103,7 @@ def main() -> int:
         clip.name: f"{where}, {torch.get_num_threads()} threads",
         mlm.name: f"{where}, 1 thread (the masked LM always trains single-threaded)",
         mat_name: f"{where}, {torch.get_num_threads()} threads",
+        **{c.name: f"{where}, {torch.get_num_threads()} threads" for c in grid_clips.values()},
     }
     with safe_open(str(clip), "pt") as f:
         meta = f.metadata() or {}
@@ -110,12 +126,23 @@ def main() -> int:
             "parameters_sha256": mat_record["model"].get("parameters_sha256"),
         },
     }
+    for data, path in grid_clips.items():
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        notes[path.name] = {
+            "what": f"embedded CLIP pretrained on the {data} training set (clip option "
+            f"pretrain_data={data}, otherwise defaults; the research grid's)",
+            "test_metrics": json.loads(meta.get("test_metrics", "{}")),
+            "seconds": json.loads(meta.get("seconds", "{}")),
+        }
     before = prebuilt_manifest()
     if PREBUILT_DIR.exists():
         shutil.rmtree(PREBUILT_DIR)
     PREBUILT_DIR.mkdir(parents=True)
     artifacts = {}
-    for src, name in ((clip, clip.name), (mlm, mlm.name), (mat, mat_name)):
+    shipped = [(clip, clip.name), (mlm, mlm.name), (mat, mat_name)]
+    shipped += [(path, path.name) for path in grid_clips.values()]
+    for src, name in shipped:
         dst = copy_artifact(src, PREBUILT_DIR / name)
         files = [p for p in dst.rglob("*") if p.is_file()] if dst.is_dir() else [dst]
         size = sum(p.stat().st_size for p in files)
