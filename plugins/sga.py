@@ -120,7 +120,6 @@ class SGA(Attack):
         super().__init__(options, ctx)
         self._search: Any = None
         self._mlm: Any = None
-        self.last_text_cache: TextEmbeddingCache | None = None
 
     @property
     def threat_model(self) -> ThreatModel:
@@ -153,7 +152,7 @@ class SGA(Attack):
     ) -> list[str]:
         if self.options.max_words == 0:
             return list(texts)
-        from vladv.kit.words import image_guided_score
+        from vladv.kit.words import image_guided_score  # looked up per call (tests patch it)
 
         # the score embeds candidates under no_grad and ctx.autocast itself
         score = image_guided_score(backbone, guidance, self.ctx, cache)
@@ -206,7 +205,6 @@ class SGA(Attack):
         with torch.no_grad(), self.ctx.autocast():  # 5. adversarial guidance
             adv_emb = backbone.encode_image(adv).float()
         final = self._text_attack(backbone, texts, adv_emb[txt2img], cache)  # 6. fresh, on clean T
-        self.last_text_cache = cache
         return AttackOutput(adv, final)
 
 

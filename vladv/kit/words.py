@@ -150,8 +150,14 @@ class TextScore:
 class ImageGuidedScore(TextScore):
     """SGA: ``-cos(f_T(candidate), guidance[owner])`` (guidance rows are normalized)."""
 
-    def __init__(self, backbone: Any, guidance: torch.Tensor, ctx: Context | None = None):
-        super().__init__(backbone, ctx)
+    def __init__(
+        self,
+        backbone: Any,
+        guidance: torch.Tensor,
+        ctx: Context | None = None,
+        cache: TextEmbeddingCache | None = None,
+    ):
+        super().__init__(backbone, ctx, cache=cache)
         self.guidance = F.normalize(guidance.detach().float(), dim=-1)
 
     def values(self, emb: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
@@ -313,9 +319,7 @@ def image_guided_score(
     """Score = −cos(f_T(candidate), guidance[owner]); ``guidance`` (T, D), one row per caption.
     ``cache``: reuse embeddings of earlier calls on the same backbone (:class:`TextEmbeddingCache`).
     """
-    score = ImageGuidedScore(backbone, guidance, ctx)
-    score.cache = cache
-    return score
+    return ImageGuidedScore(backbone, guidance, ctx, cache)
 
 
 def kl_score(backbone: Any, clean_text_emb: torch.Tensor, ctx: Context | None = None) -> KLScore:
@@ -397,12 +401,12 @@ class WordSubstitutionSearch:
         return self._strings[key]
 
     def _raw_candidates(
-        self, top: MLMTopK, rows: list[int], top_lists: tuple[list, list] | None = None
+        self, top: MLMTopK, rows: list[int], top_lists: tuple[list, list]
     ) -> list[str]:
         """The MLM's candidate strings for the word on sub-token ``rows`` (best first);
-        ``top_lists``: ``top.ids`` and ``top.logits`` as lists, if the caller has them."""
+        ``top_lists``: ``top.ids`` and ``top.logits`` as lists (converted once per text)."""
         if len(rows) == 1:
-            ids, logits = top_lists or (top.ids.tolist(), top.logits.tolist())
+            ids, logits = top_lists
             out = []
             for tid, logit in zip(ids[rows[0]], logits[rows[0]], strict=True):
                 if self.threshold != 0 and logit < self.threshold:
