@@ -288,21 +288,38 @@ def test_large_no_grad_text_batches_run_in_exact_row_blocks():
         for k in torch.randint(1, 20, (150,), generator=g)
     ]
     tokens = C.get_tokenizer(C.DEFAULT_MODEL)(texts)
-    calls = []
-    real = B._row_blocks
+    calls, blocks = [], []
+    real, real_cut = B._row_blocks, B._cut
     with torch.no_grad():
         B._row_blocks = lambda m, t, enc: (calls.append(tuple(t.shape)), real(m, t, enc))[1]
         try:
-            first, again = B.encode_text(model, tokens), B.encode_text(model, tokens)
+            first = B.encode_text(model, tokens)
+            B._cut = lambda m, t, n: (
+                blocks.append((t.shape[0], n, torch.get_num_threads())),
+                real_cut(m, t, n),
+            )[1]
+            again = B.encode_text(model, tokens)
         finally:
-            B._row_blocks = real
+            B._row_blocks, B._cut = real, real_cut
         shuffled = torch.randperm(150, generator=g)
         other = B.encode_text(model, torch.cat([tokens[shuffled], tokens[:40]]))
         full = model.encode_text(tokens)
     lengths = B._cut_lengths(tokens)
-    groups = sorted((int((lengths == n).sum()), n) for n in set(lengths.tolist()))
+    distinct = {
+        n: len({tuple(r) for r in tokens[lengths == n].tolist()}) for n in set(lengths.tolist())
+    }
+    groups = sorted((k, n) for n, k in distinct.items())
+    assert sum(distinct.values()) < 150  # repeated texts are computed once
     assert len(groups) > 1 and sorted(calls[: len(groups)]) == groups  # one call per length
     assert all(B._BLOCKS_EXACT[model].values())
+    # the second call cuts each group's last block to its exact-checked multiple of TAIL_STEP
+    # where it checked exact (here: every shape on the project's CPUs; kernels decide)
+    tails = B._TAILS_EXACT[model]
+    assert tails and all(b == B.ROW_BLOCK or tails[(n, threads, b)] for b, n, threads in blocks)
+    if all(tails.values()):
+        assert sum(b for b, _, _ in blocks) < sum(
+            -(-k // B.ROW_BLOCK) * B.ROW_BLOCK for k, _ in groups
+        )
     assert torch.equal(first, again) and torch.allclose(first, full, atol=1e-5)
     # a text's embedding depends on the text, not on the batch it came in with
     assert torch.equal(other[:150], first[shuffled]) and torch.equal(other[150:], first[:40])
@@ -316,6 +333,16 @@ def test_large_no_grad_text_batches_run_in_exact_row_blocks():
             assert torch.equal(
                 B._row_blocks(torch.nn.Identity(), big, batch_dependent), batch_dependent(big)
             )
+
+    def small_blocks_differ(rows):  # exact in full blocks, other bits in short ones
+        return rows[:, :1].float() + (len(rows) < B.ROW_BLOCK)
+
+    model_b, tall = torch.nn.Identity(), torch.ones(130, 3, dtype=torch.long)
+    with torch.no_grad():
+        for _ in range(2):  # the tail shape is checked once, refused, and filled up to a block
+            got = B._row_blocks(model_b, tall, small_blocks_differ)
+            assert torch.equal(got, small_blocks_differ(tall))
+    assert B._TAILS_EXACT[model_b] == {(3, torch.get_num_threads(), B.TAIL_STEP): False}
 
 
 def test_docs_world_calibration_table_is_the_committed_records_report():
