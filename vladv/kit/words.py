@@ -414,15 +414,15 @@ class WordSubstitutionSearch:
                 out.append(self._token_string([tid]))
             return [s for s in out if s]
         rows = rows[: self.bpe_pieces]
-        ids = top.ids[rows, : self.bpe_topk]
-        logp = top.logits[rows, : self.bpe_topk] - top.logsumexp[rows].unsqueeze(1)
+        ids = top.ids[rows, : self.bpe_topk].tolist()  # Python lists: no per-element tensor ops
+        logp = (top.logits[rows, : self.bpe_topk] - top.logsumexp[rows].unsqueeze(1)).tolist()
         combos: list[tuple[int, ...]] = [()]
         for _ in range(len(rows)):  # lexicographic product, pruned to the first combinations
-            combos = [c + (j,) for c in combos[: self.bpe_combos] for j in range(ids.shape[1])]
+            combos = [c + (j,) for c in combos[: self.bpe_combos] for j in range(len(ids[0]))]
         combos = combos[: self.bpe_combos]
-        nll = [-sum(float(logp[r, j]) for r, j in enumerate(c)) / len(c) for c in combos]
+        nll = [-sum(logp[r][j] for r, j in enumerate(c)) / len(c) for c in combos]
         ranked = [c for _, c in sorted(zip(nll, combos, strict=True), key=lambda p: p[0])]
-        out = [self._token_string([int(ids[r, j]) for r, j in enumerate(c)]) for c in ranked]
+        out = [self._token_string([ids[r][j] for r, j in enumerate(c)]) for c in ranked]
         return [s for s in out if s]
 
     def _slots(self, text: str, top: MLMTopK) -> list[_Slot]:
