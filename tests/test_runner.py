@@ -172,3 +172,30 @@ def test_every_schema_version_is_in_the_documented_change_log():
     assert max(SCHEMA_CHANGES) == SCHEMA_VERSION
     for version in SCHEMA_CHANGES:
         assert f"- **{version}** —" in doc, f"schema {version} missing from results-schema.md"
+
+
+def test_records_name_the_commit_of_the_code_the_process_loaded(monkeypatch):
+    """The checkout can move on while a long run (a grid) lasts; its records keep the commit read
+    at import, the code the process runs."""
+    import subprocess
+
+    from vladv import results
+
+    loaded = results.package_versions()["vladv_commit"]
+
+    def moved_on(*args, **kwargs):
+        return subprocess.CompletedProcess(args, 0, stdout="0123456789ab\n", stderr="")
+
+    monkeypatch.setattr(results.subprocess, "run", moved_on)
+    assert results.package_versions()["vladv_commit"] == loaded
+    results._git_commit.cache_clear()  # what a fresh process reads
+    try:
+        assert results.package_versions()["vladv_commit"] == (
+            "0123456789ab"
+            if (results.Path(results.__file__).parent.parent / ".git").exists()
+            else None
+        )
+    finally:
+        results._git_commit.cache_clear()
+        monkeypatch.undo()
+        results._git_commit()

@@ -83,7 +83,10 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+@functools.lru_cache(maxsize=1)
 def _git_commit() -> str | None:
+    """The checkout's commit, read once per process (at import, below): a run that lasts while
+    the checkout moves on records the commit of the code it loaded, not the one at its end."""
     here = Path(__file__).resolve().parent.parent
     if not (here / ".git").exists():
         return None
@@ -98,6 +101,9 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return res.stdout.strip() or None
+
+
+_git_commit()
 
 
 def run_id(identity: dict[str, Any]) -> str:
