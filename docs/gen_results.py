@@ -10,8 +10,8 @@ python docs/gen_results.py collect v2-records runs/rq-seed0 runs/rq-seed1 ...
                                               # repository to keep it small)
 python docs/gen_results.py collect align-records runs/rq-align ...
                                               # the same for the ALIGN-style model's grid
-python docs/gen_results.py collect graded-records runs/rq-graded/seed0 runs/rq-graded/seed0-mat
-                                              # and for the grid on the final (graded) models
+The grid on the final (graded) models is read where it is committed as it grows, row by row:
+docs/results/graded-partial/seed0 and seed0-mat (the folders of its two processes, merged).
 
 Prose outside the markers is left alone; tests/test_committed_results.py checks that every block
 is the report of its records, verbatim.
@@ -36,7 +36,8 @@ DIFFERENCES = "## Defense differences"
 FIGURE = RESULTS / "v2-defenses_attacks.png"
 ALIGN_RECORDS = "align-records"  # the ALIGN-style embedded model's grid (seed 0)
 ALIGN_FIGURE = RESULTS / "align-defenses_attacks.png"
-GRADED_RECORDS = "graded-records"  # the final (graded-target) embedded CLIP and MAT's grid
+# the grid on the final (graded-target) embedded models: the folders of its two processes
+GRADED_RECORDS = ("graded-partial/seed0", "graded-partial/seed0-mat")
 GRADED_FIGURE = RESULTS / "graded-defenses_attacks.png"
 EXAMPLES_FIGURE = RESULTS / "v2-examples.png"
 # the cells whose saved examples are committed: seed 0 of the real-data embedded CLIP, no 1:N
@@ -74,11 +75,22 @@ def section(summary: str, start: str | None, stop: str | None = None) -> str:
     return text.strip()
 
 
-def summary(records: str, figure: Path | None = None) -> str:
+def merged(records: str | tuple[str, ...], folder: Path) -> Path:
+    """A copy in ``folder`` of the records of docs/results/<records> (several folders: merged,
+    with the first one's manifest)."""
+    first, *others = (records,) if isinstance(records, str) else records
+    shutil.copytree(RESULTS / first, folder)
+    for other in others:
+        for path in (RESULTS / other).glob("*.json"):
+            if path.name != MANIFEST:
+                shutil.copyfile(path, folder / path.name)
+    return folder
+
+
+def summary(records: str | tuple[str, ...], figure: Path | None = None) -> str:
     """``vladv report`` of docs/results/<records> (in a scratch copy): its summary.md text."""
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "records"
-        shutil.copytree(RESULTS / records, folder)
+        folder = merged(records, Path(tmp) / "records")
         out = report(folder)
         if figure is not None:
             shutil.copyfile(out["files"]["defenses_attacks"], figure)
@@ -91,7 +103,7 @@ def blocks() -> dict[str, str]:
     align = summary(ALIGN_RECORDS, ALIGN_FIGURE)
     transfer = summary("transfer-records")
     out = {}
-    if (RESULTS / GRADED_RECORDS).is_dir():  # collected once the grid on the final models is done
+    if all((RESULTS / f).is_dir() for f in GRADED_RECORDS):
         graded = summary(GRADED_RECORDS, GRADED_FIGURE)
         out["graded-summary"] = section(graded, None, DIFFERENCES)
         out["graded-differences"] = section(graded, DIFFERENCES)

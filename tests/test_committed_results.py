@@ -121,13 +121,13 @@ def _block(tag: str) -> str:
     return page.split(f"<!-- {tag} -->\n", 1)[1].split(f"\n<!-- /{tag} -->", 1)[0]
 
 
-def _blocks_are_the_report(tmp_path, records: str, tag: str) -> list[dict]:
+def _blocks_are_the_report(tmp_path, records: str | tuple[str, ...], tag: str) -> list[dict]:
     """Assert that results.md's ``<tag>-summary`` and ``<tag>-differences`` blocks are `vladv
-    report docs/results/<records>`'s summary, verbatim; return the records."""
-    folder = tmp_path / records
-    shutil.copytree(RESULTS / records, folder)
-    summary = Path(report(folder)["files"]["summary_md"]).read_text()
+    report docs/results/<records>`'s summary (several folders: merged), verbatim; return the
+    records."""
     gen = _gen_results()
+    folder = gen.merged(records, tmp_path / "records")
+    summary = Path(report(folder)["files"]["summary_md"]).read_text()
     assert _block(f"{tag}-summary") == gen.section(summary, None, gen.DIFFERENCES)
     assert _block(f"{tag}-differences") == gen.section(summary, gen.DIFFERENCES)
     return _load(folder)
@@ -192,3 +192,30 @@ def test_align_block_is_the_report_of_the_committed_align_records(tmp_path):
         for r in records
     }
     assert len(cells) == 72
+
+
+def test_graded_block_is_the_report_of_the_committed_graded_rows(tmp_path):
+    """docs/results.md's section on the current (graded) default models is `vladv report` of the
+    grid's committed records, verbatim; the records are the graded CLIPs, seed 0, on the real test
+    split, committed only as complete rows: each (training set, defense) has all four attacks and
+    one evaluated model."""
+    gen = _gen_results()
+    records = _blocks_are_the_report(tmp_path, gen.GRADED_RECORDS, "graded")
+    assert len(records) >= 36 and len(records) % 4 == 0
+    assert {r["model"]["model"] for r in records} == {"vladv-tiny-aerial"}
+    assert {r["config"]["backbone"]["options"]["pretrain_graded"] for r in records} == {1.0}
+    assert {r["config"]["seed"] for r in records} == {0}
+    assert all(r["data"]["options"]["test_domain"] == "real" for r in records)
+    rows: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        rows.setdefault(
+            (r["config"]["backbone"]["options"]["pretrain_data"], _label(r)), []
+        ).append(r)
+    for row in rows.values():
+        assert sorted(r["config"]["attack"]["name"] for r in row) == [
+            "bert-attack",
+            "co-attack",
+            "pgd",
+            "sga",
+        ]
+        assert len({r["model"]["parameters_sha256"] for r in row}) == 1
