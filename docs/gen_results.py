@@ -102,13 +102,10 @@ def blocks() -> dict[str, str]:
     v2 = summary("v2-records", FIGURE)
     align = summary(ALIGN_RECORDS, ALIGN_FIGURE)
     transfer = summary("transfer-records")
-    out = {}
-    if all((RESULTS / f).is_dir() for f in GRADED_RECORDS):
-        graded = summary(GRADED_RECORDS, GRADED_FIGURE)
-        out["graded-summary"] = section(graded, None, DIFFERENCES)
-        out["graded-differences"] = section(graded, DIFFERENCES)
+    graded = summary(GRADED_RECORDS, GRADED_FIGURE)
     return {
-        **out,
+        "graded-summary": section(graded, None, DIFFERENCES),
+        "graded-differences": section(graded, DIFFERENCES),
         "v2-summary": section(v2, None, DIFFERENCES),
         "v2-differences": section(v2, DIFFERENCES),
         "align-summary": section(align, None, DIFFERENCES),

@@ -83,65 +83,57 @@ def main() -> int:
     parser.add_argument("--rebuild", action="store_true", help="build every model here first")
     args = parser.parse_args()
     ctx = make_context("cpu", seed=0)
-    options = resolve_options("backbone 'clip'", get_spec("backbone", "clip").options, {})
-    clip = pretrain_clip(options, ctx, force=args.rebuild)
-    grid_clips = {  # the research grid's CLIPs pretrained on the other training sets
+    spec = get_spec("backbone", "clip").options
+    clips = {  # training set (None: the default CLIP) -> its pretrained CLIP
         data: pretrain_clip(
-            resolve_options(
-                "backbone 'clip'", get_spec("backbone", "clip").options, {"pretrain_data": data}
-            ),
+            resolve_options("backbone 'clip'", spec, {"pretrain_data": data} if data else {}),
             ctx,
             force=args.rebuild,
         )
-        for data in GRID_TRAINING_SETS
+        for data in (None, *GRID_TRAINING_SETS)
     }
+    clip = clips[None]
     mlm = prepare_mlm(ctx, force=args.rebuild)
     mat, mat_record = default_mat(args.rebuild, clip, mlm)
     mat_name = f"{mat.parent.name}.safetensors"  # the defense's cache folder, as one file
     where = f"{datetime.date.today().isoformat()}, {cpu_name()}, torch {torch.__version__}"
+    threads = f"{where}, {torch.get_num_threads()} threads"
     built = {
-        clip.name: f"{where}, {torch.get_num_threads()} threads",
+        **{path.name: threads for path in clips.values()},
         mlm.name: f"{where}, 1 thread (the masked LM always trains single-threaded)",
-        mat_name: f"{where}, {torch.get_num_threads()} threads",
-        **{c.name: f"{where}, {torch.get_num_threads()} threads" for c in grid_clips.values()},
+        mat_name: threads,
     }
-    with safe_open(str(clip), "pt") as f:
-        meta = f.metadata() or {}
-    training = json.loads((mlm / "training.json").read_text())
-    notes = {
-        clip.name: {
-            "what": "default embedded CLIP (vladv-tiny-aerial, default clip options)",
-            "test_metrics": json.loads(meta.get("test_metrics", "{}")),
-            "seconds": json.loads(meta.get("seconds", "{}")),
-        },
-        mlm.name: {
-            "what": "embedded masked LM (vladv-tiny-mlm, default recipe)",
-            "heldout_accuracy": training.get("heldout_accuracy"),
-            "seconds": training.get("seconds"),
-        },
-        mat_name: {
-            "what": "default MAT of the default CLIP (README command 1's defense: default mat "
-            "options, default synthetic-aerial world, seed 0, fp32)",
-            "test_metrics": mat_record["metrics"]["clean"],
-            "parameters_sha256": mat_record["model"].get("parameters_sha256"),
-        },
-    }
-    for data, path in grid_clips.items():
+    notes = {}
+    for data, path in clips.items():
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
         notes[path.name] = {
-            "what": f"embedded CLIP pretrained on the {data} training set (clip option "
+            "what": "default embedded CLIP (vladv-tiny-aerial, default clip options)"
+            if data is None
+            else f"embedded CLIP pretrained on the {data} training set (clip option "
             f"pretrain_data={data}, otherwise defaults; the research grid's)",
             "test_metrics": json.loads(meta.get("test_metrics", "{}")),
             "seconds": json.loads(meta.get("seconds", "{}")),
         }
+    training = json.loads((mlm / "training.json").read_text())
+    notes[mlm.name] = {
+        "what": "embedded masked LM (vladv-tiny-mlm, default recipe)",
+        "heldout_accuracy": training.get("heldout_accuracy"),
+        "seconds": training.get("seconds"),
+    }
+    notes[mat_name] = {
+        "what": "default MAT of the default CLIP (README command 1's defense: default mat "
+        "options, default synthetic-aerial world, seed 0, fp32)",
+        "test_metrics": mat_record["metrics"]["clean"],
+        "parameters_sha256": mat_record["model"].get("parameters_sha256"),
+    }
     before = prebuilt_manifest()
     if PREBUILT_DIR.exists():
         shutil.rmtree(PREBUILT_DIR)
     PREBUILT_DIR.mkdir(parents=True)
     artifacts = {}
     shipped = [(clip, clip.name), (mlm, mlm.name), (mat, mat_name)]
-    shipped += [(path, path.name) for path in grid_clips.values()]
+    shipped += [(clips[data], clips[data].name) for data in GRID_TRAINING_SETS]
     for src, name in shipped:
         dst = copy_artifact(src, PREBUILT_DIR / name)
         files = [p for p in dst.rglob("*") if p.is_file()] if dst.is_dir() else [dst]
