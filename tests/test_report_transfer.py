@@ -172,3 +172,24 @@ def test_bar_plot_keeps_each_backbone_apart(tmp_path):
     assert cleans == [30.0, 60.0]
     path = tmp_path / "bars.png"
     assert plot_defense_bars(aggregate(records), path) == path and path.stat().st_size > 0
+
+
+def test_labels_leave_the_plugins_default_unsaid_however_many_models_differ():
+    """The default model reads ``clip`` even when more of the folder's models were built with
+    another value (here: more defenses on the generated-data CLIP than on the real-data one);
+    an option the plugin does not declare falls back to the folder's most common value."""
+    from vladv.report_transfer import model_labels
+
+    records = []
+    for data, defenses in (("real", ("none",)), ("generated", ("none", "tecoa", "mat"))):
+        for defense in defenses:
+            rec = _record("aerial", None, "pgd", 0, 50.0, defense=defense)
+            opts = {**rec["config"]["backbone"]["options"], "pretrain_data": data}
+            rec["config"]["backbone"]["options"] = {**opts, "undeclared": data == "generated"}
+            rec["run_id"] += data
+            records.append(rec)
+    labels = {r["run_id"]: model_labels(records, defenses=False)[r["run_id"]][0] for r in records}
+    real = [v for k, v in labels.items() if k.endswith("real")]
+    generated = {v for k, v in labels.items() if k.endswith("generated")}
+    assert real == ["clip(undeclared=False)"]
+    assert generated == {"clip(pretrain_data=generated)"}

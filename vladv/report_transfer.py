@@ -3,8 +3,8 @@
 A record's target is its backbone (with options), defense and augmenters; its source is
 ``config.source`` (null = white-box: the target itself). Models are labelled as short model specs
 (``clip(model=vladv-tiny-align)/mat+eda``) naming only the options whose value differs from
-the one most of the folder's models share, so the common model reads ``clip`` and labels stay
-short and distinct.
+the plugin's default (where a model of the folder holds it; else from the value most of the
+folder's models share), so the default model reads ``clip`` and labels stay short and distinct.
 """
 
 from __future__ import annotations
@@ -42,6 +42,24 @@ def _value(v: Any) -> str:
     return json.dumps(v, sort_keys=True, default=str)
 
 
+def _declared_default(kind: str, name: str, option: str) -> str | None:
+    """The JSON value of a registered plugin's default for ``option`` (None: unknown here)."""
+    from vladv.options import describe_options
+    from vladv.plugins import get_spec
+
+    try:
+        rows = describe_options(get_spec(kind, name).options)
+    except Exception:  # a plugin not installed here: the records alone decide
+        return None
+    return next((_value(r["default"]) for r in rows if r["name"] == option), None)
+
+
+def _usual(key: tuple[str, str, str], values: Counter[str]) -> str:
+    """The value of option ``key`` = (kind, plugin, option) that a label leaves unsaid."""
+    default = _declared_default(*key)
+    return default if default in values else values.most_common(1)[0][0]
+
+
 def model_labels(
     records: Iterable[dict[str, Any]], defenses: bool = True
 ) -> dict[str, tuple[str, str]]:
@@ -49,8 +67,9 @@ def model_labels(
     ``defenses``)."""
     records = list(records)
     parts = [_part(r["config"], s) for r in records for s in (False, True)]
-    # per (kind, plugin, option): how many distinct models hold each value; the most common
-    # value (first seen on ties) goes unsaid, so the common model is just "clip"
+    # per (kind, plugin, option): how many distinct models hold each value; the plugin's
+    # declared default goes unsaid where some model holds it (so the default model is just
+    # "clip" however many rows the others have), else the most common value (first seen on ties)
     models: dict[str, Mapping[str, Any]] = {}
     for p in parts:
         models.setdefault(_value(p), p)
@@ -60,7 +79,7 @@ def model_labels(
             block = p.get(kind) or {}
             for k, v in _options(block).items():
                 counts[(kind, str(block.get("name", "?")), k)][_value(v)] += 1
-    usual = {key: c.most_common(1)[0][0] for key, c in counts.items() if len(c) > 1}
+    usual = {key: _usual(key, c) for key, c in counts.items() if len(c) > 1}
 
     def label(p: Mapping[str, Any]) -> str:
         out = []
