@@ -219,7 +219,7 @@ def test_graded_block_is_the_report_of_the_committed_graded_rows(tmp_path):
             "sga",
         ]
         assert len({r["model"]["parameters_sha256"] for r in row}) == 1
-    # the prose's cell counts (results.md, README) follow the committed records
+    # results.md's stated cell counts follow the committed records
     prose = (RESULTS.parent / "results.md").read_text().replace("**", "")
     counts = set(re.findall(r"(\d+) of (?:its )?72 (?:seed-0 )?cells", prose))
     assert counts == {str(len(records))}

@@ -193,3 +193,9 @@ def test_labels_leave_the_plugins_default_unsaid_however_many_models_differ():
     generated = {v for k, v in labels.items() if k.endswith("generated")}
     assert real == ["clip(undeclared=False)"]
     assert generated == {"clip(pretrain_data=generated)"}
+    for rec in records:  # a backbone plugin not installed here: the most common value
+        rec["config"]["backbone"]["name"] = "not-installed"
+    labels = model_labels(records, defenses=False)
+    assert {labels[r["run_id"]][0] for r in records if r["run_id"].endswith("generated")} == {
+        "not-installed"
+    }

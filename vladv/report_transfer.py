@@ -44,12 +44,13 @@ def _value(v: Any) -> str:
 
 def _declared_default(kind: str, name: str, option: str) -> str | None:
     """The JSON value of a registered plugin's default for ``option`` (None: unknown here)."""
+    from vladv.errors import VladvError
     from vladv.options import describe_options
     from vladv.plugins import get_spec
 
     try:
         rows = describe_options(get_spec(kind, name).options)
-    except Exception:  # a plugin not installed here: the records alone decide
+    except VladvError:  # a plugin not installed (or ambiguous) here: the records alone decide
         return None
     return next((_value(r["default"]) for r in rows if r["name"] == option), None)
 
