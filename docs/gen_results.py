@@ -11,7 +11,8 @@ python docs/gen_results.py collect v2-records runs/rq-seed0 runs/rq-seed1 ...
 python docs/gen_results.py collect align-records runs/rq-align ...
                                               # the same for the ALIGN-style model's grid
 The grid on the final (graded) models is read where it is committed as it grows, row by row:
-docs/results/graded-partial/seed0 and seed0-mat (the folders of its two processes, merged).
+docs/results/graded-partial/seed0 and seed0-mat (the folders of its two processes, merged), and
+its seed-1 rows (graded-partial/seed1, seed1-mat) beside seed 0's records of the same rows.
 
 Prose outside the markers is left alone; tests/test_committed_results.py checks that every block
 is the report of its records, verbatim.
@@ -24,6 +25,7 @@ import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from vladv.reports import report, word_changes
@@ -39,6 +41,8 @@ ALIGN_FIGURE = RESULTS / "align-defenses_attacks.png"
 # the grid on the final (graded-target) embedded models: the folders of its two processes
 GRADED_RECORDS = ("graded-partial/seed0", "graded-partial/seed0-mat")
 GRADED_FIGURE = RESULTS / "graded-defenses_attacks.png"
+# its seed-1 rows so far (a row: one training set and defense, its four attacks)
+GRADED_SEED1 = ("graded-partial/seed1", "graded-partial/seed1-mat")
 EXAMPLES_FIGURE = RESULTS / "v2-examples.png"
 # the cells whose saved examples are committed: seed 0 of the real-data embedded CLIP, no 1:N
 # augmentation
@@ -87,10 +91,33 @@ def merged(records: str | tuple[str, ...], folder: Path) -> Path:
     return folder
 
 
-def summary(records: str | tuple[str, ...], figure: Path | None = None) -> str:
-    """``vladv report`` of docs/results/<records> (in a scratch copy): its summary.md text."""
+def graded_row(record: dict) -> tuple[str, str]:
+    """(training set, defense label) of a graded-grid record: its row."""
+    cfg = record["config"]
+    augmenters = "".join("+" + a["name"] for a in cfg.get("augmenters") or [])
+    return cfg["backbone"]["options"].get("pretrain_data"), cfg["defense"]["name"] + augmenters
+
+
+def paired_seeds(folder: Path) -> Path:
+    """In ``folder``: the graded grid's seed-1 records with seed 0's records of the same rows."""
+    merged(GRADED_SEED1, folder)
+    records = [p for p in folder.glob("*.json") if p.name != MANIFEST]
+    rows = {graded_row(json.loads(p.read_text())) for p in records}
+    for name in GRADED_RECORDS:
+        for path in (RESULTS / name).glob("*.json"):
+            if path.name != MANIFEST and graded_row(json.loads(path.read_text())) in rows:
+                shutil.copyfile(path, folder / path.name)
+    return folder
+
+
+def summary(
+    records: str | tuple[str, ...] | Callable[[Path], Path], figure: Path | None = None
+) -> str:
+    """``vladv report`` of docs/results/<records> in a scratch copy (several folders: merged; a
+    function: the folder it fills): its summary.md text."""
     with tempfile.TemporaryDirectory() as tmp:
-        folder = merged(records, Path(tmp) / "records")
+        scratch = Path(tmp) / "records"
+        folder = records(scratch) if callable(records) else merged(records, scratch)
         out = report(folder)
         if figure is not None:
             shutil.copyfile(out["files"]["defenses_attacks"], figure)
@@ -103,9 +130,12 @@ def blocks() -> dict[str, str]:
     align = summary(ALIGN_RECORDS, ALIGN_FIGURE)
     transfer = summary("transfer-records")
     graded = summary(GRADED_RECORDS, GRADED_FIGURE)
+    seeds = summary(paired_seeds)
     return {
         "graded-summary": section(graded, None, DIFFERENCES),
         "graded-differences": section(graded, DIFFERENCES),
+        "graded-seeds-summary": section(seeds, None, DIFFERENCES),
+        "graded-seeds-differences": section(seeds, DIFFERENCES),
         "v2-summary": section(v2, None, DIFFERENCES),
         "v2-differences": section(v2, DIFFERENCES),
         "align-summary": section(align, None, DIFFERENCES),

@@ -121,12 +121,13 @@ def _block(tag: str) -> str:
     return page.split(f"<!-- {tag} -->\n", 1)[1].split(f"\n<!-- /{tag} -->", 1)[0]
 
 
-def _blocks_are_the_report(tmp_path, records: str | tuple[str, ...], tag: str) -> list[dict]:
+def _blocks_are_the_report(tmp_path, records, tag: str) -> list[dict]:
     """Assert that results.md's ``<tag>-summary`` and ``<tag>-differences`` blocks are `vladv
-    report docs/results/<records>`'s summary (several folders: merged), verbatim; return the
-    records."""
+    report docs/results/<records>`'s summary (several folders: merged; a function: the folder it
+    fills), verbatim; return the records."""
     gen = _gen_results()
-    folder = gen.merged(records, tmp_path / "records")
+    scratch = tmp_path / "records"
+    folder = records(scratch) if callable(records) else gen.merged(records, scratch)
     summary = Path(report(folder)["files"]["summary_md"]).read_text()
     assert _block(f"{tag}-summary") == gen.section(summary, None, gen.DIFFERENCES)
     assert _block(f"{tag}-differences") == gen.section(summary, gen.DIFFERENCES)
@@ -194,6 +195,23 @@ def test_align_block_is_the_report_of_the_committed_align_records(tmp_path):
     assert len(cells) == 72
 
 
+def _complete_rows(records: list[dict]) -> dict[tuple, list[dict]]:
+    """Assert that every (training set, defense, seed) row of a graded grid has all four attacks
+    and one evaluated model, on the graded CLIP and the real test split; return the rows."""
+    assert {r["model"]["model"] for r in records} == {"vladv-tiny-aerial"}
+    assert {r["config"]["backbone"]["options"]["pretrain_graded"] for r in records} == {1.0}
+    assert all(r["data"]["options"]["test_domain"] == "real" for r in records)
+    rows: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        pretrain_data = r["config"]["backbone"]["options"]["pretrain_data"]
+        rows[(pretrain_data, _label(r), r["config"]["seed"])].append(r)
+    for row in rows.values():
+        attacks = sorted(r["config"]["attack"]["name"] for r in row)
+        assert attacks == ["bert-attack", "co-attack", "pgd", "sga"]
+        assert len({r["model"]["parameters_sha256"] for r in row}) == 1
+    return rows
+
+
 def test_graded_block_is_the_report_of_the_committed_graded_rows(tmp_path):
     """docs/results.md's section on the current (graded) default models is `vladv report` of the
     grid's committed records, verbatim; the records are the graded CLIPs, seed 0, on the real test
@@ -202,24 +220,21 @@ def test_graded_block_is_the_report_of_the_committed_graded_rows(tmp_path):
     gen = _gen_results()
     records = _blocks_are_the_report(tmp_path, gen.GRADED_RECORDS, "graded")
     assert len(records) >= 36 and len(records) % 4 == 0
-    assert {r["model"]["model"] for r in records} == {"vladv-tiny-aerial"}
-    assert {r["config"]["backbone"]["options"]["pretrain_graded"] for r in records} == {1.0}
     assert {r["config"]["seed"] for r in records} == {0}
-    assert all(r["data"]["options"]["test_domain"] == "real" for r in records)
-    rows: dict[tuple[str, str], list[dict]] = {}
-    for r in records:
-        rows.setdefault(
-            (r["config"]["backbone"]["options"]["pretrain_data"], _label(r)), []
-        ).append(r)
-    for row in rows.values():
-        assert sorted(r["config"]["attack"]["name"] for r in row) == [
-            "bert-attack",
-            "co-attack",
-            "pgd",
-            "sga",
-        ]
-        assert len({r["model"]["parameters_sha256"] for r in row}) == 1
+    _complete_rows(records)
     # results.md's stated cell counts follow the committed records
     prose = (RESULTS.parent / "results.md").read_text().replace("**", "")
     counts = set(re.findall(r"(\d+) of (?:its )?72 (?:seed-0 )?cells", prose))
     assert counts == {str(len(records))}
+
+
+def test_graded_seeds_block_is_seed_1_beside_the_same_rows_of_seed_0(tmp_path):
+    """results.md's seed-1 blocks are `vladv report` of the graded grid's committed seed-1 rows
+    with seed 0's records of the same rows, verbatim; seed-1 rows are committed whole too."""
+    gen = _gen_results()
+    records = _blocks_are_the_report(tmp_path, gen.paired_seeds, "graded-seeds")
+    rows = _complete_rows(records)
+    by_seed = defaultdict(set)
+    for pretrain_data, label, seed in rows:
+        by_seed[seed].add((pretrain_data, label))
+    assert set(by_seed) == {0, 1} and by_seed[0] == by_seed[1]
