@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vladv.reports import report, word_changes
-from vladv.results import MANIFEST
+from vladv.results import MANIFEST, defense_label
 
 DOCS = Path(__file__).resolve().parent
 RESULTS = DOCS / "results"
@@ -94,8 +94,7 @@ def merged(records: str | tuple[str, ...], folder: Path) -> Path:
 def graded_row(record: dict) -> tuple[str, str]:
     """(training set, defense label) of a graded-grid record: its row."""
     cfg = record["config"]
-    augmenters = "".join("+" + a["name"] for a in cfg.get("augmenters") or [])
-    return cfg["backbone"]["options"].get("pretrain_data"), cfg["defense"]["name"] + augmenters
+    return cfg["backbone"]["options"].get("pretrain_data"), defense_label(cfg)
 
 
 def paired_seeds(folder: Path) -> Path:

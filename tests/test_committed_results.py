@@ -12,6 +12,7 @@ import pytest
 
 from vladv.budget import words_changed
 from vladv.reports import report
+from vladv.results import defense_label
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
 
@@ -21,8 +22,7 @@ def _load(folder):
 
 
 def _label(rec):
-    cfg = rec["config"]
-    return cfg["defense"]["name"] + "".join("+" + a["name"] for a in cfg["augmenters"])
+    return defense_label(rec["config"])
 
 
 @pytest.fixture(scope="module")
