@@ -258,7 +258,7 @@ def _build_captioner(options: CaptionOptions, ctx: Context, force: bool, path: P
     console.print(
         f"building the embedded captioner '{EMBEDDED_CAPTIONER}' (first use: "
         f"{options.pretrain_steps} steps on {options.pretrain_data} synthetic-aerial "
-        f"images; the time grows with the CPU's speed and load) → {path}"
+        f"images; the time depends on the CPU's speed and load) → {path}"
     )
     data = _world().factory(_train_options(options), ctx, "train")
     captions = [[data.captions[t] for t in ids] for ids in data.img2txt]
@@ -355,6 +355,8 @@ def caption_quality(
     captions); ``p1`` / ``p2``: clipped unigram / bigram precision against the image's ground truth
     (BLEU's modified precision); ``color_acc`` (datasets with ``scenes`` and ``color_words``, i.e.
     synthetic-aerial): share of captions that name the true object color and no other color;
+    ``wrong`` (datasets with ``contradictions``, i.e. synthetic-aerial): share of captions that
+    name an object color, count, size or tree amount the image does not show (a lower bound);
     ``ir_r1`` / ``ir_r1_gt`` (with a ``backbone``): share of captions whose own image is the
     backbone's top match among all images, for the pool and for the ground truth captions.
     """
@@ -388,6 +390,9 @@ def caption_quality(
             return scenes[i].color in words and not (words & (colors - {scenes[i].color}))
 
         out["color_acc"] = sum(right(i, t) for i, t in texts) / len(texts)
+    contradictions = getattr(dataset, "contradictions", None)
+    if contradictions is not None and texts:
+        out["wrong"] = sum(contradictions(texts)) / len(texts)
     if backbone is not None and texts:
         out["ir_r1"] = _ir_r1(backbone, dataset, texts, batch_size)
         gt = [(dataset.txt2img[j], c) for j, c in enumerate(dataset.captions)]

@@ -30,7 +30,7 @@ from vladv.checkpoints import save_state_dict
 from vladv.data import TensorImageDataset
 from vladv.errors import DatasetError
 from vladv.options import options_to_dict
-from vladv_plugins.aerial.captions import captions_for
+from vladv_plugins.aerial.captions import captions_for, contradicts
 from vladv_plugins.aerial.domains import apply_domain
 from vladv_plugins.aerial.render import render
 from vladv_plugins.aerial.world import (
@@ -277,6 +277,13 @@ class SyntheticAerialDataset(TensorImageDataset):
     def shown_scenes(self) -> list[Scene]:
         """What each image shows (differs from ``scenes`` for mismatched generated images)."""
         return drawn_scenes(self.options, self.split, self.scenes)
+
+    def contradictions(self, texts: list[tuple[int, str]]) -> list[bool]:
+        """For each (image index, caption): whether the caption names an object color, count,
+        size or tree amount that the image does not show (``captions.contradicts``; the
+        ``wrong`` share of ``caption_quality``)."""
+        shown = self.shown_scenes
+        return [contradicts(shown[i], t) for i, t in texts]
 
     def pair_attributes(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(what each image shows, what its captions state) as integer attribute codes, each

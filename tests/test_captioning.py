@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import torch
@@ -176,13 +177,53 @@ def test_caption_quality_of_ground_truth():
     assert q["p1"] == q["p2"] == 1.0 and q["fill"] == 1.0 and q["per_image"] == 5
 
 
+def _aerial(tmp_path, split: str = "test", **opts):
+    spec = vladv.get_registry().get("dataset", "synthetic-aerial")
+    options = spec.options(train_size=40, test_size=40, image_size=16, **opts)
+    return spec.factory(options, vladv.Context(home=tmp_path), split)
+
+
 def test_caption_quality_color_accuracy_on_synthetic_aerial(tmp_path):
     """The color accuracy reads the dataset's scenes and color words (no plugin module import)."""
-    spec = vladv.get_registry().get("dataset", "synthetic-aerial")
-    ds = spec.factory(
-        spec.options(train_size=6, test_size=4, image_size=16), vladv.Context(home=tmp_path), "test"
-    )
+    ds = _aerial(tmp_path)
     truth = [[ds.captions[t] for t in ids] for ids in ds.img2txt]
     wrong = [[f"a {'red' if s.color != 'red' else 'blue'} house"] for s in ds.scenes]
     assert 0.0 < C.caption_quality(truth, ds)["color_acc"] <= 1.0
     assert C.caption_quality(wrong, ds)["color_acc"] == 0.0
+
+
+def _unshown_color(scene) -> str:
+    from vladv_plugins.aerial.world import COLORS
+
+    return next(c for c in COLORS if c not in scene.colors and c != "green")
+
+
+def test_caption_quality_wrong_share_reads_what_the_image_shows(tmp_path):
+    """Right captions contradict nothing; a recolored, recounted or resized object does; so do
+    most captions of the generated images that show another scene than their captions state."""
+    ds = _aerial(tmp_path)
+    truth = [[ds.captions[t] for t in ids] for ids in ds.img2txt]
+    assert C.caption_quality(truth, ds)["wrong"] == 0.0
+    recolored = [
+        (i, re.sub(rf"\b{s.color}\b", _unshown_color(s), truth[i][0].lower()))
+        for i, s in enumerate(ds.scenes)
+        if s.color in truth[i][0].lower().split()
+    ]
+    assert len(recolored) > 10 and all(ds.contradictions(recolored))
+    counted = [(i, "five tiny planes") for i, s in enumerate(ds.scenes) if s.count not in (1, 5)]
+    assert counted and all(ds.contradictions(counted))
+    sized = [
+        (i, f"a {'big' if s.size == 'small' else 'small'} house")
+        for i, s in enumerate(ds.scenes)
+        if s.size is not None
+    ]
+    assert sized and all(ds.contradictions(sized))
+
+    gen = _aerial(tmp_path, "train", train_domain="generated", mismatch_rate=1.0)
+    pairs = [(i, gen.captions[t]) for i, ids in enumerate(gen.img2txt) for t in ids]
+    shown = gen.shown_scenes
+    mismatched = [p for p in pairs if shown[p[0]] != gen.scenes[p[0]]]
+    assert len(mismatched) > len(pairs) / 2
+    assert sum(gen.contradictions(mismatched)) > 0.6 * len(mismatched)
+    matched = [p for p in pairs if shown[p[0]] == gen.scenes[p[0]]]
+    assert not any(gen.contradictions(matched))

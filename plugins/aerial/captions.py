@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vladv_plugins.aerial.world import (
+    COLORS,
     COUNT_WORDS,
     MANY,
     OPENERS,
@@ -271,3 +272,63 @@ def captions_for(
             frame = int(rng.integers(n_frames))
         out.append(cap)
     return out
+
+
+# -- reading captions back ---------------------------------------------------------------------
+# Whole-word phrases of the values a caption can contradict unambiguously. "a" (one object) is
+# left out of the counts: it also opens most captions.
+_COUNT_PHRASES = {n: tuple(p for p in w if p != "a") for n, w in COUNT_WORDS.items()} | {0: MANY}
+# Scene furniture whose words are also attribute values ("a red running track" names no object
+# color, "lots of trees" no object count); masked before colors, counts and sizes are read. With
+# it, the real domain's captions (right by construction) contradict nothing (tested).
+_FURNITURE = (
+    *(p for ps in TREE_PHRASES.values() for p in ps),
+    "lots of trees",
+    "many trees",
+    "green grass",
+    "green area",
+    "green park",
+    "blue lake",
+    "red running track",
+    "small park",
+    "small airport",
+    "large parking",
+    "one can see",
+    "one bank",
+)
+
+
+def _phrases(phrases: list[str] | tuple[str, ...]) -> re.Pattern:
+    alts = "|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True))
+    return re.compile(rf"(?<![a-z])(?:{alts})(?![a-z])")
+
+
+_FURNITURE_RE = _phrases(_FURNITURE)
+_OTHER_TREES = {
+    v: _phrases([p for w, ps in TREE_PHRASES.items() if w != v for p in ps]) for v in TREE_PHRASES
+}
+_OTHER_COUNTS = {
+    n: _phrases([p for m, ps in _COUNT_PHRASES.items() if m != n for p in ps])
+    for n in _COUNT_PHRASES
+}
+_SIZE_RE = {s: _phrases(ws) for s, ws in SIZE_WORDS.items()}
+_COLOR_WORDS = frozenset(COLORS) - {"green"}  # "green" also names the ground
+
+
+def contradicts(shown: Scene, caption: str) -> bool:
+    """Whether ``caption`` names an object color, an object count, a size or an amount of trees
+    that the image showing ``shown`` does not have.
+
+    A lower bound on wrong captions: the scene type, layout, position and ground are not read,
+    nor are words outside the world's phrases (a caption may be wrong in ways this misses; it
+    never flags a caption of the real domain's generator)."""
+    t = caption.lower()
+    if shown.trees is not None and _OTHER_TREES[shown.trees].search(t):
+        return True
+    t = _FURNITURE_RE.sub(" ", t)
+    if set(re.findall(r"[a-z]+", t)) & (_COLOR_WORDS - set(shown.colors)):
+        return True
+    if shown.count != 1 and _OTHER_COUNTS[shown.count].search(t):
+        return True
+    other_size = {"small": "large", "large": "small"}.get(shown.size or "")
+    return other_size is not None and bool(_SIZE_RE[other_size].search(t))

@@ -359,7 +359,7 @@ def _build_mlm(
     console = get_console(ctx)
     console.print(
         f"building the embedded masked LM '{EMBEDDED_MLM}' (first use: {config.steps} "
-        f"steps of {config.batch_size} captions; the time grows with the CPU's speed "
+        f"steps of {config.batch_size} captions; the time depends on the CPU's speed "
         f"and load, the progress bar shows what is left) → {path}"
     )
     tmp = scratch_dir(path)
