@@ -199,3 +199,51 @@ def test_labels_leave_the_plugins_default_unsaid_however_many_models_differ():
     assert {labels[r["run_id"]][0] for r in records if r["run_id"].endswith("generated")} == {
         "not-installed"
     }
+
+
+def test_models_that_differ_only_in_defense_or_augmenter_options_are_separate_rows(tmp_path):
+    """A sweep over a defense option (or an augmenter option) gives one row per model, labelled
+    with the option that tells them apart, its declared default unsaid; merged, the two models'
+    records would be averaged as if they were two seeds."""
+    from vladv.reports import aggregate
+
+    records = []
+    for steps, tr in ((2, 40.0), (10, 20.0)):  # MAT's default pgd_steps: 2
+        rec = _record("aerial", None, "sga", 0, 50.0, defense="mat")
+        rec["config"]["defense"]["options"] = {"pgd_steps": steps}
+        rec["metrics"]["adversarial"]["tr_r1"] = tr
+        rec["run_id"] += f"-steps{steps}"
+        records.append(rec)
+    for num, text_importance in ((5, "deletion"), (2, "deletion"), (5, "gradient")):
+        rec = _record("aerial", None, "sga", 0, 50.0, defense="mat")
+        rec["config"]["defense"]["options"] = {"text_importance": text_importance}
+        rec["config"]["augmenters"] = [{"name": "caption", "options": {"num_captions": num}}]
+        rec["run_id"] += f"-{num}-{text_importance}"
+        records.append(rec)
+    rows = {r["defense"]: r for r in aggregate(records)}
+    assert set(rows) == {
+        "mat",
+        "mat(pgd_steps=10)",
+        "mat+caption",
+        "mat+caption(num_captions=2)",
+        "mat(text_importance=gradient)+caption",
+    }
+    assert all(r["seeds"] == [0] for r in rows.values())
+    assert rows["mat"]["adversarial_tr_r1_mean"] == 40.0
+    assert rows["mat(pgd_steps=10)"]["adversarial_tr_r1_mean"] == 20.0
+    grid = {"defenses": ["mat+caption", "mat"], "attacks": ["sga"]}  # options keep their place
+    assert [r["defense"] for r in aggregate(records, grid)] == [
+        "mat(text_importance=gradient)+caption",
+        "mat+caption",
+        "mat+caption(num_captions=2)",
+        "mat",
+        "mat(pgd_steps=10)",
+    ]
+    out = tmp_path / "runs"
+    out.mkdir()
+    for rec in records:
+        (out / f"{rec['run_id']}.json").write_text(json.dumps(rec))
+    report(out)
+    for name in ("records.csv", "summary.csv"):
+        with (out / "report" / name).open() as f:
+            assert {r["defense"] for r in csv.DictReader(f)} == set(rows)

@@ -15,8 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from vladv.report_transfer import model_labels
-from vladv.reports import _md, _mean_std, attack_label, defense_label, esc
+from vladv.reports import _md, _mean_std, attack_label, esc, report_labels
 from vladv.results import seeds_label
 
 BEYOND = 2.0
@@ -40,7 +39,7 @@ def defense_differences(
     ]
     if not records:
         return []
-    labels = model_labels(records, defenses=False)
+    labels = report_labels(records)
     # (model) -> defense -> column -> seed -> (tr, ir)
     cells: dict[Key, dict[str, dict[str, dict[int, tuple[Any, Any]]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(dict))
@@ -48,7 +47,7 @@ def defense_differences(
     for rec in records:
         cfg, metrics = rec["config"], rec["metrics"]
         model = (labels[rec["run_id"]][0], cfg["dataset"]["name"])
-        defense, seed = defense_label(cfg), cfg["seed"]
+        defense, seed = labels[rec["run_id"]][2], cfg["seed"]
         clean = metrics.get("clean") or {}
         cells[model][defense]["clean"].setdefault(seed, (clean.get("tr_r1"), clean.get("ir_r1")))
         if cfg["attack"]["name"] != "none":

@@ -61,50 +61,89 @@ def _usual(key: tuple[str, str, str], values: Counter[str]) -> str:
     return default if default in values else values.most_common(1)[0][0]
 
 
+def _blocks(part: Mapping[str, Any], kinds: Sequence[str]) -> list[tuple[str, Mapping[str, Any]]]:
+    """(kind, block) of a model part's backbone, defense and augmenters, in that order."""
+    out: list[tuple[str, Mapping[str, Any]]] = []
+    for kind in kinds:
+        if kind == "augmenter":
+            augs = part.get("augmenters") or []
+            out += [("augmenter", a) for a in augs if isinstance(a, dict)]
+        elif isinstance(part.get(kind), dict):
+            out.append((kind, part[kind]))
+    return out
+
+
+def _unsaid(parts: Iterable[Mapping[str, Any]], kinds: Sequence[str]) -> dict[tuple, str]:
+    """Per (kind, plugin, option) whose value differs between the distinct models ``parts``:
+    the value a label leaves unsaid (the plugin's declared default where some model holds it,
+    else the most common value, first seen on ties)."""
+    models: dict[str, Mapping[str, Any]] = {}
+    for p in parts:
+        models.setdefault(_value(p), p)
+    counts: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
+    for p in models.values():
+        for kind, block in _blocks(p, kinds):
+            for k, v in _options(block).items():
+                counts[(kind, str(block.get("name", "?")), k)][_value(v)] += 1
+    return {key: _usual(key, c) for key, c in counts.items() if len(c) > 1}
+
+
+def _text(part: Mapping[str, Any], kinds: Sequence[str], unsaid: Mapping[tuple, str]) -> str:
+    """``clip(model=vladv-tiny-align)/mat(eps=0.1)+caption(pretrain_steps=1000)``: each block's
+    name with the options whose value is not the unsaid one; no ``none`` defense."""
+    out, augs = [], []
+    for kind, block in _blocks(part, kinds):
+        name = str(block.get("name", "?"))
+        if kind == "defense" and name == "none":
+            continue
+        opts = _options(block)
+        shown = ", ".join(
+            f"{k}={opts[k]}"
+            for k in sorted(opts)
+            if (kind, name, k) in unsaid and _value(opts[k]) != unsaid[(kind, name, k)]
+        )
+        (augs if kind == "augmenter" else out).append(name + (f"({shown})" if shown else ""))
+    return "/".join(out) + "".join(f"+{a}" for a in augs)
+
+
 def model_labels(
     records: Iterable[dict[str, Any]], defenses: bool = True
 ) -> dict[str, tuple[str, str]]:
     """``run_id`` → (target label, source label) for every record (backbones only unless
     ``defenses``)."""
     records = list(records)
+    kinds = ("backbone", "defense", "augmenter") if defenses else ("backbone",)
     parts = [_part(r["config"], s) for r in records for s in (False, True)]
-    # per (kind, plugin, option): how many distinct models hold each value; the plugin's
-    # declared default goes unsaid where some model holds it (so the default model is just
-    # "clip" however many rows the others have), else the most common value (first seen on ties)
-    models: dict[str, Mapping[str, Any]] = {}
-    for p in parts:
-        models.setdefault(_value(p), p)
-    counts: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
-    for p in models.values():
-        for kind in ("backbone", "defense"):
-            block = p.get(kind) or {}
-            for k, v in _options(block).items():
-                counts[(kind, str(block.get("name", "?")), k)][_value(v)] += 1
-    usual = {key: _usual(key, c) for key, c in counts.items() if len(c) > 1}
-
-    def label(p: Mapping[str, Any]) -> str:
-        out = []
-        for kind in ("backbone", "defense") if defenses else ("backbone",):
-            block = p.get(kind) or {}
-            name = str(block.get("name", "?"))
-            if kind == "defense" and name == "none":
-                continue
-            opts = _options(block)
-            shown = ", ".join(
-                f"{k}={opts[k]}"
-                for k in sorted(opts)
-                if (kind, name, k) in usual and _value(opts[k]) != usual[(kind, name, k)]
-            )
-            out.append(name + (f"({shown})" if shown else ""))
-        augs = (p.get("augmenters") or []) if defenses else []
-        return "/".join(out) + "".join(
-            f"+{a.get('name', '?')}" for a in augs if isinstance(a, dict)
-        )
-
+    unsaid = _unsaid(parts, kinds)
     return {
-        r["run_id"]: (label(_part(r["config"], False)), label(_part(r["config"], True)))
+        r["run_id"]: (
+            _text(_part(r["config"], False), kinds, unsaid),
+            _text(_part(r["config"], True), kinds, unsaid),
+        )
         for r in records
     }
+
+
+def defense_labels(
+    records: Iterable[dict[str, Any]], backbones: Mapping[str, str]
+) -> dict[str, str]:
+    """``run_id`` → the label of the record's defense and augmenters (``mat+caption``), naming
+    the options that tell apart the models sharing a backbone label (``backbones``: ``run_id`` →
+    label) and defense names: the two MATs of a sweep are two rows, never one averaged as if
+    over seeds."""
+    from vladv.results import defense_label
+
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        groups[(backbones[r["run_id"]], defense_label(r["config"]))].append(r)
+    kinds = ("defense", "augmenter")
+    out: dict[str, str] = {}
+    for (_, names), recs in groups.items():
+        models = ({k: r["config"].get(k) for k in ("defense", "augmenters")} for r in recs)
+        unsaid = _unsaid(models, kinds)
+        for r in recs:
+            out[r["run_id"]] = _text(r["config"], kinds, unsaid) or names
+    return out
 
 
 def transfer_rows(

@@ -29,6 +29,7 @@ import difflib
 import html
 import json
 import math
+import re
 import shutil
 import statistics
 from collections import defaultdict
@@ -160,24 +161,37 @@ def attack_label(config: dict[str, Any]) -> str:
     return label + part_suffix(config["attack"])
 
 
-def _group_key(rec: dict[str, Any], labels: dict[str, tuple[str, str]]) -> tuple:
+def _group_key(rec: dict[str, Any], labels: dict[str, tuple[str, str, str]]) -> tuple:
     """(backbone, dataset, defense, attack, attack options and part, source): the rows of a
     report.
 
-    The backbone is labelled with the options that differ between the folder's models and the
-    source is ``self`` for white-box records, so a folder without transfers keeps its rows.
+    The backbone and the defense are labelled with the options that tell the folder's models
+    apart and the source is ``self`` for white-box records, so a folder without transfers keeps
+    its rows.
     """
     cfg = rec["config"]
     opts = json.dumps([cfg["attack"]["options"], cfg["attack"].get("part")], sort_keys=True)
-    source = labels[rec["run_id"]][1] if isinstance(cfg.get("source"), dict) else "self"
+    backbone, source, defense = labels[rec["run_id"]]
     return (
-        labels[rec["run_id"]][0],
+        backbone,
         cfg["dataset"]["name"],
-        defense_label(cfg),
+        defense,
         cfg["attack"]["name"],
         opts,
-        source,
+        source if isinstance(cfg.get("source"), dict) else "self",
     )
+
+
+def report_labels(records: Sequence[dict[str, Any]]) -> dict[str, tuple[str, str, str]]:
+    """``run_id`` → (backbone label, source model label, defense label) of a folder's records."""
+    from vladv.report_transfer import defense_labels, model_labels
+
+    backbones = {rid: labels[0] for rid, labels in model_labels(records, defenses=False).items()}
+    defenses = defense_labels(records, backbones)
+    return {
+        rid: (backbones[rid], source, defenses[rid])
+        for rid, (_, source) in model_labels(records).items()
+    }
 
 
 def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
@@ -198,7 +212,8 @@ def grid_order(grid: dict[str, Any] | None) -> Callable[[str, str], tuple]:
     }
 
     def position(axis: str, name: str) -> tuple[int, str]:
-        return rank[axis].get(name, 0 if name == "none" else len(rank[axis]) + 1), name
+        plain = re.sub(r"\([^)]*\)", "", name)  # mat(pgd_steps=10)+caption: mat+caption's place
+        return rank[axis].get(plain, 0 if plain == "none" else len(rank[axis]) + 1), name
 
     return lambda defense, attack: (
         position("defenses", defense),
@@ -215,12 +230,8 @@ def aggregate(
     Rows follow the order of ``grid``'s defenses and attacks (an experiment manifest's grid) where
     given; otherwise ``none`` first, then by name.
     """
-    from vladv.report_transfer import model_labels
-
     records = list(records)
-    backbones = model_labels(records, defenses=False)
-    full = model_labels(records)
-    labels = {rid: (backbones[rid][0], full[rid][1]) for rid in full}
+    labels = report_labels(records)
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for rec in sorted(
         records, key=lambda r: (_group_key(r, labels), r["config"]["seed"], r["run_id"])
@@ -413,10 +424,8 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
 
 def record_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Flat rows, one per record, for ``records.csv``."""
-    from vladv.report_transfer import model_labels
-
     records = list(records)
-    labels = model_labels(records)
+    labels = report_labels(records)
     rows = []
     for rec in records:
         cfg, m = rec["config"], rec["metrics"]
@@ -424,7 +433,7 @@ def record_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             "run_id": rec["run_id"],
             "backbone": cfg["backbone"]["name"],
             "dataset": cfg["dataset"]["name"],
-            "defense": defense_label(cfg),
+            "defense": labels[rec["run_id"]][2],
             "attack": attack_label(cfg),
             "seed": cfg["seed"],
             "source": labels[rec["run_id"]][1] if isinstance(cfg.get("source"), dict) else "self",
