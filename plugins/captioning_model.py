@@ -109,7 +109,7 @@ class CaptionerConfig:
     layers: int = 2
     heads: int = 4
     max_len: int = 40
-    steps: int = 1000
+    steps: int = 4000  # 1000 until 2026-12-01: too few for world v2 (docs/augmenters.md)
     batch_size: int = 48  # images per step
     captions_per_image: int = 1  # of its captions, sampled per step (0 = all)
     lr: float = 2e-3

@@ -238,3 +238,22 @@ def test_graded_seeds_block_is_seed_1_beside_the_same_rows_of_seed_0(tmp_path):
     for pretrain_data, label, seed in rows:
         by_seed[seed].add((pretrain_data, label))
     assert set(by_seed) == {0, 1} and by_seed[0] == by_seed[1]
+
+
+def test_the_graded_experiment_file_plans_the_committed_records(tmp_path):
+    """Resuming the graded grid from its experiment file skips every committed cell: the file
+    plans exactly the committed records' run ids (a changed default, such as the captioner's
+    steps, must be pinned there, or the resume would recompute the rows under other ids)."""
+    import vladv
+
+    gen = _gen_results()
+    toml = RESULTS / "graded-partial" / "research_question_graded.toml"
+    for seed, folders in ((0, gen.GRADED_RECORDS), (1, gen.GRADED_SEED1)):
+        committed = {
+            json.loads(p.read_text())["run_id"]
+            for folder in folders
+            for p in (RESULTS / folder).glob("*.json")
+            if p.name != "experiment.json"
+        }
+        planned = vladv.run(config=toml, seed=seed, dry_run=True, progress=False)
+        assert committed and committed <= {c["run_id"] for c in planned}
