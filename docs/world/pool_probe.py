@@ -18,8 +18,9 @@ pretrained on:
     python docs/world/pool_probe.py [--images 1000] [--threads 1] [--data real ...]
         [--caption-opt pretrain_steps=4000 ...]
 
-The pools are the grid's (augmenter defaults, seed 0, the captioner of each training set); the
-captioner is trained on first use, as in the grid. Prints one markdown table.
+The pools are built as MAT builds them (augmenter defaults, seed 0, the captioner of each
+training set, trained on first use); the research grid's rows used the 1,000-step captioner, the
+default until 2026-12-01: ``--caption-opt pretrain_steps=1000``. Prints one markdown table.
 """
 
 from __future__ import annotations
