@@ -12,7 +12,8 @@ python docs/gen_results.py collect align-records runs/rq-align ...
                                               # the same for the ALIGN-style model's grid
 The grid on the final (graded) models is read where it is committed as it grows, row by row:
 docs/results/graded-partial/seed0 and seed0-mat (the folders of its two processes, merged), and
-its seed-1 rows (graded-partial/seed1, seed1-mat) beside seed 0's records of the same rows.
+its seed-1 and seed-2 rows (graded-partial/seed1, seed1-mat, seed2) beside seed 0's records of
+the same rows.
 
 Prose outside the markers is left alone; tests/test_committed_results.py checks that every block
 is the report of its records, verbatim.
@@ -41,8 +42,8 @@ ALIGN_FIGURE = RESULTS / "align-defenses_attacks.png"
 # the grid on the final (graded-target) embedded models: the folders of its two processes
 GRADED_RECORDS = ("graded-partial/seed0", "graded-partial/seed0-mat")
 GRADED_FIGURE = RESULTS / "graded-defenses_attacks.png"
-# its seed-1 rows so far (a row: one training set and defense, its four attacks)
-GRADED_SEED1 = ("graded-partial/seed1", "graded-partial/seed1-mat")
+# its seed-1 and seed-2 rows so far (a row: one training set and defense, its four attacks)
+GRADED_LATER_SEEDS = ("graded-partial/seed1", "graded-partial/seed1-mat", "graded-partial/seed2")
 EXAMPLES_FIGURE = RESULTS / "v2-examples.png"
 # the cells whose saved examples are committed: seed 0 of the real-data embedded CLIP, no 1:N
 # augmentation
@@ -98,8 +99,9 @@ def graded_row(record: dict) -> tuple[str, str]:
 
 
 def paired_seeds(folder: Path) -> Path:
-    """In ``folder``: the graded grid's seed-1 records with seed 0's records of the same rows."""
-    merged(GRADED_SEED1, folder)
+    """In ``folder``: the graded grid's seed-1 and seed-2 records with seed 0's records of the
+    same rows."""
+    merged(GRADED_LATER_SEEDS, folder)
     records = [p for p in folder.glob("*.json") if p.name != MANIFEST]
     rows = {graded_row(json.loads(p.read_text())) for p in records}
     for name in GRADED_RECORDS:

@@ -247,3 +247,16 @@ def test_models_that_differ_only_in_defense_or_augmenter_options_are_separate_ro
     for name in ("records.csv", "summary.csv"):
         with (out / "report" / name).open() as f:
             assert {r["defense"] for r in csv.DictReader(f)} == set(rows)
+
+
+def test_summary_tables_mark_the_rows_with_fewer_seeds_than_the_table():
+    """A table over seeds 0–2 whose MAT row has only two seeds says so on that row's cells."""
+    from vladv.reports import aggregate, markdown_tables
+
+    records = [_record("aerial", None, "sga", s, 50.0) for s in (0, 1, 2)]
+    records += [_record("aerial", None, "sga", s, 20.0, defense="mat") for s in (0, 1)]
+    text = markdown_tables(aggregate(records))
+    assert "(seeds 0, 1, 2)" in text
+    rows = [line for line in text.splitlines() if line.startswith(("| none", "| mat"))]
+    assert rows and all("(n=2)" in r for r in rows if r.startswith("| mat"))
+    assert not any("(n=" in r for r in rows if r.startswith("| none"))

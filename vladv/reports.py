@@ -354,8 +354,10 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     return path
 
 
-def _pair(row: dict[str, Any] | None, tr: str, ir: str) -> str:
-    return f"{_pm(row, tr)} / {_pm(row, ir)}"
+def _pair(row: dict[str, Any] | None, tr: str, ir: str, seeds: int = 0) -> str:
+    """``TR / IR``, each mean±std; `` (n=k)`` where the row has k seeds of the table's ``seeds``."""
+    fewer = row is not None and 0 < len(row["seeds"]) != seeds > 0
+    return f"{_pm(row, tr)} / {_pm(row, ir)}" + (f" (n={len(row['seeds'])})" if fewer else "")
 
 
 def _md(text: Any) -> str:
@@ -388,15 +390,16 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
         cell = {(r["defense"], r["attack_label"]): r for r in group}
         first = {d: next(r for r in group if r["defense"] == d) for d in defenses}
         seeds = sorted({s for r in group for s in r["seeds"]})
+        n = len(seeds)  # a cell of fewer seeds says so: (n=k)
         out.append(f"### {_md(backbone)} on {_md(dataset)} ({seeds_label(seeds)})\n")
         out.append("R@1, TR / IR (%; higher is more robust):\n")
         out += _md_table(
             defenses,
             ["clean", *attacks],
-            lambda d, a, first=first, cell=cell: (
-                _pair(first[d], "clean_tr_r1", "clean_ir_r1")
+            lambda d, a, first=first, cell=cell, n=n: (
+                _pair(first[d], "clean_tr_r1", "clean_ir_r1", n)
                 if a == "clean"
-                else _pair(cell.get((d, a)), "adversarial_tr_r1", "adversarial_ir_r1")
+                else _pair(cell.get((d, a)), "adversarial_tr_r1", "adversarial_ir_r1", n)
             ),
         )
         out.append(
@@ -405,8 +408,8 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
         out += _md_table(
             defenses,
             attacks,
-            lambda d, a, cell=cell: _pair(
-                cell.get((d, a)), "asr_tr_r1_conditional", "asr_ir_r1_conditional"
+            lambda d, a, cell=cell, n=n: _pair(
+                cell.get((d, a)), "asr_tr_r1_conditional", "asr_ir_r1_conditional", n
             ),
         )
         out.append(
@@ -416,7 +419,9 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
         out += _md_table(
             defenses,
             attacks,
-            lambda d, a, cell=cell: _pair(cell.get((d, a)), "asr_tr_r1_delta", "asr_ir_r1_delta"),
+            lambda d, a, cell=cell, n=n: _pair(
+                cell.get((d, a)), "asr_tr_r1_delta", "asr_ir_r1_delta", n
+            ),
         )
         out.append("")
     return "\n".join(out)
