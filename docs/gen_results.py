@@ -44,6 +44,10 @@ GRADED_RECORDS = ("graded-partial/seed0", "graded-partial/seed0-mat")
 GRADED_FIGURE = RESULTS / "graded-defenses_attacks.png"
 # its seed-1 and seed-2 rows so far (a row: one training set and defense, its four attacks)
 GRADED_LATER_SEEDS = ("graded-partial/seed1", "graded-partial/seed1-mat", "graded-partial/seed2")
+# MAT + caption with the 4,000-step captioner (the default since 2026-12-01), real-data model,
+# seed 0: a row beside seed 0's rows of that model made with the 1,000-step captioner
+GRADED_CAPTIONER = "graded-partial/seed0-caption4k"
+CAPTIONER_ROWS = {("real", d) for d in ("none", "tecoa", "fare", "mat", "mat+caption")}
 EXAMPLES_FIGURE = RESULTS / "v2-examples.png"
 # the cells whose saved examples are committed: seed 0 of the real-data embedded CLIP, no 1:N
 # augmentation
@@ -98,16 +102,31 @@ def graded_row(record: dict) -> tuple[str, str]:
     return cfg["backbone"]["options"].get("pretrain_data"), defense_label(cfg)
 
 
-def paired_seeds(folder: Path) -> Path:
-    """In ``folder``: the graded grid's seed-1 and seed-2 records with seed 0's records of the
-    same rows."""
-    merged(GRADED_LATER_SEEDS, folder)
-    records = [p for p in folder.glob("*.json") if p.name != MANIFEST]
-    rows = {graded_row(json.loads(p.read_text())) for p in records}
+def with_seed0_rows(records: str | tuple[str, ...], folder: Path, rows: set | None = None) -> Path:
+    """In ``folder``: docs/results/<records> with seed 0's graded records of ``rows`` ((training
+    set, defense label) pairs; default: the rows ``records`` hold)."""
+    merged(records, folder)
+    if rows is None:
+        records = [p for p in folder.glob("*.json") if p.name != MANIFEST]
+        rows = {graded_row(json.loads(p.read_text())) for p in records}
     for name in GRADED_RECORDS:
         for path in (RESULTS / name).glob("*.json"):
             if path.name != MANIFEST and graded_row(json.loads(path.read_text())) in rows:
                 shutil.copyfile(path, folder / path.name)
+    return folder
+
+
+def paired_seeds(folder: Path) -> Path:
+    """In ``folder``: the graded grid's seed-1 and seed-2 records with seed 0's records of the
+    same rows."""
+    return with_seed0_rows(GRADED_LATER_SEEDS, folder)
+
+
+def captioner_rows(folder: Path) -> Path:
+    """In ``folder``: MAT + caption with the 4,000-step captioner beside seed 0's undefended,
+    TeCoA, FARE, MAT and MAT + caption (1,000-step captioner) rows of the real-data model."""
+    with_seed0_rows(GRADED_CAPTIONER, folder, CAPTIONER_ROWS)
+    shutil.copyfile(RESULTS / GRADED_RECORDS[0] / MANIFEST, folder / MANIFEST)  # the grid's order
     return folder
 
 
@@ -132,7 +151,10 @@ def blocks() -> dict[str, str]:
     transfer = summary("transfer-records")
     graded = summary(GRADED_RECORDS, GRADED_FIGURE)
     seeds = summary(paired_seeds)
+    captioner = summary(captioner_rows)
     return {
+        "graded-captioner-summary": section(captioner, None, DIFFERENCES),
+        "graded-captioner-differences": section(captioner, DIFFERENCES),
         "graded-summary": section(graded, None, DIFFERENCES),
         "graded-differences": section(graded, DIFFERENCES),
         "graded-seeds-summary": section(seeds, None, DIFFERENCES),

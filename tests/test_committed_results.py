@@ -257,3 +257,21 @@ def test_the_graded_experiment_file_plans_the_committed_records(tmp_path):
     for seed, ids in committed.items():
         planned = vladv.run(config=toml, seed=seed, dry_run=True, progress=False)
         assert ids <= {c["run_id"] for c in planned}
+
+
+def test_captioner_block_is_mat_caption_with_both_captioners_beside_seed_0(tmp_path):
+    """results.md's captioner blocks are `vladv report` of MAT + caption with the 4,000-step
+    captioner (the real-data model, seed 0) beside that model's seed-0 rows, verbatim: both MAT +
+    caption rows complete, one per captioner, labelled by their steps."""
+    gen = _gen_results()
+    records = _blocks_are_the_report(tmp_path, gen.captioner_rows, "graded-captioner")
+
+    def steps(r):
+        return [a["options"]["pretrain_steps"] for a in r["config"]["augmenters"]]
+
+    for n in (1000, 4000):
+        rows = _complete_rows([r for r in records if steps(r) == [n]])
+        assert set(rows) == {("real", "mat+caption", 0)}
+    rows = _complete_rows([r for r in records if not steps(r)])
+    assert set(rows) == {("real", d, 0) for d in ("none", "tecoa", "fare", "mat")}
+    assert "| mat+caption(pretrain_steps=1000) |" in _block("graded-captioner-summary")
