@@ -107,8 +107,8 @@ def with_seed0_rows(records: str | tuple[str, ...], folder: Path, rows: set | No
     set, defense label) pairs; default: the rows ``records`` hold)."""
     merged(records, folder)
     if rows is None:
-        records = [p for p in folder.glob("*.json") if p.name != MANIFEST]
-        rows = {graded_row(json.loads(p.read_text())) for p in records}
+        paths = [p for p in folder.glob("*.json") if p.name != MANIFEST]
+        rows = {graded_row(json.loads(p.read_text())) for p in paths}
     for name in GRADED_RECORDS:
         for path in (RESULTS / name).glob("*.json"):
             if path.name != MANIFEST and graded_row(json.loads(path.read_text())) in rows:

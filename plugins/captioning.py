@@ -261,7 +261,7 @@ def _build_captioner(options: CaptionOptions, ctx: Context, force: bool, path: P
         f"images; the time depends on the CPU's speed and load) → {path}"
     )
     data = _world().factory(_train_options(options), ctx, "train")
-    captions = [[data.captions[t] for t in ids] for ids in data.img2txt]
+    captions = data.image_captions()
     model, vocab, stats = train_captioner(data.images, captions, captioner_config(options), ctx)
     tmp = scratch_dir(path)
     save_captioner(tmp, model, vocab, stats)
@@ -305,7 +305,7 @@ class CaptionAugmenter(PoolAugmenter):
     def generate(self, dataset: ImageTextDataset) -> list[list[str]]:
         o = self.options
         k = o.num_captions
-        gts = [[dataset.captions[t] for t in ids] for ids in dataset.img2txt]
+        gts = dataset.image_captions()
         pools: list[list[str]] = [[] for _ in range(len(dataset))]
         todo = list(range(len(dataset)))
         cap = self.captioner

@@ -69,10 +69,7 @@ class MATOptions(TrainingOptions):
 def text_pools(train_ds: ImageTextDataset, augmenters: list[Augmenter]) -> list[list[str]]:
     """Each image's pool: its ground-truth captions, then the text augmenters' new captions."""
     extra = build_text_pool(augmenters, train_ds)
-    return [
-        [train_ds.captions[t] for t in ids] + new
-        for ids, new in zip(train_ds.img2txt, extra, strict=True)
-    ]
+    return [gt + new for gt, new in zip(train_ds.image_captions(), extra, strict=True)]
 
 
 class MAT(Defense):

@@ -142,7 +142,7 @@ def test_embedded_captioner_pools(home):
 
 def test_training_is_deterministic_and_sampling_is_per_image():
     ds = tiny_dataset(6, image_size=16)
-    caps = [[ds.captions[t] for t in ids] for ids in ds.img2txt]
+    caps = ds.image_captions()
     cfg = M.CaptionerConfig(steps=2, batch_size=4, width=32, layers=1, heads=2)
     ctx = vladv.Context(progress=False)
     m1, vocab, stats = M.train_captioner(ds.images, caps, cfg, ctx)
@@ -172,7 +172,7 @@ def test_vocab_roundtrip_and_detokenize():
 
 def test_caption_quality_of_ground_truth():
     ds = tiny_dataset(4)
-    pools = [[ds.captions[t] for t in ids] for ids in ds.img2txt]
+    pools = ds.image_captions()
     q = C.caption_quality(pools, ds)
     assert q["p1"] == q["p2"] == 1.0 and q["fill"] == 1.0 and q["per_image"] == 5
 
@@ -186,7 +186,7 @@ def _aerial(tmp_path, split: str = "test", **opts):
 def test_caption_quality_color_accuracy_on_synthetic_aerial(tmp_path):
     """The color accuracy reads the dataset's scenes and color words (no plugin module import)."""
     ds = _aerial(tmp_path)
-    truth = [[ds.captions[t] for t in ids] for ids in ds.img2txt]
+    truth = ds.image_captions()
     wrong = [[f"a {'red' if s.color != 'red' else 'blue'} house"] for s in ds.scenes]
     assert 0.0 < C.caption_quality(truth, ds)["color_acc"] <= 1.0
     assert C.caption_quality(wrong, ds)["color_acc"] == 0.0
@@ -202,7 +202,7 @@ def test_caption_quality_wrong_share_reads_what_the_image_shows(tmp_path):
     """Right captions contradict nothing; a recolored, recounted or resized object does; so do
     most captions of the generated images that show another scene than their captions state."""
     ds = _aerial(tmp_path)
-    truth = [[ds.captions[t] for t in ids] for ids in ds.img2txt]
+    truth = ds.image_captions()
     assert C.caption_quality(truth, ds)["wrong"] == 0.0
     recolored = [
         (i, re.sub(rf"\b{s.color}\b", _unshown_color(s), truth[i][0].lower()))

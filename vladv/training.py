@@ -121,8 +121,7 @@ class PairSampler:
         self.batch_size = min(batch_size, len(dataset))
         self.seed = seed
         self.num_workers = num_workers
-        gt = [[dataset.captions[t] for t in ids] for ids in dataset.img2txt]
-        self.pools = [list(p) for p in pools] if pools is not None else gt
+        self.pools = [list(p) for p in pools] if pools is not None else dataset.image_captions()
 
     def batches(self, steps: int, start: int, device: torch.device) -> Iterator[TrainBatch]:
         sampler = _StepBatches(len(self.dataset), self.batch_size, steps, self.seed, start)

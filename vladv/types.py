@@ -238,6 +238,10 @@ class ImageTextDataset(torch.utils.data.Dataset, ABC):
     def __len__(self) -> int:
         return len(self.img2txt)
 
+    def image_captions(self) -> list[list[str]]:
+        """Each image's captions, in image order."""
+        return [[self.captions[t] for t in ids] for ids in self.img2txt]
+
     @abstractmethod
     def load_image(self, index: int) -> torch.Tensor:
         """The image at ``index`` as a (3, H, W) float tensor in [0, 1]."""

@@ -31,13 +31,14 @@ import torch
 
 from vladv.experiment import make_context, resolve
 from vladv.kit.pools import build_text_pool
+from vladv.options import parse_assignments
 from vladv_plugins.captioning import caption_quality
 from vladv_plugins.synthetic import SyntheticAerialDataset
 
 
 def first(ds: SyntheticAerialDataset, n: int) -> SyntheticAerialDataset:
     """The first ``n`` images of ``ds`` (pools depend only on seed and image index)."""
-    caps = [[ds.captions[t] for t in ds.img2txt[i]] for i in range(n)]
+    caps = ds.image_captions()[:n]
     return SyntheticAerialDataset(ds.images[:n], caps, ds.scenes[:n], ds.split, ds.options)
 
 
@@ -48,7 +49,7 @@ def main() -> None:
     p.add_argument("--data", nargs="+", default=["real", "generated", "mixed"])
     p.add_argument("--caption-opt", action="append", default=[], help="KEY=VALUE, repeatable")
     a = p.parse_args()
-    caption_opts = dict(kv.split("=", 1) for kv in a.caption_opt)
+    caption_opts = parse_assignments(a.caption_opt, "--caption-opt")
     torch.set_num_threads(a.threads)
     ctx = make_context("cpu", "fp32", seed=0, progress=False)
     print("| training set | pool | per image | share | IR@1 | p1 | p2 | wrong | unk |")
@@ -57,12 +58,11 @@ def main() -> None:
         full = resolve("dataset", "synthetic-aerial", {"train_domain": data}).build(ctx, "train")
         ds = first(full, a.images)
         bb = resolve("backbone", "clip", {"pretrain_data": data}).build(ctx)
-        gt = [[ds.captions[t] for t in ids] for ids in ds.img2txt]
-        pools = {"ground truth": gt}
+        pools = {"ground truth": ds.image_captions()}
         for name, opts in (("eda", {}), ("caption", {"pretrain_data": data, **caption_opts})):
             aug = resolve("augmenter", name, opts).build(ctx)
             pools[name] = build_text_pool([aug], ds)
-        n_gt = sum(map(len, gt))
+        n_gt = len(ds.captions)
         for name, pool in pools.items():
             q = caption_quality(pool, ds, bb)
             texts = [(i, t) for i, ts in enumerate(pool) for t in ts]

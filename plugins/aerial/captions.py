@@ -310,7 +310,9 @@ _OTHER_COUNTS = {
     n: _phrases([p for m, ps in _COUNT_PHRASES.items() if m != n for p in ps])
     for n in _COUNT_PHRASES
 }
-_SIZE_RE = {s: _phrases(ws) for s, ws in SIZE_WORDS.items()}
+_OTHER_SIZES = {
+    v: _phrases([p for w, ps in SIZE_WORDS.items() if w != v for p in ps]) for v in SIZE_WORDS
+}
 _COLOR_WORDS = frozenset(COLORS) - {"green"}  # "green" also names the ground
 
 
@@ -330,5 +332,4 @@ def contradicts(shown: Scene, caption: str) -> bool:
         return True
     if shown.count != 1 and _OTHER_COUNTS[shown.count].search(t):
         return True
-    other_size = {"small": "large", "large": "small"}.get(shown.size or "")
-    return other_size is not None and bool(_SIZE_RE[other_size].search(t))
+    return shown.size is not None and bool(_OTHER_SIZES[shown.size].search(t))
