@@ -46,6 +46,20 @@ def machine_line(ctx: Any = None, precision: str | None = None) -> str:
     )
 
 
+def gemm_gflops(size: int = 1024, seconds: float = 1.0) -> float:
+    """This machine's fp32 matrix-product rate (GFLOP/s) at torch's current threads: the best
+    of repeated ``size``³ products over about ``seconds``. A model's step divided by its FLOPs
+    at this rate is its *FLOP floor* on this machine, so a ratio to it holds across CPUs."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm-up
+    best, start = float("inf"), time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size**3 / best / 1e9
+
+
 class Meter:
     """Counts calls and seconds of one function (patched onto an instance or a class)."""
 

@@ -10,8 +10,15 @@ data preparation (their checkpoints record both), and are projected to their def
 (``--full``: run them at their defaults too). ALIGN's text tower starts from the masked LM just
 built, as it does by default. Budget (docs/world.md): five minutes per model on a 2-core CPU.
 
+The contrastive models' steps are also compared with their *FLOP floor* on this machine: the
+FLOPs of one training step (forward and backward on a batch of the real training pairs, counted
+by ``torch.utils.flop_counter``) at the fp32 matrix-product rate measured in the same run. That
+ratio, unlike the seconds, holds across CPUs; the floor of the default steps says whether any
+code could fit the budget on this machine with this model.
+
     python bench/pretraining.py                   # CLIP/ALIGN: 100 timed steps
     python bench/pretraining.py --full --threads 2
+    python bench/pretraining.py --models clip --steps 30
 
 Not a test: figures are printed, never asserted. Run it on a quiet machine.
 """
@@ -23,31 +30,79 @@ import json
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from _machine import add_threads_argument, apply_threads, machine_line
+from _machine import add_threads_argument, apply_threads, gemm_gflops, machine_line
 from rich.console import Console
 from rich.table import Table
 
 BUDGET_S = 300.0
 
 
-def _steps_seconds(path: Path) -> float:
-    """Training seconds recorded in an embedded CLIP/ALIGN checkpoint's metadata."""
+@dataclass(frozen=True)
+class Row:
+    name: str
+    steps: int
+    seconds: float  # timed training (or the whole build)
+    once: float  # what the model needs first on a cold machine
+    default: int  # default steps
+    gflop: float = 0.0  # one training step's GFLOP (contrastive models)
+
+
+def _seconds(path: Path) -> tuple[float, float]:
+    """(data, training) seconds recorded in an embedded CLIP/ALIGN checkpoint's metadata."""
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
-        return float(json.loads(f.metadata()["seconds"])["train"])
+        seconds = json.loads(f.metadata()["seconds"])
+    return float(seconds["data"]), float(seconds["train"])
+
+
+def step_gflop(name: str, train, ctx) -> float:
+    """GFLOP of one pretraining step of embedded model ``name`` (forward and backward, the loss
+    included) on the first batch of ``train``'s pairs, at the default batch size."""
+    import open_clip
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from vladv_plugins.clip import ClipOptions
+    from vladv_plugins.clip_backbone import encode_text
+    from vladv_plugins.clip_pretrain import (
+        caption_tokens,
+        clip_loss,
+        get_tokenizer,
+        model_preprocess,
+        quiet_open_clip,
+        register_embedded,
+    )
+
+    register_embedded(name, ctx)
+    with quiet_open_clip():
+        model = open_clip.create_model(name, pretrained=None)
+    batch = ClipOptions().pretrain_batch_size
+    tokens = caption_tokens(train, get_tokenizer(name))[:batch, 0]
+    x = train.images[:batch].float() / 255
+    with FlopCounterMode(display=False) as counter:
+        img = F.normalize(model.encode_image(model_preprocess(model)(x)), dim=-1)
+        txt = F.normalize(encode_text(model, tokens), dim=-1)
+        clip_loss(img, txt, model.logit_scale).backward()
+    return counter.get_total_flops() / 1e9
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=100, help="timed CLIP / ALIGN steps")
     parser.add_argument("--full", action="store_true", help="CLIP / ALIGN at their defaults")
+    parser.add_argument(
+        "--models",
+        default="clip,mlm,align,captioner",
+        help="comma-separated subset of clip, mlm, align, captioner",
+    )
     add_threads_argument(parser)
     args = parser.parse_args()
     apply_threads(args)
-    console = Console()
+    console = Console(width=max(Console().width, 150))
     with tempfile.TemporaryDirectory(prefix="vladv-bench-home-") as home:
         os.environ["VLADV_HOME"] = home
         os.environ["VLADV_PREBUILT"] = "0"  # build every model, never copy a shipped one
@@ -70,79 +125,86 @@ def main() -> None:
 
         ctx = vladv.Context(console=None)
         console.print(machine_line(ctx, "fp32"))
-        rows: list[tuple[str, int, float, float, int]] = []  # name, steps, s, once, default
+        models = {m.strip() for m in args.models.split(",") if m.strip()}
+        unknown = models - {"clip", "mlm", "align", "captioner"}
+        if unknown:
+            parser.error(
+                f"unknown --models {', '.join(sorted(unknown))}: "
+                "choose among clip, mlm, align, captioner"
+            )
+        rate = gemm_gflops()
+        console.print(f"fp32 matrix-product rate (1024³, best of 1 s): {rate:.1f} GFLOP/s")
+        rows: list[Row] = []
 
         t0 = time.perf_counter()
-        world_dataset().factory(dataset_options(ClipOptions()), ctx, "train")
+        train = world_dataset().factory(dataset_options(ClipOptions()), ctx, "train")
         data_s = time.perf_counter() - t0
         console.print(f"training images (20,000, generated once, shared): {data_s:.1f} s")
 
         clip_defaults = ClipOptions()
-        default = DEFAULT_STEPS[clip_defaults.model]
-        steps = default if args.full else args.steps
-        path = pretrain_clip(dataclasses.replace(clip_defaults, pretrain_steps=steps), ctx)
-        rows.append(("CLIP (vladv-tiny-aerial)", steps, _steps_seconds(path), data_s, default))
-
-        mlm_steps = TinyMLMConfig().steps
-        t0 = time.perf_counter()
-        prepare_mlm(ctx)
-        mlm_s = time.perf_counter() - t0
-        rows.append(("masked LM", mlm_steps, mlm_s, 0.0, mlm_steps))
-
-        align_default = DEFAULT_STEPS[ALIGN_MODEL]
-        align_steps = align_default if args.full else args.steps
-        align = dataclasses.replace(
-            clip_defaults,
-            model=ALIGN_MODEL,
-            pretrain_steps=align_steps,
-            pretrain_text_init="",
-        )
-        path = pretrain_clip(align, ctx)
-        rows.append(
-            (
-                "ALIGN (vladv-tiny-align)",
-                align_steps,
-                _steps_seconds(path),
-                data_s + mlm_s,
-                align_default,
+        mlm_s = 0.0
+        if "clip" in models:
+            default = DEFAULT_STEPS[clip_defaults.model]
+            steps = default if args.full else args.steps
+            path = pretrain_clip(dataclasses.replace(clip_defaults, pretrain_steps=steps), ctx)
+            data, seconds = _seconds(path)
+            gflop = step_gflop(clip_defaults.model, train, ctx)
+            once = data_s + data
+            rows.append(Row("CLIP (vladv-tiny-aerial)", steps, seconds, once, default, gflop))
+        if "mlm" in models:
+            mlm_steps = TinyMLMConfig().steps
+            t0 = time.perf_counter()
+            prepare_mlm(ctx)
+            mlm_s = time.perf_counter() - t0
+            rows.append(Row("masked LM", mlm_steps, mlm_s, 0.0, mlm_steps))
+        if "align" in models:
+            align_default = DEFAULT_STEPS[ALIGN_MODEL]
+            align_steps = align_default if args.full else args.steps
+            align = dataclasses.replace(
+                clip_defaults, model=ALIGN_MODEL, pretrain_steps=align_steps, pretrain_text_init=""
             )
-        )
-
-        cap_steps = CaptionerConfig().steps
-        t0 = time.perf_counter()
-        prepare_captioner(CaptionOptions(), ctx)
-        cap_s = time.perf_counter() - t0
-        rows.append(("captioner", cap_steps, cap_s, data_s, cap_steps))
+            path = pretrain_clip(align, ctx)  # builds the masked LM first if not done above
+            data, seconds = _seconds(path)
+            gflop = step_gflop(ALIGN_MODEL, train, ctx)
+            once = data_s + mlm_s + data
+            name = "ALIGN (vladv-tiny-align)"
+            rows.append(Row(name, align_steps, seconds, once, align_default, gflop))
+        if "captioner" in models:
+            cap_steps = CaptionerConfig().steps
+            t0 = time.perf_counter()
+            prepare_captioner(CaptionOptions(), ctx)
+            cap_s = time.perf_counter() - t0
+            rows.append(Row("captioner", cap_steps, cap_s, data_s, cap_steps))
 
     table = Table(title="embedded pretraining from an empty VLADV_HOME")
-    for col in (
-        "model",
-        "s / step",
-        "default steps",
-        "projected training",
-        "+ once",
-        "total",
-        "÷ 5 min",
-    ):
+    columns = ("model", "s / step", "default steps", "projected training", "+ once", "total")
+    for col in (*columns, "÷ 5 min", "GFLOP / step", "× FLOP floor", "floor of the default steps"):
         table.add_column(col, justify="right" if col != "model" else "left")
-    for name, steps, seconds, once, default in rows:
-        per_step = seconds / steps
-        train = per_step * default
-        total = train + once
+    for row in rows:
+        per_step = row.seconds / row.steps
+        training = per_step * row.default
+        total = training + row.once
+        flops = ("–", "–", "–")
+        if row.gflop:
+            floor = row.gflop / rate
+            flops = (f"{row.gflop:.2f}", f"{per_step / floor:.2f}", f"{floor * row.default:.0f} s")
         table.add_row(
-            name,
+            row.name,
             f"{per_step:.3f}",
-            str(default),
-            f"{train:.0f} s",
-            f"{once:.0f} s",
+            str(row.default),
+            f"{training:.0f} s",
+            f"{row.once:.0f} s",
             f"{total:.0f} s",
             f"{total / BUDGET_S:.2f}",
+            *flops,
         )
     console.print(table)
     console.print(
         "'+ once': what the model needs first on a cold machine — the shared training images "
         "(and for ALIGN the masked LM it starts from). Masked LM and captioner: whole builds "
-        "at their default steps (setup included in s / step)."
+        "at their default steps (setup included in s / step). FLOP floor: the step's FLOPs at "
+        f"this run's matrix-product rate ({rate:.1f} GFLOP/s); its value for the default steps "
+        "is what no code could beat on this machine with this model."
     )
 
 
