@@ -43,7 +43,12 @@ ALIGN_FIGURE = RESULTS / "align-defenses_attacks.png"
 GRADED_RECORDS = ("graded-partial/seed0", "graded-partial/seed0-mat")
 GRADED_FIGURE = RESULTS / "graded-defenses_attacks.png"
 # its seed-1 and seed-2 rows so far (a row: one training set and defense, its four attacks)
-GRADED_LATER_SEEDS = ("graded-partial/seed1", "graded-partial/seed1-mat", "graded-partial/seed2")
+GRADED_LATER_SEEDS = (
+    "graded-partial/seed1",
+    "graded-partial/seed1-mat",
+    "graded-partial/seed2",
+    "graded-partial/seed2-mat",
+)
 # MAT + caption with the 4,000-step captioner (the default since 2026-12-01), real-data model,
 # seed 0: a row beside seed 0's rows of that model made with the 1,000-step captioner
 GRADED_CAPTIONER = "graded-partial/seed0-caption4k"
