@@ -101,6 +101,13 @@ def main() -> None:
     )
     add_threads_argument(parser)
     args = parser.parse_args()
+    models = {m.strip() for m in args.models.split(",") if m.strip()}
+    unknown = models - {"clip", "mlm", "align", "captioner"}
+    if unknown:
+        parser.error(
+            f"unknown --models {', '.join(sorted(unknown))}: "
+            "choose among clip, mlm, align, captioner"
+        )
     apply_threads(args)
     console = Console(width=max(Console().width, 150))
     with tempfile.TemporaryDirectory(prefix="vladv-bench-home-") as home:
@@ -125,13 +132,6 @@ def main() -> None:
 
         ctx = vladv.Context(console=None)
         console.print(machine_line(ctx, "fp32"))
-        models = {m.strip() for m in args.models.split(",") if m.strip()}
-        unknown = models - {"clip", "mlm", "align", "captioner"}
-        if unknown:
-            parser.error(
-                f"unknown --models {', '.join(sorted(unknown))}: "
-                "choose among clip, mlm, align, captioner"
-            )
         rate = gemm_gflops()
         console.print(f"fp32 matrix-product rate (1024³, best of 1 s): {rate:.1f} GFLOP/s")
         rows: list[Row] = []
