@@ -51,6 +51,7 @@ GRADED_LATER_SEEDS = (
     "graded-partial/seed1-mixed",
     "graded-partial/seed1-mat-mixed",
     "graded-partial/seed2-mat-mixed",
+    "graded-partial/seed2-mixed",
 )
 # MAT + caption with the 4,000-step captioner (the default since 2026-12-01), real-data model,
 # seed 0: a row beside seed 0's rows of that model made with the 1,000-step captioner
