@@ -60,33 +60,31 @@ def _seconds(path: Path) -> tuple[float, float]:
 
 
 def step_gflop(name: str, train, ctx) -> float:
-    """GFLOP of one pretraining step of embedded model ``name`` (forward and backward, the loss
-    included) on the first batch of ``train``'s pairs, at the default batch size."""
+    """GFLOP of one pretraining step of embedded model ``name``: :func:`train_clip` itself, one
+    step at the default recipe, on the first batch of ``train``'s images (first captions)."""
     import open_clip
-    import torch.nn.functional as F
     from torch.utils.flop_counter import FlopCounterMode
 
     from vladv_plugins.clip import ClipOptions
-    from vladv_plugins.clip_backbone import encode_text
     from vladv_plugins.clip_pretrain import (
-        caption_tokens,
-        clip_loss,
         get_tokenizer,
         model_preprocess,
         quiet_open_clip,
+        recipe,
         register_embedded,
+        train_clip,
     )
 
     register_embedded(name, ctx)
     with quiet_open_clip():
         model = open_clip.create_model(name, pretrained=None)
-    batch = ClipOptions().pretrain_batch_size
-    tokens = caption_tokens(train, get_tokenizer(name))[:batch, 0]
-    x = train.images[:batch].float() / 255
+    kwargs = recipe(ClipOptions())
+    n = kwargs["batch_size"]
+    tokens = get_tokenizer(name)([train.captions[ids[0]] for ids in train.img2txt[:n]])
     with FlopCounterMode(display=False) as counter:
-        img = F.normalize(model.encode_image(model_preprocess(model)(x)), dim=-1)
-        txt = F.normalize(encode_text(model, tokens), dim=-1)
-        clip_loss(img, txt, model.logit_scale).backward()
+        train_clip(
+            model, model_preprocess(model), train.images[:n], tokens[:, None], steps=1, **kwargs
+        )
     return counter.get_total_flops() / 1e9
 
 

@@ -42,16 +42,14 @@ ALIGN_FIGURE = RESULTS / "align-defenses_attacks.png"
 # the grid on the final (graded-target) embedded models: the folders of its two processes
 GRADED_RECORDS = ("graded-partial/seed0", "graded-partial/seed0-mat")
 GRADED_FIGURE = RESULTS / "graded-defenses_attacks.png"
-# its seed-1 and seed-2 rows so far (a row: one training set and defense, its four attacks)
-GRADED_LATER_SEEDS = (
-    "graded-partial/seed1",
-    "graded-partial/seed1-mat",
-    "graded-partial/seed2",
-    "graded-partial/seed2-mat",
-    "graded-partial/seed1-mixed",
-    "graded-partial/seed1-mat-mixed",
-    "graded-partial/seed2-mat-mixed",
-    "graded-partial/seed2-mixed",
+# its seed-1 and seed-2 rows so far (a row: one training set and defense, its four attacks), one
+# folder per process that computed them; the first (seed1) gives the grid's order
+GRADED_LATER_SEEDS = tuple(
+    sorted(
+        f"graded-partial/{p.name}"
+        for p in (RESULTS / "graded-partial").glob("seed[12]*")
+        if p.is_dir()
+    )
 )
 # MAT + caption with the 4,000-step captioner (the default since 2026-12-01), real-data model,
 # seed 0: a row beside seed 0's rows of that model made with the 1,000-step captioner
